@@ -1,0 +1,53 @@
+"""portarun: one ML script, unchanged, on Colab, Kaggle, Paperspace, a laptop or a cluster.
+
+>>> import portarun
+>>> rt = portarun.detect()          # where am I running and what do I have?
+>>> rt.host.name, rt.paths.checkpoints
+
+Importing portarun is light: names below load on first use, and neither ``import portarun``
+nor ``portarun.detect()`` imports torch, torch_xla or IPython.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+from .errors import PortarunError, PortarunWarning
+
+if TYPE_CHECKING:
+    from .errors import NotAvailableError, PathError, PluginError, UnknownHostError
+    from .paths import Paths
+    from .probe import Probe
+    from .provider import Detection, Evidence, HostLocations, Provider, SessionLimits
+    from .runtime import HostInfo, Runtime, detect, get_plugin_manager, providers
+    from .session import SessionInfo
+
+_LAZY = {
+    "detect": "runtime", "providers": "runtime", "get_plugin_manager": "runtime",
+    "Runtime": "runtime", "HostInfo": "runtime",
+    "Provider": "provider", "Detection": "provider", "Evidence": "provider",
+    "HostLocations": "provider", "SessionLimits": "provider",
+    "Paths": "paths", "Probe": "probe", "SessionInfo": "session",
+    "UnknownHostError": "errors", "PluginError": "errors", "PathError": "errors",
+    "NotAvailableError": "errors",
+}
+
+__all__ = ["__version__", "PortarunError", "PortarunWarning", "hookimpl", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "hookimpl":
+        import pluggy
+
+        value: Any = pluggy.HookimplMarker("portarun")
+    elif name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    else:
+        raise AttributeError(f"module 'portarun' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,4 @@
+"""``python -m portarun`` runs the ``portarun`` command line."""
+from .cli import main
+
+raise SystemExit(main())

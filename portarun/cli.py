@@ -1,0 +1,68 @@
+"""The ``portarun`` command line (also ``python -m portarun``).
+
+Commands are registered in :data:`COMMANDS` as ``name → "module:function"``; each function
+gets the argparse subparser to fill and returns the function that runs the command.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from .errors import PortarunError
+
+Runner = Callable[[argparse.Namespace], int]
+
+COMMANDS: dict[str, str] = {
+    "info": "portarun.cli:info_command",
+}
+
+
+def info_command(parser: argparse.ArgumentParser) -> Runner:
+    """``portarun info``: where am I running and what do I have."""
+    parser.add_argument("--json", action="store_true", help="print the report as JSON (stable keys, docs/cli.md)")
+    parser.add_argument("--explain", action="store_true", help="show every provider's verdict and evidence")
+    parser.add_argument("--host", metavar="NAME", help="force a provider, like PORTARUN_HOST")
+    parser.add_argument("--project", metavar="NAME", help="project name for persist/checkpoints")
+
+    def run(args: argparse.Namespace) -> int:
+        from . import report
+        from .runtime import detect
+
+        rt = detect(host=args.host, project=args.project)
+        data = report.build(rt)
+        print(json.dumps(data, indent=2) if args.json else report.render(data, explain=args.explain))
+        return 0
+
+    return run
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Runner]]:
+    """The argument parser with every registered command."""
+    from ._version import __version__
+
+    parser = argparse.ArgumentParser(prog="portarun", description="Where am I running and what do I have?")
+    parser.add_argument("--version", action="version", version=f"portarun {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    runners: dict[str, Runner] = {}
+    for name, target in COMMANDS.items():
+        module, _, function = target.partition(":")
+        factory = getattr(importlib.import_module(module), function)
+        runners[name] = factory(sub.add_parser(name, help=(factory.__doc__ or "").strip().splitlines()[0]))
+    return parser, runners
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status. Errors print one line, exit status 2."""
+    parser, runners = build_parser()
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if not args_list or args_list[0].startswith("-") and args_list[0] not in ("-h", "--help", "--version"):
+        args_list.insert(0, "info")
+    args = parser.parse_args(args_list)
+    try:
+        return runners[args.command](args)
+    except PortarunError as exc:
+        print(f"portarun: error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,203 @@
+"""The probe: the one seam through which portarun learns anything about the host.
+
+Detection and every later decision are pure functions of a :class:`Probe`: environment
+variables, which paths exist under ``root``, which modules are importable, whether this process
+runs inside a Jupyter kernel, and hardware facts. Providers never touch ``os`` or ``sys``
+directly. :func:`portarun.testing.simulate` builds a probe over a temporary root with chosen
+facts; :meth:`Probe.real` builds the one that describes this machine.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import platform
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from ._redact import shown_value
+from .facts import CpuFacts, GpuFacts, MemoryFacts, PlatformFacts, ShmFacts, TpuFacts
+
+
+@dataclass(frozen=True, eq=False)
+class Probe:
+    """Facts about the host, read lazily and cached.
+
+    ``env`` is the whole environment the probe sees. ``root`` is where absolute host paths are
+    looked up (``/`` on a real machine). ``modules``: ``None`` means "ask the real import
+    system"; a set means exactly these of ``host_modules`` are importable (other names still
+    go to the real import system, so ``torch`` stays what it is). Any hardware fact left
+    ``None`` is read from the real machine on first use.
+    """
+
+    env: Mapping[str, str]
+    root: Path = Path("/")
+    modules: frozenset[str] | None = None
+    host_modules: frozenset[str] = frozenset()
+    simulated: bool = False
+    kernel: bool | None = None
+    cpu_override: CpuFacts | None = None
+    memory_override: MemoryFacts | None = None
+    shm_override: ShmFacts | None = None
+    gpus_override: tuple[GpuFacts, ...] | None = None
+    tpu_override: TpuFacts | None = None
+    tpu_absent: bool = False
+    platform_override: PlatformFacts | None = None
+    started_at_override: float | None = None
+
+    @classmethod
+    def real(cls) -> Probe:
+        """The probe of this process on this machine."""
+        return cls(env=os.environ)
+
+    # -- environment ---------------------------------------------------------------------
+    def getenv(self, name: str, default: str | None = None) -> str | None:
+        """The variable's value as this probe sees it."""
+        return self.env.get(name, default)
+
+    def env_fact(self, name: str) -> str:
+        """``NAME=value`` for evidence, with credential-like values masked."""
+        return f"{name}={shown_value(name, self.env.get(name, ''))}"
+
+    # -- filesystem ----------------------------------------------------------------------
+    def path(self, host_path: str | os.PathLike[str]) -> Path:
+        """Map an absolute host path (``/kaggle/input``) to where it lives under ``root``."""
+        p = Path(host_path)
+        if self.root == Path("/") or not p.is_absolute():
+            return p
+        return self.root.joinpath(*p.parts[1:])
+
+    def is_dir(self, host_path: str) -> bool:
+        """Whether the host path exists and is a folder."""
+        return self.path(host_path).is_dir()
+
+    def is_file(self, host_path: str) -> bool:
+        """Whether the host path exists and is a file."""
+        return self.path(host_path).is_file()
+
+    @cached_property
+    def home(self) -> Path:
+        """The user's home: the real one, or ``$HOME`` (default ``/root``) under a simulated root."""
+        if not self.simulated:
+            return Path.home()
+        return self.path(self.env.get("HOME", "/root"))
+
+    @cached_property
+    def cwd(self) -> Path:
+        """The working folder: the real one; in a simulation ``$PWD`` under root if that
+        folder exists, else ``root`` itself."""
+        if not self.simulated:
+            return Path.cwd()
+        pwd = self.env.get("PWD")
+        return self.path(pwd) if pwd and self.is_dir(pwd) else self.root
+
+    # -- modules -------------------------------------------------------------------------
+    def has_module(self, name: str) -> bool:
+        """Whether ``name`` is importable, without importing it (parents of a dotted name may be
+        imported by the import system; they are tiny namespace packages)."""
+        if self.modules is not None and (name in self.modules or name in self.host_modules):
+            return name in self.modules
+        if name in sys.modules:
+            return True
+        try:
+            return importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            return False
+
+    @cached_property
+    def in_kernel(self) -> bool:
+        """Whether this process is a Jupyter/IPython kernel (checked via ``sys.modules``, so a
+        script started with ``!python train.py`` from a notebook cell is not one)."""
+        if self.kernel is not None:
+            return self.kernel
+        return "ipykernel" in sys.modules
+
+    # -- hardware ------------------------------------------------------------------------
+    @cached_property
+    def cpu(self) -> CpuFacts:
+        """CPU counts and limits."""
+        if self.cpu_override is not None:
+            return self.cpu_override
+        from .sysinfo import read_cpu
+
+        return read_cpu(self.root)
+
+    @cached_property
+    def memory(self) -> MemoryFacts:
+        """Memory size, availability and cgroup limit."""
+        if self.memory_override is not None:
+            return self.memory_override
+        from .sysinfo import read_memory
+
+        return read_memory(self.root)
+
+    @cached_property
+    def shm(self) -> ShmFacts:
+        """``/dev/shm`` size and free space."""
+        if self.shm_override is not None:
+            return self.shm_override
+        from .sysinfo import read_shm
+
+        return read_shm(self.root)
+
+    @cached_property
+    def gpus(self) -> tuple[GpuFacts, ...]:
+        """NVIDIA GPUs visible to this process (``CUDA_VISIBLE_DEVICES`` applied)."""
+        if self.gpus_override is not None:
+            return self.gpus_override
+        if self.simulated:
+            return ()
+        from .accelerators import read_gpus
+
+        return read_gpus(self)
+
+    @cached_property
+    def tpu(self) -> TpuFacts | None:
+        """TPU chips on this host, or ``None``."""
+        if self.tpu_override is not None or self.tpu_absent or self.simulated:
+            return self.tpu_override
+        from .accelerators import read_tpu
+
+        return read_tpu(self)
+
+    @cached_property
+    def platform(self) -> PlatformFacts:
+        """Operating system and CPU architecture."""
+        if self.platform_override is not None:
+            return self.platform_override
+        return PlatformFacts(system=platform.system(), machine=platform.machine())
+
+    @cached_property
+    def started_at(self) -> float:
+        """When this host's session began, as a Unix time: the start of PID 1 (the container or
+        VM init, which is when a Colab or Kaggle session started), else this process's start."""
+        if self.started_at_override is not None:
+            return self.started_at_override
+        started = _pid1_start(self.root)
+        return started if started is not None else _process_start()
+
+
+def _process_start() -> float:
+    return time.time() - time.monotonic() + _monotonic_at_start
+
+
+_monotonic_at_start = time.monotonic()
+
+
+def _pid1_start(root: Path) -> float | None:
+    """PID 1's start time from ``/proc/1/stat`` field 22 (clock ticks after boot) plus ``btime``
+    from ``/proc/stat`` (proc(5))."""
+    try:
+        stat = (root / "proc/1/stat").read_text()
+        ticks = int(stat.rsplit(")", 1)[1].split()[19])
+        btime = next(
+            int(line.split()[1])
+            for line in (root / "proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+        return btime + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration, AttributeError):
+        return None

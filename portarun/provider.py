@@ -1,0 +1,136 @@
+"""The provider contract: one class per host behind one API.
+
+A provider answers two kinds of question. As a class, :meth:`Provider.detect` weighs the
+evidence in a :class:`~portarun.probe.Probe` and returns a :class:`Detection` (or ``None``).
+As an instance, bound to the probe of the winning detection, it says where each path role
+lives, what the session's limits are and which devices to prefer.
+
+Third-party providers subclass :class:`Provider` and register it through the
+``portarun_register_providers`` hook, exactly as the built-ins do.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from .probe import Probe
+
+DeviceKind = Literal["cuda", "xla", "mps", "cpu"]
+
+#: A detection below this confidence is reported by ``explain()`` but never wins; only the
+#: fallback provider (``local``) is chosen below it.
+MATCH_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A provider's verdict: ``confidence`` in [0, 1] and the ``evidence`` behind it, one line
+    per fact, each starting with the weight it added (``+0.40``) or ``note``."""
+
+    confidence: float
+    evidence: tuple[str, ...]
+
+
+class Evidence:
+    """Collects weighted facts and turns them into a :class:`Detection`.
+
+    Weights add up and are capped at 0.99: no amount of circumstantial evidence is certainty.
+    """
+
+    def __init__(self) -> None:
+        self._lines: list[str] = []
+        self._total = 0.0
+
+    def add(self, weight: float, fact: str, why: str) -> None:
+        """Count ``fact`` with ``weight``; ``why`` says what it proves (and its source)."""
+        self._total += weight
+        self._lines.append(f"+{weight:.2f} {fact} ({why})")
+
+    def note(self, fact: str, why: str) -> None:
+        """Record a fact that was looked at and deliberately not counted."""
+        self._lines.append(f"note {fact} ({why})")
+
+    def detection(self) -> Detection | None:
+        """The detection, or ``None`` when nothing counted."""
+        if self._total <= 0:
+            return None if not self._lines else Detection(0.0, tuple(self._lines))
+        return Detection(min(round(self._total, 2), 0.99), tuple(self._lines))
+
+
+@dataclass(frozen=True)
+class HostLocations:
+    """Where a host keeps each kind of data, before overrides and project namespacing.
+
+    ``persist`` is the root of storage that survives the session; the runtime puts
+    ``<persist>/<project>`` and ``<persist>/<project>/checkpoints`` under it. ``persist_warning``
+    says why ``persist`` is not really persistent here (e.g. Colab without Drive mounted).
+    """
+
+    input: Path | str
+    scratch: Path | str
+    output: Path | str
+    persist: Path | str
+    cache: Path | str
+    persist_warning: str | None = None
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    """What a host says about the session: its hard limit (``None`` if unlimited), and the
+    source of that number, quoted in ``explain()``."""
+
+    limit: timedelta | None
+    source: str
+
+
+class Provider(ABC):
+    """Base class of every host provider (built-in or third-party)."""
+
+    #: Short unique name, used by ``PORTARUN_HOST`` and ``portarun.testing.simulate``.
+    name: ClassVar[str]
+    #: Human-readable name for reports.
+    display_name: ClassVar[str]
+    #: Breaks ties between equally confident detections (higher wins).
+    priority: ClassVar[int] = 0
+    #: Whether this provider is the fallback chosen when nothing else matches (``local``).
+    fallback: ClassVar[bool] = False
+    #: Importable modules that mark this host; a simulation treats them as absent unless listed.
+    marker_modules: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, probe: Probe) -> None:
+        self.probe = probe
+
+    @classmethod
+    @abstractmethod
+    def detect(cls, probe: Probe) -> Detection | None:
+        """Weigh the probe's evidence for this host. Must not raise, write or import heavy
+        modules; returns ``None`` when there is no evidence at all."""
+
+    @abstractmethod
+    def locations(self, project: str) -> HostLocations:
+        """Where this host keeps each path role (absolute paths under ``probe.path(...)``, or
+        fsspec URLs)."""
+
+    def session_limits(self) -> SessionLimits:
+        """The host's session limit; unlimited by default."""
+        return SessionLimits(limit=None, source="no session limit known for this host")
+
+    def device_order(self) -> tuple[DeviceKind, ...]:
+        """Accelerator kinds in order of preference on this host."""
+        return ("cuda", "xla", "mps", "cpu")
+
+    def cpu_hint(self) -> int | None:
+        """A CPU count the host publishes that is truer than what the kernel shows (RunPod's
+        ``RUNPOD_CPU_COUNT``, say), or ``None``."""
+        return None
+
+    @classmethod
+    def version(cls) -> str | None:
+        """Version of the distribution that ships this provider, if installed."""
+        from ._manager import distribution_of
+
+        dist = distribution_of(cls.__module__)
+        return dist[1] if dist else None

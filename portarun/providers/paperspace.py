@@ -1,0 +1,70 @@
+"""Paperspace Gradient Notebooks.
+
+Markers (sources in docs/reference/host-evidence.md §3):
+
+- ``PAPERSPACE_NOTEBOOK_REPO_ID``: Gradient notebooks (zenml ``src/zenml/environment.py``
+  @46538c61 ``in_paperspace_gradient``). Strong.
+- ``PAPERSPACE_NOTEBOOK_ID`` and ``PAPERSPACE_FQDN`` (``<id>.<cluster>.paperspacegradient.com``):
+  Gradient notebooks (Graphcore's GCLogger reads them).
+- ``PAPERSPACE_CLUSTER_ID``: also set in Paperspace's own infrastructure pods. Weak.
+- ``/notebooks`` (notebook files) and ``/storage`` (persistent team storage): generic names. Weak.
+  ``/datasets`` is not counted at all: Deepnote mounts ``/datasets/_deepnote_work``.
+- ``PAPERSPACE_API_KEY`` / ``PS_API_KEY``: credentials on laptops and CI. Never evidence.
+
+Paths: ``/storage`` persists, ``/notebooks`` holds notebook files, ``/datasets`` is read-only
+(https://paperspace.gitbook.io/gradient/explore-train-deploy/notebooks/file-organization).
+Session: free tier auto-shuts down after 6 hours (Paperspace/Docs ``instances/free-instances.md``
+@07a119de, HOSTS.md [P1]); paid tiers are configurable, so override with PORTARUN_SESSION_LIMIT.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pluggy
+
+from ..probe import Probe
+from ..provider import Detection, Evidence, HostLocations, Provider, SessionLimits
+from ..registry import Register
+
+hookimpl = pluggy.HookimplMarker("portarun")
+
+
+class PaperspaceProvider(Provider):
+    """Paperspace Gradient Notebooks."""
+
+    name = "paperspace"
+    display_name = "Paperspace Gradient"
+
+    @classmethod
+    def detect(cls, probe: Probe) -> Detection | None:
+        ev = Evidence()
+        if probe.getenv("PAPERSPACE_NOTEBOOK_REPO_ID"):
+            ev.add(0.45, "env PAPERSPACE_NOTEBOOK_REPO_ID", "set in Gradient notebooks")
+        if probe.getenv("PAPERSPACE_NOTEBOOK_ID"):
+            ev.add(0.25, "env PAPERSPACE_NOTEBOOK_ID", "set in Gradient notebooks")
+        if (probe.getenv("PAPERSPACE_FQDN") or "").endswith("paperspacegradient.com"):
+            ev.add(0.2, "env " + probe.env_fact("PAPERSPACE_FQDN"), "the notebook's Gradient host name")
+        if probe.getenv("PAPERSPACE_CLUSTER_ID"):
+            ev.add(0.1, "env PAPERSPACE_CLUSTER_ID", "weak: Paperspace infrastructure pods set it too")
+        for folder in ("/notebooks", "/storage"):
+            if probe.is_dir(folder):
+                ev.add(0.1, f"folder {folder}", "Gradient's layout, but a generic name")
+        for var in ("PAPERSPACE_API_KEY", "PS_API_KEY"):
+            if probe.getenv(var):
+                ev.note(f"env {var} set", "API credential, present on laptops and CI; not evidence")
+        return ev.detection()
+
+    def locations(self, project: str) -> HostLocations:
+        p = self.probe.path
+        return HostLocations(
+            input=p("/datasets"), scratch=p("/tmp") / "portarun-scratch", output=p("/notebooks"),
+            persist=p("/storage") / "portarun", cache=p("/storage") / ".cache",
+        )
+
+    def session_limits(self) -> SessionLimits:
+        return SessionLimits(timedelta(hours=6), "Paperspace free tier: auto-shutdown after 6 hours")
+
+
+@hookimpl
+def portarun_register_providers(register: Register) -> None:
+    register(PaperspaceProvider)

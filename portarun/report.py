@@ -1,0 +1,177 @@
+"""What ``portarun info`` reports, as a JSON-able dict of sections and as text.
+
+Each section is a function ``(runtime) -> dict`` named in :data:`SECTIONS` by
+``module:function`` and imported only when the report is built. The JSON keys are stable and
+documented in docs/cli.md; values of credential-like variables never appear.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import platform
+import shutil
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+from .paths import is_remote
+from .units import format_size
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+#: Report sections in order: name → "module:function". Features add theirs here.
+SECTIONS: dict[str, str] = {
+    "host": "portarun.report:host_section",
+    "paths": "portarun.report:paths_section",
+    "session": "portarun.report:session_section",
+    "system": "portarun.report:system_section",
+    "packages": "portarun.report:packages_section",
+    "plugins": "portarun.report:plugins_section",
+}
+
+#: Distributions whose versions are shown, read from metadata without importing them.
+PACKAGES = ("torch", "torch-xla", "torchvision", "numpy", "pluggy", "fsspec", "platformdirs", "nvidia-ml-py")
+
+
+def host_section(rt: Runtime) -> dict[str, Any]:
+    """The winning provider and why; every verdict with ``--explain``."""
+    return {
+        "name": rt.host.name, "display_name": rt.host.display_name, "confidence": rt.host.confidence,
+        "forced": rt.host.forced, "plugin": rt.host.plugin, "plugin_version": rt.host.version,
+        "evidence": list(rt.host.evidence), "project": rt.project,
+        "ranking": [
+            {"provider": v.provider, "confidence": v.confidence, "matched": v.matched, "error": v.error,
+             "evidence": list(v.detection.evidence) if v.detection else []}
+            for v in rt.verdicts
+        ],
+    }
+
+
+def _free(path: Any) -> int | None:
+    if is_remote(path):
+        return None
+    probe = path
+    while not os.path.exists(probe) and os.path.dirname(probe) != str(probe):
+        probe = os.path.dirname(probe)
+    try:
+        return shutil.disk_usage(probe).free
+    except OSError:
+        return None
+
+
+def paths_section(rt: Runtime) -> dict[str, Any]:
+    """Each path role: where it is, whether it is remote, and free space on local disks."""
+    return {
+        role: {"path": str(value), "remote": is_remote(value), "exists": (not is_remote(value)) and os.path.isdir(value),
+               "free_bytes": _free(str(value))}
+        for role, value in ((r, rt.paths[r]) for r in rt.paths.as_dict())
+    }
+
+
+def session_section(rt: Runtime) -> dict[str, Any]:
+    """Session start, limit, deadline and time left (seconds)."""
+    s = rt.session
+    left = s.time_left()
+    return {
+        "started_at": s.started_at.isoformat(), "limit_seconds": s.limit.total_seconds() if s.limit else None,
+        "deadline": s.deadline.isoformat() if s.deadline else None,
+        "time_left_seconds": round(left.total_seconds()) if left is not None else None,
+        "limit_source": s.source, "interactive": s.interactive,
+    }
+
+
+def system_section(rt: Runtime) -> dict[str, Any]:
+    """CPUs (host, affinity, cgroup quota, usable), memory and /dev/shm, Python."""
+    cpu, mem, shm = rt.probe.cpu, rt.probe.memory, rt.probe.shm
+    return {
+        "cpus": {"logical": cpu.logical, "affinity": cpu.affinity, "quota": cpu.quota, "hint": cpu.hint,
+                 "usable": cpu.usable},
+        "memory": {"total_bytes": mem.total, "available_bytes": mem.available, "limit_bytes": mem.limit,
+                   "usable_bytes": mem.usable},
+        "shm": {"path": shm.path, "total_bytes": shm.total, "free_bytes": shm.free},
+        "python": {"version": platform.python_version(), "implementation": platform.python_implementation(),
+                   "executable": sys.executable},
+        "platform": {"system": rt.probe.platform.system, "machine": rt.probe.platform.machine},
+    }
+
+
+def packages_section(rt: Runtime) -> dict[str, Any]:
+    """Versions of the ML packages that matter, from metadata (nothing is imported)."""
+    out: dict[str, Any] = {}
+    for name in PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def plugins_section(rt: Runtime) -> dict[str, Any]:
+    """Loaded (and skipped) plugins with their distributions and versions."""
+    from .runtime import plugin_set
+
+    return {
+        info.name: {"module": info.module, "distribution": info.distribution, "version": info.version,
+                    "builtin": info.builtin, "error": info.error}
+        for info in plugin_set(rt.probe.env).infos
+    }
+
+
+def build(rt: Runtime) -> dict[str, Any]:
+    """The whole report as a JSON-able dict, one key per section."""
+    data: dict[str, Any] = {"portarun_version": _own_version()}
+    for name, target in SECTIONS.items():
+        module, _, function = target.partition(":")
+        data[name] = getattr(importlib.import_module(module), function)(rt)
+    return data
+
+
+def _own_version() -> str:
+    from ._version import __version__
+
+    return __version__
+
+
+def _scalar(key: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int) and key.endswith("bytes"):
+        return format_size(value)
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value)
+
+
+def _render(value: Any, indent: int, lines: list[str]) -> None:
+    pad = "  " * indent
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, (dict, list)) and item:
+                lines.append(f"{pad}{key.removesuffix('_bytes')}:")
+                _render(item, indent + 1, lines)
+            else:
+                lines.append(f"{pad}{key.removesuffix('_bytes'):<18} {_scalar(key, item) if item != [] else '-'}")
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, dict):
+                first, *rest = item.items()
+                lines.append(f"{pad}- {first[0]}: {_scalar(first[0], first[1])}")
+                _render(dict(rest), indent + 2, lines)
+            else:
+                lines.append(f"{pad}- {item}")
+
+
+def render(data: dict[str, Any], explain: bool = False) -> str:
+    """Readable text for a report built by :func:`build` (the ranking only with ``explain``)."""
+    lines = [f"portarun {data['portarun_version']}"]
+    for name in SECTIONS:
+        section = dict(data[name])
+        if name == "host" and not explain:
+            section.pop("ranking", None)
+        lines.append("")
+        lines.append(name.upper())
+        _render(section, 1, lines)
+    return "\n".join(lines)

@@ -1,0 +1,271 @@
+"""``detect()`` and the :class:`Runtime` it returns.
+
+Detection asks every registered provider for a verdict and ranks them by confidence, then
+priority, then name: deterministic, and explainable with :meth:`Runtime.explain`. Plugins load
+on the first call; the result is cached per process until ``refresh=True`` (or until a
+:func:`portarun.testing.simulate` block swaps the probe).
+"""
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from ._manager import PluginSet, fail
+from .errors import NotAvailableError, UnknownHostError
+from .paths import Paths, default_project, slugify
+from .probe import Probe
+from .provider import MATCH_THRESHOLD, Detection, Provider
+from .session import SessionInfo, build_session
+
+if TYPE_CHECKING:
+    from pluggy import PluginManager
+
+_PLUGIN_VARS = ("PORTARUN_DISABLE_PLUGIN_AUTOLOAD", "PORTARUN_PLUGINS", "PORTARUN_DISABLE_PLUGINS", "PORTARUN_STRICT")
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    """The winning provider: its name, confidence, the evidence, which plugin supplied it (and
+    that plugin's version), and whether it was forced (``PORTARUN_HOST`` / ``detect(host=)``)."""
+
+    name: str
+    display_name: str
+    confidence: float
+    evidence: tuple[str, ...]
+    plugin: str
+    version: str | None
+    forced: bool = False
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One provider's answer during ranking: its detection, or the error that disqualified it."""
+
+    provider: str
+    priority: int
+    fallback: bool
+    detection: Detection | None
+    error: str | None = None
+
+    @property
+    def confidence(self) -> float:
+        """The detection's confidence (0 when there was none)."""
+        return self.detection.confidence if self.detection else 0.0
+
+    @property
+    def matched(self) -> bool:
+        """Whether this verdict may win: at or above the threshold, or the fallback."""
+        return self.error is None and (self.confidence >= MATCH_THRESHOLD or (self.fallback and self.detection is not None))
+
+
+# -- plugin set and cache ------------------------------------------------------------------
+_lock = threading.RLock()
+_plugin_sets: dict[tuple[str, ...], PluginSet] = {}
+_cache: dict[tuple[Any, ...], Runtime] = {}
+_probe_stack: list[Probe] = []
+_real_probe: list[Probe] = []
+_extra_plugins: list[tuple[object, str]] = []
+
+
+def current_probe(*, fresh: bool = False) -> Probe:
+    """The probe ``detect()`` uses now: a simulation's, or this machine's (read once per
+    process; ``fresh=True`` reads the machine again)."""
+    if _probe_stack:
+        return _probe_stack[-1]
+    if fresh or not _real_probe:
+        _real_probe[:] = [Probe.real()]
+    return _real_probe[0]
+
+
+def plugin_set(env: Mapping[str, str] | None = None) -> PluginSet:
+    """The loaded plugins for an environment's plugin-control variables (loaded once)."""
+    env = current_probe().env if env is None else env
+    key = tuple(env.get(v, "") for v in _PLUGIN_VARS)
+    with _lock:
+        plugins = _plugin_sets.get(key)
+        if plugins is None:
+            plugins = PluginSet(env)
+            for obj, name in _extra_plugins:
+                plugins.pm.register(obj, name=name)
+            _plugin_sets[key] = plugins
+        return plugins
+
+
+def get_plugin_manager() -> PluginManager:
+    """The pluggy manager holding portarun's plugins (for calling hooks or inspecting them)."""
+    return plugin_set().pm
+
+
+def providers() -> dict[str, type[Provider]]:
+    """Registered provider classes by name."""
+    return plugin_set().providers()
+
+
+def _reset() -> None:
+    """Forget loaded plugins, the machine's probe and cached runtimes (for :mod:`portarun.testing`)."""
+    with _lock:
+        _plugin_sets.clear()
+        _cache.clear()
+        _real_probe.clear()
+
+
+# -- detection -----------------------------------------------------------------------------
+def rank(probe: Probe, plugins: PluginSet) -> list[Verdict]:
+    """Every provider's verdict, best first: matched before unmatched, then by confidence,
+    priority and name. A provider whose ``detect`` raises or returns the wrong type is
+    reported (warning, or error under ``PORTARUN_STRICT=1``) and ranked last."""
+    verdicts: list[Verdict] = []
+    for name, cls in plugins.providers().items():
+        label = plugins.info_for_provider(cls).label
+        try:
+            detection = cls.detect(probe)
+        except Exception as exc:
+            fail(f"provider {name!r} from plugin {label} raised in detect(): {type(exc).__name__}: {exc}; "
+                 "it was skipped.", probe.env)
+            verdicts.append(Verdict(name, cls.priority, cls.fallback, None, f"{type(exc).__name__}: {exc}"))
+            continue
+        if detection is not None and not isinstance(detection, Detection):
+            fail(f"provider {name!r} from plugin {label} returned {type(detection).__name__} from detect(), "
+                 "not a portarun.Detection or None; it was skipped.", probe.env)
+            verdicts.append(Verdict(name, cls.priority, cls.fallback, None, f"returned {type(detection).__name__}"))
+            continue
+        verdicts.append(Verdict(name, cls.priority, cls.fallback, detection))
+    verdicts.sort(key=lambda v: (not v.matched, -v.confidence, -v.priority, v.provider))
+    return verdicts
+
+
+def detect(*, host: str | None = None, project: str | None = None, device: str | None = None,
+           refresh: bool = False) -> Runtime:
+    """Where am I running and what do I have?
+
+    Returns the :class:`Runtime` for this process, cached: later calls with the same arguments
+    return the same object unless ``refresh=True``. ``host`` (or ``PORTARUN_HOST``) forces a
+    provider by name; ``project`` names the folder under the persistent storage (default: the
+    notebook's or script's name); ``device`` (or ``PORTARUN_DEVICE``) forces the device kind.
+    Raises :class:`~portarun.errors.UnknownHostError` for an unknown host name and
+    :class:`~portarun.errors.PathError` for a broken path override.
+    """
+    key = (host, project, device)
+    with _lock:
+        probe = current_probe(fresh=refresh)
+        cached = None if refresh else _cache.get(key)
+        if cached is not None:
+            return cached
+        runtime = build_runtime(probe, host=host, project=project, device=device)
+        _cache[key] = runtime
+        return runtime
+
+
+def build_runtime(probe: Probe, *, host: str | None = None, project: str | None = None,
+                  device: str | None = None, argv0: str | None = None) -> Runtime:
+    """Build a fresh :class:`Runtime` from ``probe`` (no caching; :func:`detect` caches)."""
+    plugins = plugin_set(probe.env)
+    verdicts = rank(probe, plugins)
+    registry = plugins.providers()
+    forced_name = host or probe.getenv("PORTARUN_HOST") or None
+    if forced_name:
+        source = "host" if host else "host in PORTARUN_HOST"
+        if forced_name not in registry:
+            raise UnknownHostError(forced_name, registry, source)
+        verdict = next(v for v in verdicts if v.provider == forced_name)
+    else:
+        verdict = verdicts[0]
+    cls = registry[verdict.provider]
+    provider = cls(probe)
+    if argv0 is None and not probe.simulated:
+        argv0 = sys.argv[0] if sys.argv else None
+    project_name = slugify(project) if project else default_project(probe, argv0)
+    paths = plugins.pm.hook.portarun_resolve_paths(provider=provider, project=project_name)
+    session = build_session(provider.session_limits(), probe.started_at, probe.in_kernel,
+                            probe.getenv("PORTARUN_SESSION_LIMIT"))
+    info = plugins.info_for_provider(cls)
+    evidence = verdict.detection.evidence if verdict.detection else ()
+    if forced_name:
+        evidence = (f"forced by {'detect(host=...)' if host else 'PORTARUN_HOST'}={forced_name}", *evidence)
+    host_info = HostInfo(
+        name=cls.name, display_name=cls.display_name, confidence=verdict.confidence,
+        evidence=evidence, plugin=info.name, version=info.version, forced=bool(forced_name),
+    )
+    return Runtime(probe=probe, provider=provider, host=host_info, paths=paths, session=session,
+                   project=project_name, verdicts=tuple(verdicts), device_request=device)
+
+
+class Runtime:
+    """Where this process runs and what it has. Build it with :func:`portarun.detect`.
+
+    ``host``, ``paths``, ``session`` and ``project`` are computed at detection; ``device``,
+    ``dist``, ``loader`` and ``checkpoints`` on first access (they may probe hardware).
+    """
+
+    def __init__(self, *, probe: Probe, provider: Provider, host: HostInfo, paths: Paths,
+                 session: SessionInfo, project: str, verdicts: tuple[Verdict, ...],
+                 device_request: str | None = None) -> None:
+        self.probe = probe
+        self.provider = provider
+        self.host = host
+        self.paths = paths
+        self.session = session
+        self.project = project
+        self.verdicts = verdicts
+        self.device_request = device_request
+
+    def __repr__(self) -> str:
+        return f"<Runtime host={self.host.name!r} project={self.project!r} confidence={self.host.confidence:.2f}>"
+
+    def explain(self) -> str:
+        """Every provider's verdict, confidence and evidence, the chosen paths and session, as
+        text (what ``portarun info --explain`` prints)."""
+        lines = [
+            f"Host: {self.host.display_name} ({self.host.name}), confidence {self.host.confidence:.2f}, "
+            f"from plugin {self.host.plugin!r}{' ' + self.host.version if self.host.version else ''}"
+            f"{' [forced]' if self.host.forced else ''}",
+            f"Ranking: matched first (confidence >= {MATCH_THRESHOLD:.2f}, or the fallback), then "
+            "confidence, priority, name.",
+        ]
+        for i, v in enumerate(self.verdicts, 1):
+            status = ("error: " + v.error) if v.error else ("fallback" if v.fallback else
+                      ("matched" if v.matched else ("below threshold" if v.detection else "no evidence")))
+            marker = "*" if v.provider == self.host.name else " "
+            lines.append(f" {marker}{i}. {v.provider:<12} {v.confidence:.2f}  {status}")
+            for item in v.detection.evidence if v.detection else ():
+                lines.append(f"       {item}")
+        if self.host.forced:
+            lines.append(f"  {self.host.evidence[0]}")
+        lines.append(f"Project: {self.project}")
+        lines.append("Paths:")
+        lines.extend(f"  {role:<12} {value}" for role, value in self.paths.as_dict().items())
+        limit = self.session.limit
+        lines.append(f"Session: limit {limit if limit is not None else 'none'} ({self.session.source}); "
+                     f"interactive={self.session.interactive}")
+        return "\n".join(lines)
+
+    def mount_drive(self, mountpoint: str = "/content/drive") -> Runtime:
+        """Mount Google Drive (Colab only) and return the runtime detected afresh, whose
+        ``persist`` and ``checkpoints`` now live on Drive. Raises
+        :class:`~portarun.errors.NotAvailableError` off Colab."""
+        if not self.probe.has_module("google.colab"):
+            raise NotAvailableError(
+                f"Google Drive can only be mounted from Colab, and google.colab is not importable here "
+                f"(host: {self.host.name}). For persistent storage elsewhere, set PORTARUN_PERSIST_DIR to a "
+                "folder or an fsspec URL (s3://..., gs://...)."
+            )
+        if self.probe.is_dir(mountpoint + "/MyDrive"):
+            return self
+        from google.colab import drive  # only reachable on Colab
+
+        drive.mount(str(self.probe.path(mountpoint)))
+        return detect(project=self.project, refresh=True)
+
+    # --- devices and distributed (issue 3: portarun/devices.py, distributed.py) ---------
+
+    # --- data loading (issue 4: portarun/loader.py) --------------------------------------
+
+    # --- checkpoints and session (issue 5: portarun/checkpoint/) -------------------------
+
+    # --- data in and out (issue 6: portarun/submission.py, secrets.py, datasets.py, staging.py)
+
+    # --- integrations (issue 7) ----------------------------------------------------------

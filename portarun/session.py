@@ -1,0 +1,67 @@
+"""The session's time budget: when it started, the host's limit, and the time left.
+
+``PORTARUN_SESSION_LIMIT`` overrides the host's limit: ``12h``, ``90m``, ``45s``, ``1h30m``, a
+number of seconds, or ``none`` for no limit.
+"""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from .errors import PortarunError
+from .provider import SessionLimits
+
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
+
+
+def parse_duration(text: str, source: str = "PORTARUN_SESSION_LIMIT") -> timedelta | None:
+    """Parse ``12h``, ``90m``, ``1h30m``, ``45s``, plain seconds, or ``none`` (→ ``None``)."""
+    value = text.strip().lower().replace(" ", "")
+    if value in ("none", "0", "unlimited", "off"):
+        return None
+    try:
+        return timedelta(seconds=float(value))
+    except ValueError:
+        pass
+    match = _DURATION.match(value)
+    if not value or not match or not any(match.groups()):
+        raise PortarunError(
+            f"{source}={text!r} is not a duration. Use forms like '12h', '90m', '1h30m', '3600' "
+            "(seconds) or 'none'."
+        )
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    return timedelta(hours=hours, minutes=minutes, seconds=seconds)
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """When the session started, its limit (``None``: unlimited) and where that number comes
+    from, and whether this process is an interactive notebook kernel."""
+
+    started_at: datetime
+    limit: timedelta | None
+    source: str
+    interactive: bool
+
+    @property
+    def deadline(self) -> datetime | None:
+        """When the host will end the session, or ``None``."""
+        return None if self.limit is None else self.started_at + self.limit
+
+    def time_left(self) -> timedelta | None:
+        """Time until the deadline (never negative), or ``None`` when unlimited."""
+        deadline = self.deadline
+        if deadline is None:
+            return None
+        return max(timedelta(0), deadline - datetime.now(timezone.utc))
+
+
+def build_session(limits: SessionLimits, started_at: float, interactive: bool, override: str | None) -> SessionInfo:
+    """Combine the provider's limits with the ``PORTARUN_SESSION_LIMIT`` override."""
+    limit, source = limits.limit, limits.source
+    if override:
+        limit, source = parse_duration(override), "PORTARUN_SESSION_LIMIT"
+    start = datetime.fromtimestamp(min(started_at, time.time()), tz=timezone.utc)
+    return SessionInfo(started_at=start, limit=limit, source=source, interactive=interactive)

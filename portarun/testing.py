@@ -1,0 +1,223 @@
+"""Run code as if on a host: the public simulation API.
+
+>>> from portarun.testing import simulate
+>>> with simulate("kaggle") as rt:
+...     assert rt.host.name == "kaggle"
+...     assert rt.paths.output.is_dir()     # under a temporary root, real and writable
+
+``simulate`` builds a :class:`~portarun.probe.Probe` over a root folder (temporary unless given):
+``env`` is the whole environment the probe sees, ``paths`` are folders and ``files`` are files
+created under the root, ``modules`` are importable (as empty stand-ins where not really
+installed) while every other host module (``google.colab``, ``kaggle_secrets``, ``torch_xla``,
+…) counts as absent. Hardware keywords fake what cannot exist here. Inside the block
+``portarun.detect()`` returns the simulated runtime; leaving it restores everything.
+"""
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+import tempfile
+import types
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from . import runtime as _runtime
+from .catalog import gpu_from_name, tpu_from_spec
+from .errors import UnknownHostError
+from .facts import CpuFacts, GpuFacts, MemoryFacts, PlatformFacts, ShmFacts, TpuFacts
+from .probe import Probe
+from .units import parse_size
+
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A host as simulate() builds it: environment, folders, files, modules, typical hardware.
+    Values come from real environment dumps (docs/reference/host-evidence.md)."""
+
+    env: Mapping[str, str]
+    paths: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
+    modules: tuple[str, ...] = ()
+    cpus: int | None = None
+    memory: int | None = None
+    kernel: bool = True
+    tpu: str | None = None
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+_COLAB_ENV = {
+    "HOME": "/root", "PWD": "/content", "COLAB_RELEASE_TAG": "release-colab_20250902-060114_RC00",
+    "COLAB_GPU": "", "COLAB_JUPYTER_IP": "172.28.0.12", "COLAB_BACKEND_VERSION": "next",
+    "COLAB_KERNEL_MANAGER_PROXY_HOST": "172.28.0.12", "MODEL_PROXY_HOST": "https://mp.kaggle.net",
+}
+_COLAB_PATHS = ("/content", "/kaggle")  # Colab VMs carry an empty /kaggle (HOSTS.md)
+_KAGGLE_ENV = {
+    "HOME": "/root", "PWD": "/kaggle/working", "KAGGLE_KERNEL_RUN_TYPE": "Interactive",
+    "KAGGLE_URL_BASE": "https://www.kaggle.com", "KAGGLE_DATA_PROXY_URL": "https://dp.kaggle.net",
+    "KAGGLE_DOCKER_IMAGE": "gcr.io/kaggle-gpu-images/python@sha256:0", "KAGGLE_USER_SECRETS_TOKEN": "eyJhbGciOi.sim",
+    # Kaggle's image is built on Colab's: these come along (kagglehub PR #230; 2026 Kaggle dump).
+    "COLAB_RELEASE_TAG": "release-colab_20260508-060000_RC00", "COLAB_IMAGE_TYPE": "gpu",
+}
+_KAGGLE_PATHS = ("/kaggle/input", "/kaggle/working", "/kaggle/temp", "/content")
+_KAGGLE_MODULES = ("kaggle_secrets", "kaggle_web_client", "google.colab")
+
+PRESETS: dict[str, Preset] = {
+    "local": Preset(env={"HOME": "/home/user"}, kernel=False),
+    "colab": Preset(env=_COLAB_ENV, paths=(*_COLAB_PATHS, "/content/drive/MyDrive"),
+                    files=("/var/colab/hostname",), modules=("google.colab",), cpus=2, memory=int(12.7 * GIB)),
+    "colab-nodrive": Preset(env=_COLAB_ENV, paths=_COLAB_PATHS, files=("/var/colab/hostname",),
+                            modules=("google.colab",), cpus=2, memory=int(12.7 * GIB)),
+    "colab-tpu": Preset(env={**_COLAB_ENV, "TPU_ACCELERATOR_TYPE": "v5litepod-1"},
+                        paths=(*_COLAB_PATHS, "/content/drive/MyDrive"), files=("/var/colab/hostname",),
+                        modules=("google.colab",), cpus=44, memory=47 * GIB, tpu="v5e-1"),
+    "kaggle": Preset(env=_KAGGLE_ENV, paths=_KAGGLE_PATHS, modules=_KAGGLE_MODULES, cpus=4, memory=30 * GIB),
+    "kaggle-batch": Preset(env={**_KAGGLE_ENV, "KAGGLE_KERNEL_RUN_TYPE": "Batch"}, paths=_KAGGLE_PATHS,
+                           modules=_KAGGLE_MODULES, cpus=4, memory=30 * GIB, kernel=False),
+    "kaggle-tpu": Preset(env={**_KAGGLE_ENV, "ISTPUVM": "1", "TPU_ACCELERATOR_TYPE": "v3-8"},
+                         paths=_KAGGLE_PATHS, modules=_KAGGLE_MODULES, cpus=96, memory=330 * GIB, tpu="v5e-8"),
+    "paperspace": Preset(
+        env={"HOME": "/root", "PAPERSPACE_NOTEBOOK_REPO_ID": "r1x2y3z", "PAPERSPACE_NOTEBOOK_ID": "n8mwcw7u7e",
+             "PAPERSPACE_FQDN": "n8mwcw7u7e.clg07azjl.paperspacegradient.com", "PAPERSPACE_CLUSTER_ID": "clg07azjl"},
+        paths=("/notebooks", "/storage", "/datasets"), cpus=8, memory=30 * GIB),
+}
+
+
+def presets() -> tuple[str, ...]:
+    """Names accepted as ``simulate(host)``."""
+    return tuple(sorted(PRESETS))
+
+
+def _host_modules() -> frozenset[str]:
+    names = {"torch_xla", "pynvml", "google.colab", "kaggle_secrets", "kaggle_web_client"}
+    for cls in _runtime.providers().values():
+        names.update(cls.marker_modules)
+    return frozenset(names)
+
+
+def _stand_in(name: str, added: list[str]) -> None:
+    """Make ``name`` importable as an empty module unless it really is importable."""
+    if name in sys.modules:
+        return
+    parent, _, child = name.rpartition(".")
+    if parent:
+        _stand_in(parent, added)
+    else:
+        try:
+            if importlib.util.find_spec(name) is not None:
+                return
+        except (ImportError, ValueError):
+            pass
+    module = types.ModuleType(name, f"portarun.testing stand-in for {name}")
+    module.__path__ = []  # a package, so stand-ins for submodules can live under it
+    sys.modules[name] = module
+    if parent:
+        setattr(sys.modules[parent], child, module)
+    added.append(name)
+
+
+def _gpus(gpus: Sequence[str | GpuFacts] | None) -> tuple[GpuFacts, ...] | None:
+    if gpus is None:
+        return None
+    return tuple(g if isinstance(g, GpuFacts) else gpu_from_name(g, i) for i, g in enumerate(gpus))
+
+
+@contextmanager
+def simulate(
+    host: str | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    paths: Iterable[str] = (),
+    files: Iterable[str] = (),
+    modules: Iterable[str] = (),
+    root: str | Path | None = None,
+    project: str | None = None,
+    gpus: Sequence[str | GpuFacts] | None = None,
+    tpu: str | TpuFacts | None = None,
+    cpus: int | CpuFacts | None = None,
+    memory: int | str | MemoryFacts | None = None,
+    shm: int | str | ShmFacts | None = None,
+    platform: tuple[str, str] | None = None,
+    kernel: bool | None = None,
+    started_at: datetime | None = None,
+) -> Iterator[_runtime.Runtime]:
+    """Detect as if on ``host`` (a preset: see :func:`presets`) or on the described machine.
+
+    ``env`` is merged over the preset's environment; ``paths``/``files``/``modules`` add to the
+    preset's. ``root`` defaults to a temporary folder removed on exit. ``gpus`` takes model
+    names (``["Tesla T4"] * 2``) or :class:`~portarun.facts.GpuFacts`; ``tpu`` an accelerator
+    type (``"v5e-8"``); ``cpus`` a count; ``memory``/``shm`` sizes (``"30G"``, ``"64M"``);
+    ``platform`` ``(system, machine)`` such as ``("Darwin", "arm64")``; ``kernel`` whether the
+    process is a notebook kernel. Unset hardware is read from the real machine (CPU, memory,
+    /dev/shm) or absent (GPUs, TPU).
+    """
+    if host is not None and host not in PRESETS:
+        raise UnknownHostError(host, PRESETS, "simulated host")
+    preset = PRESETS[host] if host else Preset(env={})
+    made_root = root is None
+    base = Path(tempfile.mkdtemp(prefix="portarun-sim-")) if root is None else Path(root)
+    base.mkdir(parents=True, exist_ok=True)
+    base = base.resolve()
+    for folder in (*preset.paths, *paths):
+        (base / folder.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    for file in (*preset.files, *files):
+        target = base / file.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.touch()
+    all_modules = frozenset((*preset.modules, *modules))
+    cpu = cpus if isinstance(cpus, CpuFacts) or cpus is None else CpuFacts(logical=cpus, affinity=cpus)
+    if cpu is None and preset.cpus:
+        cpu = CpuFacts(logical=preset.cpus, affinity=preset.cpus)
+    mem_value = memory if memory is not None else preset.memory
+    mem = mem_value if isinstance(mem_value, MemoryFacts) or mem_value is None else MemoryFacts(
+        total=parse_size(mem_value, "memory"), available=parse_size(mem_value, "memory"))
+    shm_facts = shm if isinstance(shm, ShmFacts) or shm is None else ShmFacts(
+        path=str(base / "dev/shm"), total=parse_size(shm, "shm"), free=parse_size(shm, "shm"))
+    tpu_value = tpu if tpu is not None else preset.tpu
+    tpu_facts = tpu_value if isinstance(tpu_value, TpuFacts) or tpu_value is None else tpu_from_spec(tpu_value)
+    probe = Probe(
+        env={**preset.env, **(env or {})}, root=base, modules=all_modules, host_modules=_host_modules(),
+        simulated=True, kernel=preset.kernel if kernel is None else kernel, cpu_override=cpu,
+        memory_override=mem, shm_override=shm_facts, gpus_override=_gpus(gpus), tpu_override=tpu_facts,
+        platform_override=PlatformFacts(*platform) if platform else None,
+        started_at_override=started_at.timestamp() if started_at else None,
+    )
+    added: list[str] = []
+    saved_cache = dict(_runtime._cache)
+    try:
+        for name in sorted(all_modules):
+            _stand_in(name, added)
+        _runtime._probe_stack.append(probe)
+        _runtime._cache.clear()
+        rt = _runtime.detect(project=project)
+        _runtime._cache[(None, None, None)] = rt
+        yield rt
+    finally:
+        if _runtime._probe_stack and _runtime._probe_stack[-1] is probe:
+            _runtime._probe_stack.pop()
+        _runtime._cache.clear()
+        _runtime._cache.update(saved_cache)
+        for name in reversed(added):
+            sys.modules.pop(name, None)
+        if made_root:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+@contextmanager
+def plugin(obj: object, name: str | None = None) -> Iterator[None]:
+    """Register a plugin object (a module or class with ``@portarun.hookimpl`` functions) for
+    the duration of the block, in every plugin set; detection caches are reset on entry and
+    exit so it takes effect at once and leaves no trace."""
+    entry = (obj, name or f"portarun-testing-{id(obj)}")
+    _runtime._extra_plugins.append(entry)
+    _runtime._reset()
+    try:
+        yield
+    finally:
+        _runtime._extra_plugins.remove(entry)
+        _runtime._reset()

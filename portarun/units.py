@@ -1,0 +1,33 @@
+"""Byte sizes in and out: ``parse_size("64M")`` and ``format_size(67108864)``."""
+from __future__ import annotations
+
+import re
+
+from .errors import PortarunError
+
+_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+
+
+def parse_size(value: int | float | str, what: str = "size") -> int:
+    """Bytes from an int or a string like ``64M``, ``30G``, ``12.7GiB``, ``512MB`` (powers of
+    1024). Raises :class:`~portarun.errors.PortarunError` on anything else."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return int(value)
+    match = _SIZE.match(str(value))
+    if not match:
+        raise PortarunError(f"{what} {value!r} is not a size; use bytes or a string like '64M', '30G', '1.5T'.")
+    number, unit = match.groups()
+    return int(float(number) * _UNITS[unit.lower()])
+
+
+def format_size(n: int | None) -> str:
+    """``1.5 GiB``-style text for a byte count (``unknown`` for ``None``)."""
+    if n is None:
+        return "unknown"
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
