@@ -30,10 +30,10 @@ ENTRY_POINT_GROUP = "portarun"
 #: Built-in plugins, also declared as entry points in setup.cfg. They are loaded by module name
 #: when the entry points are not scanned (autoload disabled, or running from a source tree).
 BUILTIN_PLUGINS: Mapping[str, str] = {
-    "local": "portarun.providers.local",
-    "colab": "portarun.providers.colab",
-    "kaggle": "portarun.providers.kaggle",
-    "paperspace": "portarun.providers.paperspace",
+    "local": "portarun.hosts.local",
+    "colab": "portarun.hosts.colab",
+    "kaggle": "portarun.hosts.kaggle",
+    "paperspace": "portarun.hosts.paperspace",
 }
 #: Built-in default hook implementations (all ``trylast``), always registered.
 DEFAULT_HOOK_MODULES: tuple[str, ...] = ("portarun.paths",)
