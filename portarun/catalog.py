@@ -55,7 +55,7 @@ def gpu_from_name(name: str, index: int) -> GpuFacts:
                     compute_capability=capability, source="simulated")
 
 
-_TPU_SPEC = re.compile(r"^(v\d+[a-z]*|v5litepod|tpu7x)(?:-(\d+))?$")
+_TPU_SPEC = re.compile(r"^(v2|v3|v4|v5e|v5p|v5litepod|v6e|tpu7x)(?:-(\d+))?$")
 #: chips per host for ``<gen>-<cores or chips>`` names: v2/v3 count cores (2 per chip).
 _CORES_PER_CHIP = {"v2": 2, "v3": 2, "v4": 2}
 
@@ -72,3 +72,17 @@ def tpu_from_spec(spec: str) -> TpuFacts:
     # A single host holds at most 8 chips (4 for v2/v3/v4); bigger slices span several hosts.
     chips = min(chips, 4 if gen in _CORES_PER_CHIP else 8)
     return TpuFacts(chips=chips, generation=gen, accelerator_type=spec, source="simulated")
+
+
+#: TPU generation → (HBM per chip in bytes, torch_xla devices per chip). Memory from Google's
+#: Cloud TPU system-architecture pages (cloud.google.com/tpu/docs/v2, v3, v4, v5e, v5p, v6e);
+#: v2/v3 chips hold two TensorCores that torch_xla exposes as two devices
+#: (torch_xla ``_internal/tpu.py`` @022ecde6 ``num_logical_cores_per_chip``).
+TPU_SPECS: dict[str, tuple[int, int]] = {
+    "v2": (16 * GIB, 2),
+    "v3": (32 * GIB, 2),
+    "v4": (32 * GIB, 1),
+    "v5e": (16 * GIB, 1),
+    "v5p": (95 * GIB, 1),
+    "v6e": (32 * GIB, 1),
+}

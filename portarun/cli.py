@@ -33,7 +33,12 @@ def info_command(parser: argparse.ArgumentParser) -> Runner:
 
         rt = detect(host=args.host, project=args.project)
         data = report.build(rt)
-        print(json.dumps(data, indent=2) if args.json else report.render(data, explain=args.explain))
+        if args.json:
+            print(json.dumps(data, indent=2))
+        else:
+            print(report.render(data))
+            if args.explain:
+                print("\nEXPLAIN\n" + rt.explain())
         return 0
 
     return run

@@ -154,8 +154,9 @@ def resolve(provider: Provider, project: str) -> Paths:
         try:
             Path(value).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
+            reason = "a file of that name is in the way" if isinstance(exc, FileExistsError) else (exc.strerror or str(exc))
             raise PathError(
-                f"cannot create the {role} folder {value}: {exc.strerror or exc}. Set "
+                f"cannot create the {role} folder {value}: {reason}. Set "
                 f"PORTARUN_{role.upper()}_DIR to a writable folder or fsspec URL."
             ) from exc
     return Paths(**roles)  # type: ignore[arg-type]

@@ -164,12 +164,13 @@ def _render(value: Any, indent: int, lines: list[str]) -> None:
                 lines.append(f"{pad}- {item}")
 
 
-def render(data: dict[str, Any], explain: bool = False) -> str:
-    """Readable text for a report built by :func:`build` (the ranking only with ``explain``)."""
+def render(data: dict[str, Any]) -> str:
+    """Readable text for a report built by :func:`build` (the ranking is left to
+    ``Runtime.explain()``, which ``portarun info --explain`` prints after it)."""
     lines = [f"portarun {data['portarun_version']}"]
     for name in SECTIONS:
         section = dict(data[name])
-        if name == "host" and not explain:
+        if name == "host":
             section.pop("ranking", None)
         lines.append("")
         lines.append(name.upper())

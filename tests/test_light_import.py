@@ -1,0 +1,28 @@
+"""`import portarun` and `portarun.detect()` never import torch, torch_xla or IPython — checked in
+a fresh interpreter, where nothing else could have imported them first."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+HEAVY = ("torch", "torch_xla", "IPython", "numpy", "pandas", "tqdm", "s3fs")
+
+
+def _imported_after(code: str) -> list[str]:
+    script = f"import sys, json\n{code}\nprint(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return list(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def test_import_and_detect_stay_light() -> None:
+    assert _imported_after("import portarun; rt = portarun.detect(); rt.explain()") == []
+
+
+def test_simulated_detection_stays_light() -> None:
+    assert _imported_after("from portarun.testing import simulate\nwith simulate('kaggle') as rt: rt.explain()") == []
+
+
+def test_info_report_stays_light() -> None:
+    assert _imported_after("import portarun.report as r, portarun; r.build(portarun.detect())") == []
