@@ -83,6 +83,9 @@ class PluginSet:
         self.pm.add_hookspecs(hookspecs)
         self.infos: list[PluginInfo] = []
         self._providers: dict[str, type[Provider]] | None = None
+        #: The plugin that registered each provider class (its module may differ from the
+        #: plugin's: a hook module can register providers defined in other modules).
+        self._registered_by: dict[type[Provider], PluginInfo] = {}
         self._load()
 
     # -- loading -------------------------------------------------------------------------
@@ -158,6 +161,7 @@ class PluginSet:
                  "second was skipped. Block one with PORTARUN_DISABLE_PLUGINS.", self.env)
             return
         into[cls.name] = cls
+        self._registered_by[cls] = info
 
     def info_for(self, plugin_name: str) -> PluginInfo:
         """The :class:`PluginInfo` of a registered plugin (a plain one for ad-hoc plugins)."""
@@ -168,6 +172,8 @@ class PluginSet:
 
     def info_for_provider(self, cls: type[Provider]) -> PluginInfo:
         """The plugin that registered provider ``cls``."""
+        if cls in self._registered_by:
+            return self._registered_by[cls]
         for info in self.infos:
             if info.module.split(":")[0] == cls.__module__:
                 return info
@@ -185,10 +191,14 @@ def _own_version() -> str:
 
 
 def distribution_of(module: str) -> tuple[str, str] | None:
-    """``(distribution, version)`` of the plugin whose module is ``module``, if loaded."""
+    """``(distribution, version)`` of the plugin that registered a provider defined in ``module``
+    (or whose entry point names ``module``), if loaded."""
     from .runtime import plugin_set
 
-    for info in plugin_set().infos:
-        if info.module.split(":")[0] == module and info.distribution:
+    plugins = plugin_set()
+    candidates = [plugins.info_for_provider(cls) for cls in plugins.providers().values() if cls.__module__ == module]
+    candidates += [info for info in plugins.infos if info.module.split(":")[0] == module]
+    for info in candidates:
+        if info.distribution:
             return info.distribution, info.version or "?"
     return None
