@@ -1,22 +1,26 @@
 """Readers for CPU, memory and shared-memory facts of the real machine.
 
-Every reader takes ``root`` so that tests can point it at a fixture tree of real cgroup files;
-the probe calls them with ``/``. Nothing here imports anything heavy.
+Every reader takes ``root`` so that tests can point it at a fixture tree of real cgroup files
+(tests/fixtures/cgroup/); the probe calls them with ``/``. Nothing here imports anything heavy,
+and no reader raises on a missing or malformed file: an unreadable limit is "no limit known".
 
 Sources:
-- cgroup v2 ``cpu.max`` ("$MAX $PERIOD", ``max`` = unlimited) and ``memory.max``:
-  https://docs.kernel.org/admin-guide/cgroup-v2.html
-- cgroup v1 ``cpu.cfs_quota_us`` (-1 = unlimited) / ``cpu.cfs_period_us`` and
-  ``memory.limit_in_bytes`` (a huge number = unlimited):
-  https://docs.kernel.org/scheduler/sched-bwc.html,
-  https://docs.kernel.org/admin-guide/cgroup-v1/memory.html
-- ``/proc/self/cgroup`` lines are ``id:controllers:path`` (``0::path`` on v2): proc(5).
+- cgroup v2 ``cpu.max`` ("$MAX $PERIOD", ``max`` = unlimited) and ``memory.max`` (``max`` =
+  unlimited): https://docs.kernel.org/admin-guide/cgroup-v2.html
+- cgroup v1 ``cpu.cfs_quota_us`` (-1 = unlimited) / ``cpu.cfs_period_us``:
+  https://docs.kernel.org/scheduler/sched-bwc.html; ``memory.limit_in_bytes`` (the largest
+  page-aligned 64-bit value when unlimited): https://docs.kernel.org/admin-guide/cgroup-v1/memory.html
+- ``/proc/self/cgroup`` lines are ``id:controllers:path`` (``0::path`` on v2) and
+  ``/proc/self/mountinfo`` fields are ``id parent dev root mountpoint opts [optional...] - type
+  source superopts``: proc(5). A cgroup path is translated through the mount's ``root`` the way
+  uber-go/automaxprocs (internal/cgroups/mountpoint.go) and the JDK's CgroupSubsystem do.
 """
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 
 from .facts import CpuFacts, MemoryFacts, ShmFacts
 
@@ -28,74 +32,145 @@ _UNLIMITED = 2**62
 def _read(path: Path) -> str | None:
     try:
         return path.read_text().strip()
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return None
 
 
-def _cgroup_dirs(root: Path, controller: str) -> Iterator[Path]:
-    """Yield the cgroup directories governing ``controller`` for this process, innermost first,
-    for both cgroup v2 (unified) and v1 layouts."""
-    text = _read(root / "proc/self/cgroup") or ""
-    base = root / "sys/fs/cgroup"
-    for line in text.splitlines():
-        parts = line.split(":", 2)
-        if len(parts) != 3:
-            continue
-        _, controllers, rel = parts
-        if controllers == "":
-            mount = base  # v2 unified hierarchy
-        elif controller in controllers.split(","):
-            mount = next(
-                (base / name for name in (controllers, controller, "cpu,cpuacct", "cpuacct,cpu")
-                 if (base / name).is_dir()),
-                base / controller,
-            )
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class CgroupMount:
+    """One cgroup filesystem from ``/proc/self/mountinfo``: where it is mounted (a host path),
+    which part of the hierarchy it shows (``root``), its version and its v1 controllers."""
+
+    mountpoint: str
+    root: str
+    version: int
+    controllers: frozenset[str]
+
+
+def _unescape(field: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as ``\\ooo`` octal (proc(5))."""
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and len(field[i + 1:i + 4]) == 3 and field[i + 1:i + 4].isdigit():
+            out.append(chr(int(field[i + 1:i + 4], 8)))
+            i += 4
         else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def cgroup_mounts(root: Path) -> list[CgroupMount]:
+    """The cgroup (v1) and cgroup2 mounts this process sees, in mountinfo order."""
+    mounts: list[CgroupMount] = []
+    for line in (_read(root / "proc/self/mountinfo") or "").splitlines():
+        left, sep, right = line.partition(" - ")
+        fields, tail = left.split(), right.split()
+        if not sep or len(fields) < 5 or len(tail) < 3 or tail[0] not in ("cgroup", "cgroup2"):
             continue
-        here = mount / rel.lstrip("/")
-        # Inside a container the cgroup namespace maps our path to "/", but some runtimes show
-        # the host path that does not exist in the container: fall back to the mount itself.
-        while True:
-            if here.is_dir():
-                yield here
-            if here == mount:
-                break
-            here = here.parent
+        version = 2 if tail[0] == "cgroup2" else 1
+        controllers = frozenset(tail[2].split(",")) if version == 1 else frozenset()
+        mounts.append(CgroupMount(_unescape(fields[4]), _unescape(fields[3]), version, controllers))
+    return mounts
+
+
+def _relative(path: str, mount_root: str) -> str:
+    """The cgroup ``path`` relative to a mount that shows the hierarchy from ``mount_root``.
+    A path outside the mount's root (a container without a cgroup namespace seeing the host
+    path) maps to the mount itself."""
+    p, r = PurePosixPath(path), PurePosixPath(mount_root)
+    try:
+        return str(p.relative_to(r)).lstrip(".")
+    except ValueError:
+        return ""
+
+
+def _heuristic_mount(root: Path, controllers: str, controller: str) -> Path:
+    """Where the hierarchy usually is when mountinfo is unreadable: ``/sys/fs/cgroup`` (v2) or
+    ``/sys/fs/cgroup/unified`` (v2 beside v1), ``/sys/fs/cgroup/<controllers>`` (v1)."""
+    base = root / "sys/fs/cgroup"
+    if controllers == "":
+        unified = base / "unified"
+        return unified if unified.is_dir() and not (base / "cgroup.controllers").exists() else base
+    names = (controllers, controller, "cpu,cpuacct", "cpuacct,cpu")
+    return next((base / n for n in names if (base / n).is_dir()), base / controller)
+
+
+def cgroup_dirs(root: Path, controller: str) -> Iterator[Path]:
+    """The cgroup folders whose limits bind this process for ``controller`` (``cpu`` or
+    ``memory``), innermost first, up to the mount: a limit on any ancestor applies too.
+
+    A v1 hierarchy carrying the controller wins over the v2 one (on a hybrid host the v2 tree
+    has no such controller)."""
+    entries: list[tuple[str, str]] = []
+    for line in (_read(root / "proc/self/cgroup") or "").splitlines():
+        parts = line.split(":", 2)
+        if len(parts) == 3:
+            entries.append((parts[1], parts[2]))
+    v1 = [(c, p) for c, p in entries if controller in c.split(",")]
+    v2 = [(c, p) for c, p in entries if c == ""]
+    chosen = (v1 or v2 or [None])[0]
+    if chosen is None:
+        base = root / "sys/fs/cgroup"
+        if base.is_dir():
+            yield base
         return
-    if base.is_dir():
-        yield base
+    controllers, path = chosen
+    version = 2 if controllers == "" else 1
+    mount_dir: Path | None = None
+    rel = path.lstrip("/")
+    for mount in cgroup_mounts(root):
+        if mount.version == version and (version == 2 or controller in mount.controllers):
+            mount_dir = root / mount.mountpoint.lstrip("/")
+            rel = _relative(path, mount.root)
+            break
+    if mount_dir is None:
+        mount_dir = _heuristic_mount(root, controllers, controller)
+    here = mount_dir / rel
+    while True:
+        if here.is_dir():
+            yield here
+        if here == mount_dir or mount_dir not in here.parents:
+            break
+        here = here.parent
+
+
+def _cpu_limit(folder: Path) -> float | None:
+    v2 = _read(folder / "cpu.max")
+    if v2 is not None:
+        fields = v2.split()
+        quota = _int(fields[0]) if fields and fields[0] != "max" else None
+        period = _int(fields[1]) if len(fields) == 2 else 100_000  # period defaults to 100000 us
+        return quota / period if quota and quota > 0 and period and period > 0 else None
+    quota, period = _int(_read(folder / "cpu.cfs_quota_us")), _int(_read(folder / "cpu.cfs_period_us"))
+    return quota / period if quota and quota > 0 and period and period > 0 else None
 
 
 def cpu_quota(root: Path) -> float | None:
     """The tightest CFS bandwidth limit on this process's cgroup chain, in CPUs, or ``None``."""
-    best: float | None = None
-    for d in [*_cgroup_dirs(root, "cpu")]:
-        quota: float | None = None
-        v2 = _read(d / "cpu.max")
-        if v2:
-            fields = v2.split()
-            if fields[0] != "max" and len(fields) == 2 and int(fields[1]) > 0:
-                quota = int(fields[0]) / int(fields[1])
-        else:
-            q, p = _read(d / "cpu.cfs_quota_us"), _read(d / "cpu.cfs_period_us")
-            if q and p and int(q) > 0 and int(p) > 0:
-                quota = int(q) / int(p)
-        if quota is not None and (best is None or quota < best):
-            best = quota
-    return best
+    limits = [q for q in map(_cpu_limit, cgroup_dirs(root, "cpu")) if q is not None]
+    return min(limits) if limits else None
+
+
+def _memory_limit(folder: Path) -> int | None:
+    raw = _read(folder / "memory.max")
+    if raw is None:
+        raw = _read(folder / "memory.limit_in_bytes")
+    value = _int(raw) if raw != "max" else None
+    return value if value is not None and 0 < value < _UNLIMITED else None
 
 
 def memory_limit(root: Path) -> int | None:
     """The tightest cgroup memory limit on this process's cgroup chain in bytes, or ``None``."""
-    best: int | None = None
-    for d in [*_cgroup_dirs(root, "memory")]:
-        raw = _read(d / "memory.max") or _read(d / "memory.limit_in_bytes")
-        if not raw or raw == "max":
-            continue
-        value = int(raw)
-        if value < _UNLIMITED and (best is None or value < best):
-            best = value
-    return best
+    limits = [m for m in map(_memory_limit, cgroup_dirs(root, "memory")) if m is not None]
+    return min(limits) if limits else None
 
 
 def _meminfo(root: Path) -> dict[str, int]:
@@ -116,7 +191,8 @@ def read_cpu(root: Path, hint: int | None = None) -> CpuFacts:
 
 
 def read_memory(root: Path) -> MemoryFacts:
-    """Memory facts: ``/proc/meminfo`` where present, else ``sysconf``, plus the cgroup limit."""
+    """Memory facts: ``/proc/meminfo`` where present, else ``sysconf``, plus the cgroup limit
+    (``available`` never exceeds the limit)."""
     info = _meminfo(root)
     if "MemTotal" in info:
         total = info["MemTotal"]
@@ -142,3 +218,12 @@ def read_shm(root: Path) -> ShmFacts:
     except (OSError, AttributeError):
         return ShmFacts(path=str(path), total=None, free=None)
     return ShmFacts(path=str(path), total=st.f_blocks * st.f_frsize, free=st.f_bavail * st.f_frsize)
+
+
+def default_start_method(system: str, python: tuple[int, int]) -> str:
+    """The multiprocessing start method a platform uses by default: ``spawn`` on macOS (since
+    Python 3.8) and Windows, ``forkserver`` on Linux from Python 3.14, else ``fork``
+    (https://docs.python.org/3/library/multiprocessing.html#contexts-and-start-methods)."""
+    if system in ("Darwin", "Windows"):
+        return "spawn"
+    return "forkserver" if python >= (3, 14) else "fork"
