@@ -116,13 +116,12 @@ def cgroup_dirs(root: Path, controller: str) -> Iterator[Path]:
             entries.append((parts[1], parts[2]))
     v1 = [(c, p) for c, p in entries if controller in c.split(",")]
     v2 = [(c, p) for c, p in entries if c == ""]
-    chosen = (v1 or v2 or [None])[0]
-    if chosen is None:
+    if not (v1 or v2):
         base = root / "sys/fs/cgroup"
         if base.is_dir():
             yield base
         return
-    controllers, path = chosen
+    controllers, path = (v1 or v2)[0]
     version = 2 if controllers == "" else 1
     mount_dir: Path | None = None
     rel = path.lstrip("/")
