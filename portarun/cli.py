@@ -17,6 +17,7 @@ Runner = Callable[[argparse.Namespace], int]
 
 COMMANDS: dict[str, str] = {
     "info": "portarun.cli:info_command",
+    "launch": "portarun.launch:launch_command",
 }
 
 
@@ -26,10 +27,15 @@ def info_command(parser: argparse.ArgumentParser) -> Runner:
     parser.add_argument("--explain", action="store_true", help="show every provider's verdict and evidence")
     parser.add_argument("--host", metavar="NAME", help="force a provider, like PORTARUN_HOST")
     parser.add_argument("--project", metavar="NAME", help="project name for persist/checkpoints")
+    parser.add_argument("--torch", action="store_true",
+                        help="import torch to add what it reports (CUDA build, GPU architectures, device checks)")
 
     def run(args: argparse.Namespace) -> int:
         from . import report
         from .runtime import detect
+
+        if args.torch:
+            import torch  # noqa: F401  the report's sections include torch's view once it is imported
 
         rt = detect(host=args.host, project=args.project)
         data = report.build(rt)

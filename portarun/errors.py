@@ -35,3 +35,53 @@ class NotAvailableError(PortarunError):
 
 class PortarunWarning(UserWarning):
     """Base class of every warning emitted by portarun."""
+
+
+class SubmissionError(PortarunError, ValueError):
+    """A submission failed validation or could not be delivered; nothing was written when
+    validation failed. ``problems`` lists each finding as ``(kind, message)``."""
+
+    def __init__(self, message: str, problems: Iterable[tuple[str, str]] = ()) -> None:
+        self.problems = tuple(problems)
+        super().__init__(message)
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The kind of each problem (``columns``, ``row_count``, ``missing_ids``, ...)."""
+        return tuple(kind for kind, _ in self.problems)
+
+
+class SecretNotFoundError(PortarunError, LookupError):
+    """A secret was not found in any source; the message lists where it was looked for and how
+    to add it on this host. It never contains a secret value."""
+
+
+class DatasetError(PortarunError):
+    """A dataset reference cannot be resolved to a local folder."""
+
+
+class StagingError(PortarunError):
+    """Copying files in or out (``rt.stage`` / ``rt.stage_out``) failed."""
+
+
+class DeviceError(PortarunError):
+    """The accelerator cannot be used as asked: a requested kind is absent, or the installed
+    torch cannot drive the hardware that is there."""
+
+
+class DistributedError(PortarunError):
+    """A distributed run cannot be started or joined (unknown rendezvous, bad launch options)."""
+
+
+class CheckpointError(PortarunError):
+    """A checkpoint cannot be saved or loaded: nothing to resume from at an explicit step, a
+    corrupt checkpoint with no intact one before it, or a failed background write."""
+
+
+class CorruptCheckpointError(CheckpointError):
+    """A checkpoint's files do not match its manifest (torn write, truncated upload, bit rot)."""
+
+
+class StorageFullError(CheckpointError, OSError):
+    """The checkpoint storage ran out of space or quota (ENOSPC/EDQUOT) while writing; the
+    previous checkpoints are intact and the partial files were removed."""

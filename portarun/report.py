@@ -28,6 +28,9 @@ SECTIONS: dict[str, str] = {
     "system": "portarun.report:system_section",
     "packages": "portarun.report:packages_section",
     "plugins": "portarun.report:plugins_section",
+    "accelerators": "portarun.devices:accelerators_section",
+    "distributed": "portarun.distributed:distributed_section",
+    "diagnostics": "portarun.devices:diagnostics_section",
 }
 
 #: Distributions whose versions are shown, read from metadata without importing them.

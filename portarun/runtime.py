@@ -12,7 +12,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from ._manager import PluginSet, fail
 from .errors import NotAvailableError, UnknownHostError
@@ -22,7 +22,22 @@ from .provider import MATCH_THRESHOLD, Detection, Provider
 from .session import SessionInfo, build_session
 
 if TYPE_CHECKING:
+    import os
+    from pathlib import Path
+
+    from .secrets import Secret
+    from .staging import StageResult
+    from .submission import Submission
+    from collections.abc import Iterable
+    from datetime import timedelta
+    from typing import TypeVar
+
     from pluggy import PluginManager
+
+    from .devices import DeviceInfo, DeviceMemory
+    from .distributed import DistInfo
+
+    T = TypeVar("T")
 
 _PLUGIN_VARS = ("PORTARUN_DISABLE_PLUGIN_AUTOLOAD", "PORTARUN_PLUGINS", "PORTARUN_DISABLE_PLUGINS", "PORTARUN_STRICT")
 
@@ -261,11 +276,134 @@ class Runtime:
         return detect(project=self.project, refresh=True)
 
     # --- devices and distributed (issue 3: portarun/devices.py, distributed.py) ---------
+    @cached_property
+    def device(self) -> DeviceInfo:
+        """The accelerator this process uses (:class:`~portarun.devices.DeviceInfo`), decided on
+        first access without importing torch: ``detect(device=...)`` or ``PORTARUN_DEVICE`` if
+        given, else the provider's preference order. Each diagnostic is warned once as a
+        :class:`~portarun.errors.PortarunWarning`. Raises :class:`~portarun.errors.DeviceError`
+        when a requested kind is absent. Plugins can override it (``portarun_resolve_device``)."""
+        from .devices import warn_diagnostics
+
+        info: DeviceInfo = plugin_set(self.probe.env).pm.hook.portarun_resolve_device(runtime=self)
+        warn_diagnostics(info)
+        return info
+
+    @cached_property
+    def dist(self) -> DistInfo:
+        """This process's place in a distributed run (:class:`~portarun.distributed.DistInfo`),
+        read from the launcher's variables (torchrun, SLURM, MPI, Kubeflow, torch_xla)."""
+        from .distributed import read_dist
+
+        return read_dist(self.probe)
+
+    def init_distributed(self, backend: str | None = None, *, timeout: timedelta | None = None) -> DistInfo:
+        """Initialise ``torch.distributed`` from the launcher's variables (nccl on CUDA, gloo on
+        CPU/MPS, xla on TPU unless ``backend`` says otherwise); a no-op for a single process or
+        when already initialised. Returns :attr:`dist`. See
+        :func:`portarun.distributed.init_distributed`."""
+        from .distributed import init_distributed
+
+        return init_distributed(self, backend=backend, timeout=timeout)
+
+    def to_device(self, batch: T, *, non_blocking: bool | None = None) -> T:
+        """``batch`` (tensors nested in dicts, lists, tuples, dataclasses) moved to this
+        process's device; see :func:`portarun.devices.to_device`."""
+        from .devices import to_device
+
+        return to_device(self.device, batch, non_blocking=non_blocking)
+
+    def wrap_loader(self, loader: Iterable[T]) -> Iterable[T]:
+        """torch_xla's ``MpDeviceLoader`` around ``loader`` on TPU; ``loader`` unchanged
+        elsewhere. See :func:`portarun.devices.wrap_loader`."""
+        from .devices import wrap_loader
+
+        return wrap_loader(self.device, loader)
+
+    def seed(self, n: int, *, per_rank: bool = False) -> int:
+        """Seed ``random``, NumPy, torch (all devices) and torch_xla with ``n`` (plus the rank
+        when ``per_rank``); returns the seed used. See :func:`portarun.devices.seed`."""
+        from .devices import seed
+
+        return seed(self.device, self.dist.rank, n, per_rank=per_rank)
+
+    def memory(self) -> DeviceMemory:
+        """Device memory (allocated, reserved, free, total) and host RAM now; see
+        :func:`portarun.devices.memory`."""
+        from .devices import memory
+
+        return memory(self.device, self.probe)
 
     # --- data loading (issue 4: portarun/loader.py) --------------------------------------
 
     # --- checkpoints and session (issue 5: portarun/checkpoint/) -------------------------
 
     # --- data in and out (issue 6: portarun/submission.py, secrets.py, datasets.py, staging.py)
+    def submit(self, data: Any, filename: str | os.PathLike[str] = "submission.csv", *, sample: Any = None,
+               message: str | None = None, competition: str | None = None, dry_run: bool = False) -> Submission:
+        """Validate a competition submission, write it atomically where this host expects it
+        (``/kaggle/working/submission.csv`` on Kaggle, ``rt.paths.output`` elsewhere) and deliver
+        it through the ``portarun_submit`` hook (Kaggle API with ``competition=`` off Kaggle;
+        download offer on Colab). ``data``: a DataFrame, dict of columns, list of rows or CSV
+        path; ``sample``: the sample submission (found under ``rt.paths.input`` when omitted);
+        ``dry_run``: show the API call instead of making it. Raises
+        :class:`~portarun.errors.SubmissionError`, having written nothing, when validation fails.
+        See docs/submissions.md."""
+        from .submission import submit
+
+        return submit(self, data, filename, sample=sample, message=message, competition=competition,
+                      dry_run=dry_run)
+
+    @overload
+    def secret(self, name: str) -> Secret: ...
+    @overload
+    def secret(self, name: str, default: str) -> Secret: ...
+    @overload
+    def secret(self, name: str, default: None) -> Secret | None: ...
+
+    def secret(self, name: str, default: Any = ...) -> Secret | None:
+        """The secret ``name`` from Colab's secrets panel, Kaggle's secrets, the environment or
+        the project's ``.env`` file, in that order, as a :class:`~portarun.secrets.Secret`
+        (``.reveal()`` gives the value; printing it never does). When it is nowhere: ``default``
+        (wrapped, or ``None``) if given, else :class:`~portarun.errors.SecretNotFoundError`
+        saying where it was looked for and how to add it on this host. See docs/secrets.md."""
+        from .errors import SecretNotFoundError
+        from .secrets import Secret, find
+
+        try:
+            return find(self, name)
+        except SecretNotFoundError:
+            if default is ...:
+                raise
+            return None if default is None else Secret(name, str(default), "default")
+
+    def dataset(self, ref: str | os.PathLike[str]) -> Path:
+        """A local folder holding dataset ``ref``: a Kaggle handle ``owner/slug`` (the copy
+        attached under ``rt.paths.input``, else a kagglehub download into ``rt.paths.cache``), an
+        fsspec URL (copied into ``rt.paths.cache``), or a local/Drive path. Raises
+        :class:`~portarun.errors.DatasetError` saying how to get it. See docs/data.md."""
+        from .datasets import resolve
+
+        return resolve(self, ref)
+
+    def stage(self, src: str | os.PathLike[str], to: str | os.PathLike[str] = "scratch", *, workers: int = 8,
+              storage_options: dict[str, Any] | None = None) -> StageResult:
+        """Copy a file or folder (local path or fsspec URL) to fast local disk: into role ``to``
+        as ``<role>/<name>``, or to exactly the path ``to``. Parallel, resumable (files with the
+        same size and SHA-256 are skipped), atomic per file, with a progress bar; warns before
+        exceeding free space or a host quota. The result is path-like and has ``.summary()``.
+        Raises :class:`~portarun.errors.StagingError`. See docs/data.md."""
+        from .staging import stage
+
+        return stage(self, src, to, workers=workers, storage_options=storage_options)
+
+    def stage_out(self, path: str | os.PathLike[str], to: str | os.PathLike[str] = "persist", *, workers: int = 8,
+                  storage_options: dict[str, Any] | None = None) -> StageResult:
+        """Copy results at ``path`` back to lasting storage: role ``to`` (default ``persist``,
+        possibly a bucket URL) as ``<role>/<name>``, or exactly the path/URL ``to``. Same
+        guarantees as :meth:`stage`."""
+        from .staging import stage_out
+
+        return stage_out(self, path, to, workers=workers, storage_options=storage_options)
 
     # --- integrations (issue 7) ----------------------------------------------------------
