@@ -22,6 +22,7 @@ from .provider import MATCH_THRESHOLD, Detection, Provider
 from .session import SessionInfo, build_session
 
 if TYPE_CHECKING:
+    from .checkpoint import Checkpointer
     import os
     from pathlib import Path
 
@@ -337,6 +338,14 @@ class Runtime:
     # --- data loading (issue 4: portarun/loader.py) --------------------------------------
 
     # --- checkpoints and session (issue 5: portarun/checkpoint/) -------------------------
+    @cached_property
+    def checkpoints(self) -> Checkpointer:
+        """A :class:`~portarun.checkpoint.Checkpointer` on ``paths.checkpoints``, configured
+        from this runtime (session deadline, main process, device, Drive staging on Colab).
+        For other options use ``Checkpointer.from_runtime(rt, keep_last=..., ...)``."""
+        from .checkpoint import Checkpointer
+
+        return Checkpointer.from_runtime(self)
 
     # --- data in and out (issue 6: portarun/submission.py, secrets.py, datasets.py, staging.py)
     def submit(self, data: Any, filename: str | os.PathLike[str] = "submission.csv", *, sample: Any = None,

@@ -1,0 +1,120 @@
+"""``rt.dataset(ref)``: a local folder holding a dataset, wherever this runs.
+
+``ref`` is one of:
+
+- a Kaggle handle ``owner/slug`` (or ``owner/slug/versions/N``). The attached copy under
+  ``rt.paths.input`` is used when there is one — Kaggle mounts datasets at
+  ``/kaggle/input/datasets/<owner>/<slug>`` since 2026 and at ``/kaggle/input/<slug>`` before
+  (docs/reference/host-evidence.md §2); locally, ``data/<slug>`` plays the same role. Otherwise
+  ``kagglehub.dataset_download`` fetches it into ``rt.paths.cache/kagglehub`` (through
+  kagglehub's documented ``KAGGLEHUB_CACHE`` setting); without kagglehub, a
+  :class:`~portarun.errors.DatasetError` says how to get it.
+- an fsspec URL (``s3://``, ``gs://``, ``https://``, ...): copied with :func:`portarun.staging.stage`
+  into ``rt.paths.cache/datasets/<protocol>/<path>`` (resumable; a second call copies nothing new).
+- a local path, such as a Google Drive folder ``/content/drive/MyDrive/...``: returned as it
+  is when it exists (use ``rt.stage`` to copy it to fast disk); a missing Drive path raises with
+  the instruction to mount Drive.
+"""
+from __future__ import annotations
+
+import os
+import re
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import DatasetError
+from .paths import is_remote, join
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+_HANDLE = re.compile(r"^(?P<owner>[A-Za-z0-9][\w.-]*)/(?P<slug>[A-Za-z0-9][\w.-]*)(?:/versions/(?P<version>\d+))?$")
+_DRIVE = "/content/drive"
+_kagglehub_lock = threading.Lock()
+
+
+def attached_candidates(rt: Runtime, owner: str, slug: str) -> list[Path]:
+    """Where an attached copy of ``owner/slug`` may be, newest layout first."""
+    if is_remote(rt.paths.input):
+        return []
+    base = Path(rt.paths.input)
+    return [base / "datasets" / owner / slug, base / slug]
+
+
+def resolve(rt: Runtime, ref: str | os.PathLike[str]) -> Path:
+    """The local folder (or file) for ``ref``; see the module docstring for the rules."""
+    text = os.fspath(ref)
+    if is_remote(text):
+        return _from_url(rt, text)
+    local = _local_path(rt, text)
+    if local.exists():
+        return local
+    match = _HANDLE.match(text)
+    if match:
+        return _from_kaggle(rt, text, match.group("owner"), match.group("slug"))
+    if text.startswith(_DRIVE):
+        raise DatasetError(f"{text} does not exist: Google Drive is not mounted (or the path is wrong). Mount it "
+                           "with `rt = rt.mount_drive()` in Colab, then check the path under /content/drive/MyDrive.")
+    raise DatasetError(f"dataset {text!r} is neither an existing path, an fsspec URL (s3://, gs://, https://...) "
+                       "nor a Kaggle handle owner/slug. Check the spelling.")
+
+
+def _local_path(rt: Runtime, text: str) -> Path:
+    """``text`` as a local path: relative to the working folder; an absolute host path that
+    does not exist as given is looked up under the probe's root (a simulated host)."""
+    path = Path(os.path.expanduser(text))
+    if not path.is_absolute():
+        return rt.probe.cwd / path
+    return path if path.exists() else rt.probe.path(path)
+
+
+def _from_url(rt: Runtime, url: str) -> Path:
+    from .staging import stage
+
+    protocol, _, rest = url.partition("://")
+    parts = [p for p in rest.split("?", 1)[0].split("/") if p not in ("", ".", "..")]
+    if not parts:
+        raise DatasetError(f"{url!r} names no bucket or path; give a URL such as s3://bucket/folder.")
+    if is_remote(rt.paths.cache):
+        raise DatasetError(f"rt.paths.cache is the remote location {rt.paths.cache}; datasets need a local cache. "
+                           "Unset PORTARUN_CACHE_DIR or point it at a local folder.")
+    dest = join(rt.paths.cache, "datasets", protocol, *parts)
+    result = stage(rt, url, to=dest)
+    return Path(result.path)
+
+
+def _from_kaggle(rt: Runtime, handle: str, owner: str, slug: str) -> Path:
+    looked = attached_candidates(rt, owner, slug)
+    for folder in looked:
+        if folder.is_dir():
+            return folder
+    where = ", ".join(str(p) for p in looked) or "nowhere (rt.paths.input is remote)"
+    if not rt.probe.has_module("kagglehub"):
+        raise DatasetError(
+            f"dataset {handle!r} is not attached (looked in {where}) and kagglehub is not installed to download "
+            "it. On Kaggle, attach it with 'Add Input'; elsewhere run `pip install kagglehub` (and set "
+            "KAGGLE_USERNAME/KAGGLE_KEY or KAGGLE_API_TOKEN for private data)."
+        )
+    if is_remote(rt.paths.cache):
+        raise DatasetError(f"rt.paths.cache is the remote location {rt.paths.cache}; kagglehub needs a local "
+                           "cache. Unset PORTARUN_CACHE_DIR or point it at a local folder.")
+    import kagglehub
+
+    cache = Path(rt.paths.cache) / "kagglehub"
+    with _kagglehub_lock:  # KAGGLEHUB_CACHE is read by kagglehub at call time
+        previous = os.environ.get("KAGGLEHUB_CACHE")
+        os.environ["KAGGLEHUB_CACHE"] = str(cache)
+        try:
+            path = kagglehub.dataset_download(handle)
+        except Exception as exc:
+            raise DatasetError(
+                f"kagglehub could not download {handle!r}: {type(exc).__name__}: {exc}. Check the handle "
+                "(owner/slug as in the dataset's URL), your network, and Kaggle credentials for private data."
+            ) from exc
+        finally:
+            if previous is None:
+                os.environ.pop("KAGGLEHUB_CACHE", None)
+            else:
+                os.environ["KAGGLEHUB_CACHE"] = previous
+    return Path(path)

@@ -1,0 +1,210 @@
+"""Secrets from wherever this host keeps them: ``rt.secret("WANDB_API_KEY")``.
+
+Sources, in order (the first that has the name wins):
+
+1. Colab's secrets panel, through ``google.colab.userdata.get`` — only on Colab, inside the
+   notebook kernel (the call talks to the notebook frontend; a ``!python`` child cannot use it).
+   Its errors: ``SecretNotFoundError`` / ``NotebookAccessError`` (googlecolab/colabtools
+   ``google/colab/userdata.py``).
+2. Kaggle's "Add-ons → Secrets", through ``kaggle_secrets.UserSecretsClient().get_secret`` —
+   where ``kaggle_secrets`` is importable and ``KAGGLE_USER_SECRETS_TOKEN`` is set (the client
+   authenticates with it; Kaggle/docker-python ``patches/kaggle_secrets.py``). A label that is
+   not attached raises ``BackendError`` there.
+3. Environment variables (as the probe sees them, so simulations work).
+4. A ``.env`` file in the project folder (the working folder), parsed by python-dotenv
+   (``pip install python-dotenv``).
+
+Values come back wrapped in :class:`Secret`, whose ``repr``/``str``/``format`` never show the
+value; call :meth:`Secret.reveal` at the point of use. Errors name the sources that were
+consulted and how to add the secret on this host, never a value.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Final, NoReturn
+
+from ._redact import MASK
+from .errors import SecretNotFoundError
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+ENV_FILE: Final = ".env"
+
+
+class Secret:
+    """A secret value that does not print itself.
+
+    ``repr``, ``str`` and f-strings show ``Secret('NAME', source='env', value=***)``; pickling
+    is refused so values do not leak into checkpoints or multiprocessing payloads. Use
+    :meth:`reveal` to get the string.
+    """
+
+    __slots__ = ("name", "source", "_value")
+
+    def __init__(self, name: str, value: str, source: str) -> None:
+        self.name = name
+        self.source = source
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret's value. Pass it straight to the API that needs it; do not log it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret({self.name!r}, source={self.source!r}, value={MASK})"
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return format(repr(self), spec)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other.name == self.name and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash((Secret, self.name))
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError(f"{self!r} cannot be pickled; pass secret.reveal() where it is needed.")
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """One source's answer: the value (or ``None``) and, when it was skipped or failed, why."""
+
+    value: str | None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Source:
+    """A place secrets live: ``usable(rt)`` says why it cannot be read now (or ``None``),
+    ``get(rt, name)`` looks the name up, ``how_to_add`` tells the user how to put one there,
+    ``offered(rt)`` whether this host has such a store (so the advice is worth giving)."""
+
+    name: str
+    usable: Callable[[Runtime], str | None]
+    get: Callable[[Runtime, str], Lookup]
+    how_to_add: str
+    offered: Callable[[Runtime], bool] = lambda rt: True
+
+
+# -- Colab ---------------------------------------------------------------------------------
+def _colab_usable(rt: Runtime) -> str | None:
+    if rt.host.name != "colab":
+        return "not on Colab"
+    if not rt.probe.in_kernel:
+        return "not inside the notebook kernel (Colab secrets reach only the kernel, not !python children)"
+    if not rt.probe.has_module("google.colab.userdata"):
+        return "google.colab.userdata is not importable"
+    return None
+
+
+def _colab_get(rt: Runtime, name: str) -> Lookup:
+    try:
+        from google.colab import userdata  # Colab only
+    except ImportError as exc:
+        return Lookup(None, f"google.colab.userdata cannot be imported ({exc})")
+    try:
+        value = userdata.get(name)
+    except Exception as exc:  # SecretNotFoundError, NotebookAccessError, TimeoutException
+        if type(exc).__name__ == "NotebookAccessError":
+            return Lookup(None, "exists but this notebook has no access: switch on 'Notebook access' "
+                                "for it in the Secrets panel (key icon)")
+        return Lookup(None, None if type(exc).__name__ == "SecretNotFoundError" else type(exc).__name__)
+    return Lookup(str(value))
+
+
+# -- Kaggle --------------------------------------------------------------------------------
+def _kaggle_usable(rt: Runtime) -> str | None:
+    if not rt.probe.has_module("kaggle_secrets"):
+        return "kaggle_secrets is not importable (not in a Kaggle notebook)"
+    if not rt.probe.getenv("KAGGLE_USER_SECRETS_TOKEN"):
+        return "KAGGLE_USER_SECRETS_TOKEN is not set (not in a Kaggle notebook)"
+    return None
+
+
+def _kaggle_get(rt: Runtime, name: str) -> Lookup:
+    try:
+        from kaggle_secrets import UserSecretsClient  # Kaggle only
+    except ImportError as exc:
+        return Lookup(None, f"kaggle_secrets.UserSecretsClient cannot be imported ({exc})")
+    try:
+        value = UserSecretsClient().get_secret(name)
+    except Exception as exc:  # BackendError when the label is not attached; no value in it
+        if type(exc).__name__ == "BackendError":
+            return Lookup(None)
+        return Lookup(None, f"the Kaggle secrets service failed with {type(exc).__name__} (is the internet on?)")
+    return Lookup(None if value is None else str(value))
+
+
+# -- environment and .env -------------------------------------------------------------------
+def _env_get(rt: Runtime, name: str) -> Lookup:
+    return Lookup(rt.probe.getenv(name))
+
+
+def env_file(rt: Runtime) -> Path:
+    """The ``.env`` file consulted: ``<working folder>/.env``."""
+    return rt.probe.cwd / ENV_FILE
+
+
+def _dotenv_usable(rt: Runtime) -> str | None:
+    path = env_file(rt)
+    if not path.is_file():
+        return f"no file {path}"
+    return None
+
+
+def _dotenv_get(rt: Runtime, name: str) -> Lookup:
+    try:
+        from dotenv import dotenv_values
+    except ImportError:
+        return Lookup(None, f"{env_file(rt)} exists but python-dotenv is not installed to read it "
+                            "(pip install python-dotenv)")
+    value = dotenv_values(env_file(rt)).get(name)
+    return Lookup(value)
+
+
+SOURCES: tuple[Source, ...] = (
+    Source("colab", _colab_usable, _colab_get,
+           "in Colab, open the key icon (Secrets) in the left sidebar, add {name}, and switch on Notebook access "
+           "(it reaches the notebook kernel only)", lambda rt: rt.host.name == "colab"),
+    Source("kaggle", _kaggle_usable, _kaggle_get,
+           "in a Kaggle notebook, open Add-ons → Secrets, add {name}, and tick it for this notebook",
+           lambda rt: rt.probe.has_module("kaggle_secrets")),
+    Source("env", lambda rt: None, _env_get, "set the environment variable: export {name}=..."),
+    Source("dotenv", _dotenv_usable, _dotenv_get,
+           "add a line {name}=... to {env_file} (and keep .env out of version control)"),
+)
+
+
+def _search(rt: Runtime, name: str) -> tuple[Secret | None, list[str]]:
+    trail: list[str] = []
+    for source in SOURCES:
+        why_not = source.usable(rt)
+        if why_not is not None:
+            trail.append(f"{source.name}: skipped ({why_not})")
+            continue
+        lookup = source.get(rt, name)
+        if lookup.value is not None:
+            return Secret(name, lookup.value, source.name), trail
+        trail.append(f"{source.name}: not found" + (f" ({lookup.note})" if lookup.note else ""))
+    return None, trail
+
+
+def find(rt: Runtime, name: str) -> Secret:
+    """The secret ``name`` from the first source that has it, or :class:`SecretNotFoundError`
+    saying where it was looked for and how to add it on this host."""
+    if not name or not isinstance(name, str):
+        raise SecretNotFoundError(f"secret names are non-empty strings, got {type(name).__name__} {name!r}.")
+    found, trail = _search(rt, name)
+    if found is not None:
+        return found
+    ways = [s.how_to_add.format(name=name, env_file=env_file(rt)) for s in SOURCES if s.offered(rt)]
+    raise SecretNotFoundError(
+        f"secret {name!r} was not found on {rt.host.display_name}. Looked in: " + "; ".join(trail)
+        + ". To add it: " + "; or ".join(ways) + "."
+    )

@@ -1,0 +1,416 @@
+"""Copy data to fast local disk before training (``rt.stage``) and results back to lasting
+storage afterwards (``rt.stage_out``).
+
+Sources and destinations are local paths or fsspec URLs (``s3://``, ``gs://``, ``https://``, a
+Drive folder under ``/content/drive``). The copy is:
+
+- **parallel**: ``workers`` threads (default 8); small remote files are fetched in one request
+  each (``cat_file``), large ones streamed in 4 MiB chunks; local-to-local copies use
+  :func:`shutil.copyfile` (``sendfile``/``copy_file_range`` on Linux).
+- **atomic per file**: a local file is written to ``.<name>.portarun-part`` beside it and
+  renamed into place (:func:`os.replace`), so a reader never sees half a file. Object stores
+  publish an object only when its upload completes, so remote files are written in place.
+- **resumable**: a file already at the destination is skipped when its size and SHA-256 match
+  the source's. A local side is hashed from its bytes; a remote side's hash is the one recorded
+  in a journal (``<cache>/staging/<id>.jsonl``) when portarun copied it, valid while the remote
+  object's size, ETag and modification time are unchanged. Files that fail are reported
+  together in one :class:`~portarun.errors.StagingError`; running the same call again resumes.
+- **visible**: a progress bar (:func:`portarun.progress.bar`) while copying, and a one-line
+  summary (:meth:`StageResult.summary`, also logged at INFO on ``portarun.staging``).
+- **careful with space**: before writing, a :class:`~portarun.errors.PortarunWarning` is issued
+  when the bytes to copy exceed the free space of a local destination, or would push a folder
+  past a known quota (:data:`QUOTAS`, e.g. Kaggle's 20 GB ``/kaggle/working``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import posixpath
+import shutil
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fsspec.core import url_to_fs  # type: ignore[import-untyped]
+from fsspec.implementations.local import LocalFileSystem  # type: ignore[import-untyped]
+
+from .errors import PortarunWarning, StagingError
+from .paths import ROLES, Location, is_remote, join
+from .progress import Bar, bar
+from .units import format_size
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+log = logging.getLogger("portarun.staging")
+
+PART_SUFFIX = ".portarun-part"
+CHUNK = 4 * 1024 * 1024
+DEFAULT_WORKERS = 8
+
+#: Known storage quotas by provider name: (host folder, bytes, source). Kaggle caps what a
+#: notebook may write to /kaggle/working at 20 GB (Kaggle notebook docs, 2nd-hand, and the
+#: default notebook template; docs/reference/HOSTS.md [K1][K5]).
+QUOTAS: dict[str, tuple[str, int, str]] = {
+    "kaggle": ("/kaggle/working", 20 * 1000**3, "Kaggle caps /kaggle/working at 20 GB"),
+}
+
+#: Metadata fields that change when a remote object changes (s3fs, gcsfs, adlfs, http, local).
+_VERSION_FIELDS = ("ETag", "etag", "md5Hash", "crc32c", "mtime", "LastModified", "last_modified", "updated", "generation")
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What a staging call did. ``path`` is the copy (use the result itself as a path:
+    ``os.fspath(result)``); ``copied``/``skipped`` count files, ``bytes_copied`` what moved."""
+
+    source: str
+    path: Location
+    files: int
+    copied: int
+    skipped: int
+    bytes_copied: int
+    bytes_total: int
+    seconds: float
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def summary(self) -> str:
+        """One line: how many files and bytes moved, from where to where, how fast."""
+        rate = self.bytes_copied / self.seconds if self.seconds > 0 else 0.0
+        text = (f"staged {self.copied} of {self.files} files ({format_size(self.bytes_copied)}) from "
+                f"{self.source} to {self.path} in {self.seconds:.1f} s ({format_size(int(rate))}/s)")
+        if self.skipped:
+            text += f"; {self.skipped} already present with the same size and checksum were skipped"
+        return text
+
+
+@dataclass(frozen=True)
+class _Task:
+    rel: str
+    src: str
+    dst: str
+    size: int
+    version: str
+
+
+class _Journal:
+    """Append-only record of files copied with a remote side: ``{rel, size, version, sha256}``
+    per line. A torn last line (process killed mid-write) is ignored on reading."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.entries: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        if path is not None and path.is_file():
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                try:
+                    entry = json.loads(line)
+                    self.entries[str(entry["rel"])] = entry
+                except (ValueError, KeyError, TypeError):
+                    continue
+
+    def record(self, task: _Task, sha256: str) -> None:
+        if self.path is None:
+            return
+        line = json.dumps({"rel": task.rel, "size": task.size, "version": task.version, "sha256": sha256})
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(line + "\n")
+
+
+def _version(info: dict[str, Any]) -> str:
+    return json.dumps({k: str(info[k]) for k in _VERSION_FIELDS if info.get(k) is not None}, sort_keys=True)
+
+
+def _basename(location: str) -> str:
+    name = posixpath.basename(location.rstrip("/").split("://", 1)[-1])
+    return name or "data"
+
+
+def _sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _part_path(dst: str) -> str:
+    head, name = os.path.split(dst)
+    return os.path.join(head, f".{name}{PART_SUFFIX}")
+
+
+class _Copier:
+    """Plans and runs one transfer from ``src`` to ``dest``."""
+
+    def __init__(self, src: str, dest: str, workers: int, journal: Path | None,
+                 storage_options: dict[str, Any] | None) -> None:
+        if workers < 1:
+            raise StagingError(f"workers must be at least 1, got {workers}.")
+        self.src, self.dest, self.workers = src, dest, workers
+        options = storage_options or {}
+        self.sfs, self.sroot = url_to_fs(src, **(options if is_remote(src) else {}))
+        self.dfs, self.droot = url_to_fs(dest, **(options if is_remote(dest) else {}))
+        self.src_local = isinstance(self.sfs, LocalFileSystem)
+        self.dst_local = isinstance(self.dfs, LocalFileSystem)
+        both_local = self.src_local and self.dst_local
+        self.journal = _Journal(None if both_local else journal)
+
+    # -- planning ------------------------------------------------------------------------
+    def tasks(self) -> list[_Task]:
+        try:
+            is_dir = self.sfs.isdir(self.sroot)
+            if is_dir:
+                infos: dict[str, dict[str, Any]] = self.sfs.find(self.sroot, detail=True)
+            else:
+                infos = {self.sroot: self.sfs.info(self.sroot)}
+        except FileNotFoundError:
+            infos, is_dir = {}, False
+        if not infos and not is_dir:
+            raise StagingError(f"nothing to copy: {self.src} does not exist (or is not readable with the "
+                               "credentials in the environment). Check the path or URL.")
+        base = self.sroot.rstrip("/")
+        out = []
+        for path, info in sorted(infos.items()):
+            if info.get("type") == "directory":
+                continue
+            rel = posixpath.relpath(path, base) if is_dir else ""
+            dst = self.droot if not rel else (os.path.join(self.droot, *rel.split("/")) if self.dst_local
+                                               else f"{self.droot.rstrip('/')}/{rel}")
+            out.append(_Task(rel, path, dst, int(info.get("size") or 0), _version(info)))
+        return out
+
+    def _existing(self, tasks: list[_Task]) -> dict[str, int]:
+        """Sizes of destination files that already exist, by destination path."""
+        if self.dst_local:
+            sizes = {}
+            for t in tasks:
+                try:
+                    sizes[t.dst] = os.stat(t.dst).st_size
+                except OSError:
+                    continue
+            return sizes
+        try:
+            if not self.dfs.exists(self.droot):
+                return {}
+            if tasks and tasks[0].rel == "":
+                return {self.droot: int(self.dfs.info(self.droot).get("size") or 0)}
+            found = self.dfs.find(self.droot, detail=True)
+        except FileNotFoundError:
+            return {}
+        return {path: int(info.get("size") or 0) for path, info in found.items()}
+
+    def _current(self, task: _Task, existing: dict[str, int]) -> bool:
+        if existing.get(task.dst) != task.size:
+            return False
+        entry = self.journal.entries.get(task.rel)
+        if self.src_local:
+            src_sum: str | None = _sha256_file(task.src)
+        else:
+            valid = entry is not None and entry.get("size") == task.size and entry.get("version") == task.version
+            src_sum = str(entry["sha256"]) if valid and entry is not None else None
+        if src_sum is None:
+            return False
+        if self.dst_local:
+            dst_sum: str | None = _sha256_file(task.dst)
+        else:
+            dst_sum = str(entry["sha256"]) if entry is not None and entry.get("size") == task.size else None
+        return src_sum == dst_sum
+
+    def split(self, tasks: list[_Task]) -> tuple[list[_Task], list[_Task]]:
+        """(to copy, already current), checking in parallel."""
+        existing = self._existing(tasks)
+        with ThreadPoolExecutor(self.workers) as pool:
+            current = list(pool.map(lambda t: self._current(t, existing), tasks))
+        todo = [t for t, ok in zip(tasks, current) if not ok]
+        done = [t for t, ok in zip(tasks, current) if ok]
+        if self.dst_local:
+            for t in done:  # a part file left by a killed run for a file that is complete anyway
+                Path(_part_path(t.dst)).unlink(missing_ok=True)
+        return todo, done
+
+    # -- copying -------------------------------------------------------------------------
+    def copy(self, task: _Task, progress: Bar, lock: threading.Lock) -> None:
+        def advance(n: int) -> None:
+            with lock:
+                progress.update(n)
+
+        if self.dst_local:
+            os.makedirs(os.path.dirname(task.dst) or ".", exist_ok=True)
+            part = _part_path(task.dst)
+            try:
+                if self.src_local:
+                    shutil.copyfile(task.src, part)
+                    advance(task.size)
+                else:
+                    with open(part, "wb") as out:
+                        digest = self._stream(task, out.write, advance)
+                os.replace(part, task.dst)
+            except BaseException:
+                Path(part).unlink(missing_ok=True)
+                raise
+            if not self.src_local:
+                self.journal.record(task, digest)
+            return
+        with self.dfs.open(task.dst, "wb") as out:
+            digest = self._stream(task, out.write, advance)
+        self.journal.record(task, digest)
+
+    def _stream(self, task: _Task, write: Callable[[bytes], Any], advance: Callable[[int], None]) -> str:
+        h = hashlib.sha256()
+        if task.size <= CHUNK:
+            data: bytes = self.sfs.cat_file(task.src)
+            h.update(data)
+            write(data)
+            advance(len(data))
+            return h.hexdigest()
+        with self.sfs.open(task.src, "rb", block_size=CHUNK) as src:
+            while chunk := src.read(CHUNK):
+                h.update(chunk)
+                write(chunk)
+                advance(len(chunk))
+        return h.hexdigest()
+
+    def run(self, todo: Iterable[_Task], total: int, desc: str) -> tuple[int, int, list[str]]:
+        failures: list[str] = []
+        copied = moved = 0
+        lock = threading.Lock()
+        with bar(total, desc) as progress, ThreadPoolExecutor(self.workers) as pool:
+            futures = [(t, pool.submit(self.copy, t, progress, lock)) for t in todo]
+            for task, future in futures:
+                exc = future.exception()
+                if exc is None:
+                    copied += 1
+                    moved += task.size
+                else:
+                    failures.append(f"{task.rel or task.src}: {type(exc).__name__}: {exc}")
+        return copied, moved, failures
+
+
+def transfer(src: str | os.PathLike[str], dest: str | os.PathLike[str], *, workers: int = DEFAULT_WORKERS,
+             journal: Path | None = None, storage_options: dict[str, Any] | None = None,
+             before_write: Callable[[int], None] | None = None, desc: str | None = None) -> StageResult:
+    """Copy a file or folder ``src`` to exactly ``dest`` (created; a folder's contents land in
+    it), skipping files that are already current. ``journal`` records hashes of remote sides
+    (without it, a remote side is never considered current). ``before_write(n)`` is called
+    with the number of bytes about to be written. Raises :class:`StagingError` listing the
+    files that failed after copying all others."""
+    started = time.perf_counter()
+    source, target = os.fspath(src), os.fspath(dest)
+    copier = _Copier(source, target, workers, journal, storage_options)
+    tasks = copier.tasks()
+    todo, done = copier.split(tasks)
+    need = sum(t.size for t in todo)
+    if before_write is not None and todo:
+        before_write(need)
+    if copier.dst_local and not tasks:
+        os.makedirs(target, exist_ok=True)
+    copied, moved, failures = copier.run(todo, need, desc or f"staging {_basename(source)}")
+    result = StageResult(source=source, path=Path(target) if copier.dst_local else target, files=len(tasks),
+                         copied=copied, skipped=len(done), bytes_copied=moved,
+                         bytes_total=sum(t.size for t in tasks), seconds=time.perf_counter() - started)
+    if failures:
+        shown = "; ".join(failures[:5]) + (f"; and {len(failures) - 5} more" if len(failures) > 5 else "")
+        raise StagingError(f"{len(failures)} of {len(tasks)} files could not be copied from {source} to "
+                           f"{target}: {shown}. The {copied + len(done)} others are in place; run the same "
+                           "call again to resume.")
+    log.info(result.summary())
+    return result
+
+
+# -- runtime entry points ------------------------------------------------------------------
+def _destination(rt: Runtime, source: str, to: str | os.PathLike[str]) -> str:
+    if isinstance(to, str) and to in ROLES:
+        return str(join(rt.paths[to], _basename(source)))
+    return os.fspath(to)
+
+
+def _journal_for(rt: Runtime, source: str, dest: str) -> Path:
+    key = hashlib.sha256(f"{source}\n{dest}".encode()).hexdigest()[:24]
+    base = rt.paths.cache if not is_remote(rt.paths.cache) else rt.paths.scratch
+    if is_remote(base):
+        import tempfile
+
+        base = Path(tempfile.gettempdir()) / "portarun"
+    return Path(base) / "staging" / f"{key}.jsonl"
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
+def _folder_bytes(folder: Path) -> int:
+    total = 0
+    for dirpath, _, names in os.walk(folder):
+        for name in names:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                continue
+    return total
+
+
+def space_check(rt: Runtime, dest: str) -> Callable[[int], None]:
+    """A ``before_write`` callback that warns when ``need`` bytes will not fit at ``dest``: past
+    the free space of its disk, or past a known quota of this host (:data:`QUOTAS`)."""
+
+    def check(need: int) -> None:
+        if is_remote(dest):
+            return
+        target = Path(dest)
+        free = shutil.disk_usage(_nearest_existing(target)).free
+        if need > free:
+            warnings.warn(f"staging {format_size(need)} to {dest}, but only {format_size(free)} is free on that "
+                          "disk; the copy will fail part-way. Free space, or stage to another role "
+                          "(to='scratch' or a folder on a larger disk).", PortarunWarning, stacklevel=4)
+        quota = QUOTAS.get(rt.host.name)
+        if quota is None:
+            return
+        folder, limit, why = quota
+        root = rt.probe.path(folder)
+        try:
+            target.resolve().relative_to(root.resolve())
+        except ValueError:
+            return
+        used = _folder_bytes(root)
+        if used + need > limit:
+            warnings.warn(f"staging {format_size(need)} to {dest} would bring {folder} to "
+                          f"{format_size(used + need)}, past its {format_size(limit)} limit ({why}); files past "
+                          "the limit are lost. Stage large data to rt.paths.scratch instead.",
+                          PortarunWarning, stacklevel=4)
+
+    return check
+
+
+def stage(rt: Runtime, src: str | os.PathLike[str], to: str | os.PathLike[str] = "scratch", *,
+          workers: int = DEFAULT_WORKERS, storage_options: dict[str, Any] | None = None) -> StageResult:
+    """Copy ``src`` (a local path or fsspec URL) into role ``to`` (as ``<role>/<name of src>``)
+    or to exactly the path ``to``. See the module docstring for the guarantees."""
+    source = os.fspath(src)
+    dest = _destination(rt, source, to)
+    return transfer(source, dest, workers=workers, journal=_journal_for(rt, source, dest),
+                    storage_options=storage_options, before_write=space_check(rt, dest),
+                    desc=f"staging {_basename(source)}")
+
+
+def stage_out(rt: Runtime, path: str | os.PathLike[str], to: str | os.PathLike[str] = "persist", *,
+              workers: int = DEFAULT_WORKERS, storage_options: dict[str, Any] | None = None) -> StageResult:
+    """Copy results at ``path`` back into role ``to`` (default ``persist``, which may be a
+    bucket URL) or to exactly the path/URL ``to``; same guarantees as :func:`stage`."""
+    source = os.fspath(path)
+    dest = _destination(rt, source, to)
+    return transfer(source, dest, workers=workers, journal=_journal_for(rt, source, dest),
+                    storage_options=storage_options, before_write=space_check(rt, dest),
+                    desc=f"saving {_basename(source)}")
