@@ -85,3 +85,8 @@ class CorruptCheckpointError(CheckpointError):
 class StorageFullError(CheckpointError, OSError):
     """The checkpoint storage ran out of space or quota (ENOSPC/EDQUOT) while writing; the
     previous checkpoints are intact and the partial files were removed."""
+
+
+class LoaderError(PortarunError):
+    """DataLoader settings cannot be planned or tuned as asked: an empty dataset, a batch size
+    that is not positive, a bad autotune budget."""

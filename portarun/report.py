@@ -28,6 +28,7 @@ SECTIONS: dict[str, str] = {
     "system": "portarun.report:system_section",
     "packages": "portarun.report:packages_section",
     "plugins": "portarun.report:plugins_section",
+    "checkpoints": "portarun.checkpoint.report:checkpoints_section",
     "accelerators": "portarun.devices:accelerators_section",
     "distributed": "portarun.distributed:distributed_section",
     "diagnostics": "portarun.devices:diagnostics_section",

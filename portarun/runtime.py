@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from .devices import DeviceInfo, DeviceMemory
     from .distributed import DistInfo
+    from .loader import LoaderOptions
 
     T = TypeVar("T")
 
@@ -336,6 +337,24 @@ class Runtime:
         return memory(self.device, self.probe)
 
     # --- data loading (issue 4: portarun/loader.py) --------------------------------------
+    @cached_property
+    def loader(self) -> LoaderOptions:
+        """DataLoader settings fitted to this machine (:class:`~portarun.loader.LoaderOptions`):
+        workers from the usable CPUs split across local ranks, ``pin_memory`` with CUDA, and
+        the reason for each (``rt.loader.explain()``). Plugins can override it
+        (``portarun_resolve_loader``)."""
+        options: LoaderOptions = plugin_set(self.probe.env).pm.hook.portarun_resolve_loader(runtime=self)
+        return options
+
+    def dataloader(self, dataset: Any, batch_size: int | None = 1, *, autotune: bool = False,
+                   batch_bytes: int | None = None, **overrides: Any) -> Any:
+        """A ``torch.utils.data.DataLoader`` with :attr:`loader`'s settings, planned for one real
+        batch (or ``batch_bytes``) so batches in flight fit in ``/dev/shm``, autotuned and
+        cached if ``autotune``; your ``overrides`` always win (see
+        :func:`portarun.loader.build_dataloader`). ``loader.portarun.explain()`` says why."""
+        from .loader import build_dataloader
+
+        return build_dataloader(self, dataset, batch_size, autotune=autotune, batch_bytes=batch_bytes, **overrides)
 
     # --- checkpoints and session (issue 5: portarun/checkpoint/) -------------------------
     @cached_property

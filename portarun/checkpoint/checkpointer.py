@@ -1,0 +1,538 @@
+"""The :class:`Checkpointer`: crash-safe, asynchronous checkpoints with resume-from-latest.
+
+Guarantees (docs/checkpoints.md states them with their limits):
+
+* A checkpoint is visible to ``list``/``latest``/``load`` only once all its files and its
+  manifest are written (see :mod:`.storage`); a save interrupted at any moment leaves the
+  previous checkpoints untouched and loses at most that save.
+* ``load`` checks every file's size and CRC-32 against the manifest and falls back to the
+  previous intact checkpoint, with a :class:`~portarun.errors.PortarunWarning`, when one fails.
+* Rotation runs only after a new checkpoint is published, and always keeps the newest.
+* Disk full or quota exceeded raises :class:`~portarun.errors.StorageFullError`; the partial
+  files are removed.
+"""
+from __future__ import annotations
+
+import atexit
+import io
+import os
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import CheckpointError, CorruptCheckpointError, PortarunWarning
+from ..paths import is_remote
+from ..units import format_size
+from .drive import DRIVE_MOUNTPOINT, DriveSync
+from .manifest import STATE_FILE, FileEntry, Manifest, check_entry, checkpoint_name, crc32_file, parse_name
+from .policy import Candidate, Mode, SavePolicy, to_delete
+from .signals import DEFAULT_GRACE, PreemptionGuard
+from .storage import LocalStorage, Storage, is_full, open_storage, storage_full
+from .training import restore, training_state
+from .writer import Mode as WriteMode
+from .writer import Writer, default_mode, write_state
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+    from ..session import SessionInfo
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """A published checkpoint: its step, name, location, when it was saved, its size in bytes,
+    its metrics and its kind (``torch`` or ``dcp``)."""
+
+    step: int
+    name: str
+    location: str
+    saved_at: datetime
+    size: int
+    metrics: dict[str, float]
+    kind: str
+
+    def __str__(self) -> str:
+        return f"step {self.step} ({format_size(self.size)}, {self.saved_at:%Y-%m-%d %H:%M:%S} UTC) at {self.location}"
+
+
+def _rank_and_world() -> tuple[int, int] | None:
+    """``(rank, world_size)`` when torch.distributed is imported and initialized."""
+    import sys
+
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        return int(dist.get_rank()), int(dist.get_world_size())
+    return None
+
+
+class Checkpointer:
+    """Save, list, load and resume checkpoints under ``root`` (a folder or an fsspec URL).
+
+    ``keep_last`` newest and ``keep_best`` best (by ``best_metric``, ``best_mode`` ``min`` or
+    ``max``) checkpoints are kept. ``every_steps``/``every_minutes``/``before_deadline`` (seconds
+    or a timedelta before ``session``'s deadline) drive :meth:`maybe_save`. ``staging`` is a fast
+    local folder where saves are written before being copied to ``root`` ("write locally, then
+    promote"; used automatically for fsspec URLs). ``is_main`` says whether this process writes
+    replicated states (``torch.distributed``'s rank 0 when initialized). ``map_location``
+    (a value or a callable returning one) is where ``load`` puts tensors. ``mode`` is how
+    background saves run (``fork``, ``thread`` or ``blocking``; see :mod:`.writer`).
+    ``handle_signals`` lets :meth:`maybe_save` catch SIGTERM/SIGUSR1 and save once within
+    ``grace`` seconds. ``drive`` flushes Colab's Drive mount after the deadline save and at exit.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, keep_last: int = 3, keep_best: int = 0,
+                 best_metric: str | None = None, best_mode: Mode = "min", every_steps: int | None = None,
+                 every_minutes: float | None = None, before_deadline: float | timedelta | None = None,
+                 session: SessionInfo | None = None, staging: str | os.PathLike[str] | None = None,
+                 storage_options: dict[str, Any] | None = None, is_main: bool | Callable[[], bool] = True,
+                 map_location: Any = None, mode: WriteMode | None = None, handle_signals: bool = True,
+                 grace: float = DEFAULT_GRACE, drive: DriveSync | None = None) -> None:
+        if keep_last < 1:
+            raise CheckpointError(f"keep_last must be at least 1 (the newest checkpoint is never deleted), got {keep_last}.")
+        if keep_best and not best_metric:
+            raise CheckpointError("keep_best needs best_metric: the name of a metric passed to save(metrics=...).")
+        if best_mode not in ("min", "max"):
+            raise CheckpointError(f"best_mode must be 'min' or 'max', got {best_mode!r}.")
+        self.root = str(root)
+        self.storage: Storage = open_storage(root, storage_options)
+        self.keep_last, self.keep_best, self.best_metric, self.best_mode = keep_last, keep_best, best_metric, best_mode
+        self.session = session
+        self.policy = SavePolicy(every_steps=every_steps, every_minutes=every_minutes, before_deadline=before_deadline,
+                                 time_left=self._time_left)
+        self._staging_dir = staging
+        self._is_main = is_main
+        self._map_location = map_location
+        self.writer = Writer(mode or default_mode())
+        self.drive = drive
+        self.handle_signals = handle_signals
+        self.guard = PreemptionGuard(self._drain, grace)
+        self._last_step: int | None = None
+        self._cleaned = False
+        self._lock = threading.RLock()
+        self._exit_registered = False
+
+    @property
+    def staging(self) -> LocalStorage | None:
+        """The local folder saves are written to before promotion, or ``None`` when they are
+        written straight into a local root. Remote roots without one get a temporary folder."""
+        if self._staging_dir is None and not self.storage.local:
+            self._staging_dir = tempfile.mkdtemp(prefix="portarun-checkpoint-staging-")
+        return LocalStorage(self._staging_dir) if self._staging_dir is not None else None
+
+    @classmethod
+    def from_runtime(cls, rt: Runtime, **options: Any) -> Checkpointer:
+        """A checkpointer on ``rt.paths.checkpoints`` configured from the runtime: the
+        session's deadline, ``rt.dist.is_main``, ``rt.device`` as ``map_location``, staging in
+        ``rt.paths.scratch`` when the checkpoints live on a remote URL or Colab's Drive, and
+        Drive flushing there. ``options`` override any keyword of :class:`Checkpointer`."""
+        root = rt.paths.checkpoints
+        drive_root = rt.probe.path(DRIVE_MOUNTPOINT)
+        on_drive = (not is_remote(root) and rt.probe.has_module("google.colab")
+                    and Path(root).is_relative_to(drive_root))
+        defaults: dict[str, Any] = {
+            "session": rt.session,
+            "is_main": lambda: rt.dist.is_main,
+            "map_location": lambda: rt.device.torch(),
+            "drive": DriveSync(str(drive_root)) if on_drive else None,
+        }
+        if (on_drive or is_remote(root)) and not is_remote(rt.paths.scratch):
+            defaults["staging"] = Path(rt.paths.scratch) / "portarun-checkpoint-staging" / rt.project
+        defaults.update(options)
+        return cls(root, **defaults)
+
+    def __repr__(self) -> str:
+        return f"<Checkpointer {self.root!r} keep_last={self.keep_last} mode={self.writer.mode!r}>"
+
+    # -- who writes ------------------------------------------------------------------------
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes replicated states: rank 0 of an initialized
+        ``torch.distributed`` group, else the configured ``is_main``."""
+        ranks = _rank_and_world()
+        if ranks is not None:
+            return ranks[0] == 0
+        return self._is_main() if callable(self._is_main) else bool(self._is_main)
+
+    def _time_left(self) -> float | None:
+        left = self.session.time_left() if self.session is not None else None
+        return None if left is None else left.total_seconds()
+
+    # -- listing ---------------------------------------------------------------------------
+    def list(self) -> list[CheckpointInfo]:
+        """Published checkpoints, oldest first (incomplete saves are not listed)."""
+        found = sorted((parse_name(n) or (0, 0), n) for n in self.storage.names())
+        infos = []
+        for _, name in found:
+            try:
+                manifest = self.storage.manifest(name)
+            except (CorruptCheckpointError, OSError):
+                continue
+            infos.append(self._info(name, manifest))
+        return infos
+
+    def _info(self, name: str, manifest: Manifest) -> CheckpointInfo:
+        return CheckpointInfo(step=manifest.step, name=name, location=self.storage.location(name),
+                              saved_at=datetime.fromtimestamp(manifest.saved_at, tz=timezone.utc),
+                              size=manifest.size, metrics=dict(manifest.metrics), kind=manifest.kind)
+
+    def latest(self) -> CheckpointInfo | None:
+        """The newest published checkpoint whose files have the sizes in its manifest (a
+        cheap check; :meth:`load` also verifies checksums), or ``None``."""
+        for info in reversed(self.list()):
+            try:
+                self._check_sizes(info.name, self.storage.manifest(info.name))
+            except (CorruptCheckpointError, OSError):
+                continue
+            return info
+        return None
+
+    def _check_sizes(self, name: str, manifest: Manifest) -> None:
+        sizes = self.storage.sizes(name)
+        for file, entry in manifest.files.items():
+            check_entry(self.storage.location(name), file, entry, sizes.get(file, -1), None)
+
+    # -- saving ----------------------------------------------------------------------------
+    def save(self, state: Any, step: int | None = None, metrics: dict[str, float] | None = None, *,
+             blocking: bool = False) -> str | None:
+        """Save a replicated state (nested dicts/lists of tensors and plain values) as
+        checkpoint ``step`` (default: one after the last) with optional ``metrics``.
+
+        Returns the checkpoint's name, or ``None`` on processes that are not the main one
+        (they write nothing and never block, so calling ``save`` on every rank is safe). With
+        ``blocking=False`` the state is snapshotted and written in the background; the
+        previous background save is finished first, and its error, if any, is raised here.
+        """
+        if not self.is_main:
+            return None
+        with self._lock:
+            self.writer.wait()
+            if step is None:
+                step = self._next_step()
+            if not isinstance(step, int) or step < 0:
+                raise CheckpointError(f"step must be a non-negative integer, got {step!r}.")
+            clean = {k: float(v) for k, v in (metrics or {}).items()}
+            if not self._exit_registered:
+                atexit.register(self._at_exit)
+                self._exit_registered = True
+            if not self._cleaned:
+                self.storage.clean_incomplete()
+                if self.staging is not None:
+                    self.staging.clean_incomplete()
+                self._cleaned = True
+            if self.drive is not None:
+                self.drive.ensure_mounted()
+            name = self._free_name(step)
+            world = (_rank_and_world() or (0, 1))[1]
+            self.writer.submit(state, lambda s: self._write(s, name, step, clean, world),
+                               lambda m: self._finish(name, m), blocking)
+            self._last_step = step
+            return name
+
+    def _next_step(self) -> int:
+        if self._last_step is None:
+            latest = self.latest()
+            return latest.step + 1 if latest else 0
+        return self._last_step + 1
+
+    def _free_name(self, step: int) -> str:
+        taken = set(self.storage.names()) | (set(self.staging.names()) if self.staging else set())
+        attempt = 0
+        while checkpoint_name(step, attempt) in taken:
+            attempt += 1
+        return checkpoint_name(step, attempt)
+
+    @property
+    def _local(self) -> LocalStorage:
+        """Where saves are first written: the staging folder, or the root itself."""
+        if self.staging is not None:
+            return self.staging
+        assert isinstance(self.storage, LocalStorage)
+        return self.storage
+
+    def _write(self, state: Any, name: str, step: int, metrics: dict[str, float], world: int) -> Manifest:
+        """Write and publish ``state`` as ``name`` in local storage (runs in a forked child in
+        ``fork`` mode, so it touches local files only)."""
+        target = self._local
+        temp = target.temp_dir(name)
+        try:
+            entry = write_state(state, temp / STATE_FILE, show_progress=self.writer.mode != "fork")
+            manifest = Manifest(step=step, saved_at=time.time(), files={STATE_FILE: entry}, metrics=metrics,
+                                world_size=world)
+            target.commit(temp, name, manifest)
+            return manifest
+        except BaseException as exc:
+            shutil.rmtree(temp, ignore_errors=True)
+            if is_full(exc):
+                raise storage_full(target.root, _size_hint(temp), exc) from exc
+            raise
+
+    def _finish(self, name: str, manifest: Manifest) -> None:
+        """Promote a staged checkpoint to the root (manifest last) and rotate."""
+        if self.staging is not None:
+            try:
+                self.storage.publish(self.staging.path / name, name, manifest)
+            except BaseException as exc:
+                if is_full(exc):
+                    raise storage_full(self.root, manifest.size, exc) from exc
+                raise
+            finally:
+                self.staging.delete(name)
+        if self.drive is not None:
+            self.drive.dirty = True
+        self._rotate()
+
+    def _rotate(self) -> None:
+        published = [Candidate(i.name, i.step, i.metrics) for i in self.list()]
+        for name in to_delete(published, self.keep_last, self.keep_best, self.best_metric, self.best_mode):
+            self.storage.delete(name)
+
+    def wait(self) -> None:
+        """Block until the background save (if any) is published; raise its error."""
+        self.writer.wait()
+
+    def close(self) -> None:
+        """Finish pending saves and flush Colab's Drive mount (also run at interpreter exit)."""
+        try:
+            self.writer.wait()
+        finally:
+            if self.drive is not None:
+                self.drive.flush(f"checkpoints in {self.root}")
+
+    def _at_exit(self) -> None:
+        try:
+            self.close()
+        except Exception as exc:
+            warnings.warn(f"the last checkpoint save to {self.root} failed: {exc}", PortarunWarning, stacklevel=1)
+
+    def _drain(self) -> None:
+        """The signal watchdog's last act: let the pending write finish."""
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    # -- policy and signals ----------------------------------------------------------------
+    def maybe_save(self, state_fn: Callable[[], Any], step: int, metrics: dict[str, float] | None = None) -> bool:
+        """Call at the end of each training step with a function building the state (called
+        only when a save happens, and only on the main process). Saves when a rule fires
+        (``every_steps``, ``every_minutes``, ``before_deadline``) in the background, or, after
+        SIGTERM/SIGUSR1, in the foreground and then lets the signal take its default course.
+        The deadline save is waited for and, on Colab's Drive, flushed. Returns whether it saved.
+        """
+        if self.handle_signals and not self.guard.installed:
+            self.guard.install()
+        if self.guard.received is not None:
+            self.save(state_fn(), step, metrics, blocking=True)
+            self.close()
+            self.guard.finish()
+            return True
+        reason = self.policy.reason(step)
+        if reason is None:
+            return False
+        self.save(state_fn(), step, metrics, blocking=False)
+        self.policy.saved()
+        if reason == "before_deadline":
+            self.close()
+        return True
+
+    # -- loading ---------------------------------------------------------------------------
+    def load(self, step: int | None = None, map_location: Any = None, *, weights_only: bool = True) -> Any:
+        """The state of checkpoint ``step``, or of the newest intact one.
+
+        Sizes and CRC-32s are checked against the manifest. Without ``step``, a corrupt
+        checkpoint is skipped for the previous one with a warning; with ``step``, it raises
+        :class:`~portarun.errors.CorruptCheckpointError`. ``map_location`` defaults to the
+        runtime's device. Raises :class:`~portarun.errors.CheckpointError` when there is none.
+        """
+        return self._load(step, map_location, weights_only)[1]
+
+    def _load(self, step: int | None, map_location: Any, weights_only: bool) -> tuple[CheckpointInfo, Any]:
+        infos = self.list()
+        if step is not None:
+            infos = [i for i in infos if i.step == step][-1:]
+            if not infos:
+                raise CheckpointError(f"no checkpoint of step {step} in {self.root}; found steps "
+                                      f"{[i.step for i in self.list()] or 'none'}.")
+        if not infos:
+            raise CheckpointError(f"no checkpoint in {self.root}. Save one with save(), or use resume(), "
+                                  "which starts fresh when there is none.")
+        location = self._resolve_map_location(map_location)
+        problems: list[str] = []
+        for info in reversed(infos):
+            try:
+                state = self._load_one(info, location, weights_only)
+            except CorruptCheckpointError as exc:
+                if step is not None:
+                    raise
+                problems.append(str(exc))
+                continue
+            if problems:
+                warnings.warn(f"skipped corrupt checkpoint(s): {'; '.join(problems)}. Loaded {info} instead.",
+                              PortarunWarning, stacklevel=3)
+            return info, state
+        raise CorruptCheckpointError(f"every checkpoint in {self.root} is corrupt: {'; '.join(problems)}")
+
+    def _resolve_map_location(self, map_location: Any) -> Any:
+        if map_location is not None:
+            return map_location
+        value = self._map_location
+        return value() if callable(value) else value
+
+    def _load_one(self, info: CheckpointInfo, map_location: Any, weights_only: bool) -> Any:
+        manifest = self.storage.manifest(info.name)
+        if manifest.kind != "torch":
+            raise CheckpointError(f"{info.location} is a sharded (torch.distributed.checkpoint) checkpoint; "
+                                  "load it with load_sharded(state_dict).")
+        entry = manifest.files[STATE_FILE]
+        where = self.storage.location(info.name)
+        folder = self.storage.local_path(info.name)
+        if folder is not None:
+            path = folder / STATE_FILE
+            size = path.stat().st_size if path.exists() else -1
+            check_entry(where, STATE_FILE, entry, size, None)
+            return _load_verified(path, entry, where, map_location, weights_only)
+        data = self.storage.read(info.name, STATE_FILE)
+        from .manifest import crc32_bytes
+
+        check_entry(where, STATE_FILE, entry, len(data), crc32_bytes(data))
+        return _torch_load(io.BytesIO(data), where, map_location, weights_only)
+
+    def resume(self, model: Any = None, optimizer: Any = None, scheduler: Any = None, scaler: Any = None, *,
+               map_location: Any = None, strict: bool = True, rng: bool = True) -> int:
+        """Restore the newest intact checkpoint saved from :func:`training_state` into the
+        given objects (and the RNG states) and return the step to continue from: the saved
+        step, or 0 when there is no checkpoint. Under an initialized ``torch.distributed``
+        every rank must call it: rank 0 picks the checkpoint and broadcasts its step, so all
+        ranks resume from the same one."""
+        ranks = _rank_and_world()
+        step: int | None = None
+        state: Any = None
+        if ranks is None or ranks[0] == 0:
+            if self.list():
+                info, state = self._load(None, map_location, weights_only=True)
+                step = info.step
+        if ranks is not None and ranks[1] > 1:
+            import torch.distributed as dist
+
+            box = [step]
+            dist.broadcast_object_list(box, src=0)
+            step = box[0]
+            if ranks[0] != 0 and step is not None:
+                state = self.load(step, map_location)
+        if step is None:
+            return 0
+        restore(state, model, optimizer, scheduler, scaler, strict=strict, rng=rng)
+        self._last_step = step
+        return step
+
+    # -- sharded states (torch.distributed.checkpoint) -------------------------------------
+    def save_sharded(self, state_dict: dict[str, Any], step: int, metrics: dict[str, float] | None = None) -> str:
+        """Save a sharded state with ``torch.distributed.checkpoint`` (a collective: every rank
+        calls it, blocking). Rank 0 then checksums the folder, writes the manifest and
+        publishes it; all ranks return after publication. Local (or mounted) roots only."""
+        import torch.distributed as dist
+        from torch.distributed.checkpoint.filesystem import FileSystemWriter
+        from torch.distributed.checkpoint.state_dict_saver import save
+
+        if not isinstance(self.storage, LocalStorage):
+            raise CheckpointError(f"save_sharded writes with torch.distributed.checkpoint's FileSystemWriter and "
+                                  f"needs a local or mounted folder, not {self.root}.")
+        self.wait()
+        ranks = _rank_and_world() or (0, 1)
+        box: list[Any] = [(self._free_name(step), uuid.uuid4().hex[:8]) if ranks[0] == 0 else None]
+        if ranks[1] > 1:
+            dist.broadcast_object_list(box, src=0)
+        name: str = box[0][0]
+        token: str = box[0][1]
+        temp = self.storage.path / f".tmp-{name}-dcp-{token}"
+        try:
+            save(state_dict, storage_writer=FileSystemWriter(str(temp)))
+            if ranks[0] == 0:
+                files = {}
+                for file in sorted(p for p in temp.rglob("*") if p.is_file()):
+                    size, crc = crc32_file(file)
+                    files[file.relative_to(temp).as_posix()] = FileEntry(size, crc)
+                manifest = Manifest(step=step, saved_at=time.time(), files=files, kind="dcp",
+                                    metrics={k: float(v) for k, v in (metrics or {}).items()}, world_size=ranks[1])
+                self.storage.commit(temp, name, manifest)
+                self._rotate()
+        except BaseException as exc:
+            if ranks[0] == 0:
+                shutil.rmtree(temp, ignore_errors=True)
+            if is_full(exc):
+                raise storage_full(self.root, 0, exc) from exc
+            raise
+        finally:
+            if ranks[1] > 1:
+                dist.barrier()
+        self._last_step = step
+        return name
+
+    def load_sharded(self, state_dict: dict[str, Any], step: int | None = None) -> int:
+        """Load a sharded checkpoint into ``state_dict`` in place (every rank calls it) and
+        return its step; verifies sizes and CRC-32s first."""
+        from torch.distributed.checkpoint.filesystem import FileSystemReader
+        from torch.distributed.checkpoint.state_dict_loader import load
+
+        infos = [i for i in self.list() if i.kind == "dcp" and (step is None or i.step == step)]
+        if not infos:
+            raise CheckpointError(f"no sharded checkpoint{'' if step is None else f' of step {step}'} in {self.root}.")
+        info = infos[-1]
+        manifest = self.storage.manifest(info.name)
+        folder = self.storage.local_path(info.name)
+        assert folder is not None
+        for file, entry in manifest.files.items():
+            size, crc = crc32_file(folder / file)
+            check_entry(info.location, file, entry, size, crc)
+        load(state_dict, storage_reader=FileSystemReader(str(folder)))
+        return info.step
+
+
+def _size_hint(folder: Path) -> int:
+    try:
+        return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    except OSError:
+        return 0
+
+
+def _torch_load(source: Any, where: str, map_location: Any, weights_only: bool) -> Any:
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(source, map_location=map_location, weights_only=weights_only)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{where} holds objects that weights_only loading refuses ({exc}). Save tensors and plain values "
+            "only, or, if you trust the file, load it with load(..., weights_only=False).") from exc
+
+
+def _load_verified(path: Path, entry: FileEntry, where: str, map_location: Any, weights_only: bool) -> Any:
+    """``torch.load`` a local file while a helper thread computes its CRC-32 from the same
+    page cache; a mismatch (or a load error on a file that fails the check) is corruption."""
+    result: list[tuple[int, str]] = []
+    checker = threading.Thread(target=lambda: result.append(crc32_file(path)), name="portarun-verify")
+    checker.start()
+    try:
+        state = _torch_load(str(path), where, map_location, weights_only)
+    except Exception as exc:
+        checker.join()
+        if result:
+            check_entry(where, STATE_FILE, entry, result[0][0], result[0][1])
+        if isinstance(exc, CheckpointError):
+            raise
+        raise CorruptCheckpointError(f"{where}/{STATE_FILE}: cannot be loaded: {type(exc).__name__}: {exc}") from exc
+    checker.join()
+    check_entry(where, STATE_FILE, entry, result[0][0], result[0][1])
+    return state
+
+
+__all__ = ["Checkpointer", "CheckpointInfo", "training_state"]

@@ -1,0 +1,26 @@
+"""The ``checkpoints`` section of ``portarun info``: read from manifests, torch is not imported."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
+
+def checkpoints_section(rt: Runtime) -> dict[str, Any]:
+    """Where the project's checkpoints live and each published one: step, time, size."""
+    from .checkpointer import Checkpointer
+
+    ckpt = Checkpointer(rt.paths.checkpoints, handle_signals=False, mode="blocking")
+    try:
+        found = ckpt.list()
+        error = None
+    except OSError as exc:
+        found, error = [], f"{type(exc).__name__}: {exc}"
+    return {
+        "location": ckpt.root,
+        "count": len(found),
+        "error": error,
+        "checkpoints": [{"step": i.step, "saved_at": i.saved_at.isoformat(timespec="seconds"), "size_bytes": i.size,
+                         "kind": i.kind, "metrics": dict(i.metrics)} for i in found],
+    }
