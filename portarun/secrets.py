@@ -89,7 +89,7 @@ class Source:
     usable: Callable[[Runtime], str | None]
     get: Callable[[Runtime, str], Lookup]
     how_to_add: str
-    offered: Callable[[Runtime], bool] = lambda rt: True
+    offered: Callable[[Runtime], bool] = lambda _rt: True
 
 
 # -- Colab ---------------------------------------------------------------------------------
@@ -168,14 +168,22 @@ def _dotenv_get(rt: Runtime, name: str) -> Lookup:
     return Lookup(value)
 
 
+def _on_colab(rt: Runtime) -> bool:
+    return rt.host.name == "colab"
+
+
+def _kaggle_offered(rt: Runtime) -> bool:
+    return rt.probe.has_module("kaggle_secrets")
+
+
 SOURCES: tuple[Source, ...] = (
     Source("colab", _colab_usable, _colab_get,
            "in Colab, open the key icon (Secrets) in the left sidebar, add {name}, and switch on Notebook access "
-           "(it reaches the notebook kernel only)", lambda rt: rt.host.name == "colab"),
+           "(it reaches the notebook kernel only)", _on_colab),
     Source("kaggle", _kaggle_usable, _kaggle_get,
            "in a Kaggle notebook, open Add-ons → Secrets, add {name}, and tick it for this notebook",
-           lambda rt: rt.probe.has_module("kaggle_secrets")),
-    Source("env", lambda rt: None, _env_get, "set the environment variable: export {name}=..."),
+           _kaggle_offered),
+    Source("env", lambda _rt: None, _env_get, "set the environment variable: export {name}=..."),
     Source("dotenv", _dotenv_usable, _dotenv_get,
            "add a line {name}=... to {env_file} (and keep .env out of version control)"),
 )
