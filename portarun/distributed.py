@@ -213,10 +213,11 @@ def _user_ranks(probe: Probe, evidence: list[str]) -> None:
     nums = _ints(probe, ("RANK", "WORLD_SIZE"))
     if nums is None or nums[1] <= 1:
         return
+    missing = [v for v in TORCHRUN_VARS if probe.getenv(v) is None]
+    why = f"torchrun also sets {', '.join(missing)}" if missing else "the rank variables contradict each other"
     message = (f"RANK={nums[0]} and WORLD_SIZE={nums[1]} are set, but not by a launcher portarun recognises "
-               f"(torchrun also sets {', '.join(v for v in TORCHRUN_VARS if probe.getenv(v) is None)}); this process "
-               "is treated as a single process. Start the script with `portarun launch --nproc N script.py` "
-               "or torchrun, or unset RANK and WORLD_SIZE.")
+               f"({why}); this process is treated as a single process. Start the script with "
+               "`portarun launch --nproc N script.py` or torchrun, or unset RANK and WORLD_SIZE.")
     evidence.append("ignored RANK/WORLD_SIZE: " + message.split(";")[0])
     warnings.warn(message, PortarunWarning, stacklevel=4)
 

@@ -386,6 +386,7 @@ def test_detect_and_device_import_no_torch_in_a_fresh_process() -> None:
     assert json.loads(out) == []
 
 
+@pytest.mark.slow
 def test_info_imports_torch_only_with_the_flag() -> None:
     code = ("import json, sys, io, contextlib\nfrom portarun.cli import main\nbuf = io.StringIO()\n"
             "with contextlib.redirect_stdout(buf): main(['info', '--json', *sys.argv[1:]])\n"

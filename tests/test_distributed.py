@@ -1,0 +1,178 @@
+"""rt.dist from launcher variables (with look-alike guards), init_distributed, and a real
+two-process torchrun with gloo."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from portarun.distributed import _first_node, backend_for
+from portarun.errors import DistributedError, PortarunWarning
+from portarun.testing import simulate
+
+REPO = Path(__file__).resolve().parents[1]
+TORCHRUN = {"RANK": "3", "LOCAL_RANK": "1", "WORLD_SIZE": "4", "LOCAL_WORLD_SIZE": "2", "GROUP_RANK": "1",
+            "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "29500", "TORCHELASTIC_RUN_ID": "abc"}
+SLURM_STEP = {"SLURM_JOB_ID": "123456", "SLURM_STEP_ID": "0", "SLURM_PROCID": "5", "SLURM_LOCALID": "1",
+              "SLURM_NTASKS": "8", "SLURM_NNODES": "4", "SLURM_NODEID": "2", "SLURM_JOB_NAME": "train",
+              "SLURM_STEP_TASKS_PER_NODE": "2(x4)", "SLURM_JOB_NODELIST": "gpu[03-05,09]"}
+
+
+def dist_of(env: dict[str, str]):  # type: ignore[no-untyped-def]
+    with simulate(env=env) as rt:
+        return rt.dist
+
+
+def test_single_process_by_default() -> None:
+    d = dist_of({})
+    assert (d.rank, d.world_size, d.is_main, d.launcher, d.is_distributed) == (0, 1, True, None, False)
+
+
+def test_torchrun_full_set() -> None:
+    d = dist_of(TORCHRUN)
+    assert (d.launcher, d.rank, d.local_rank, d.world_size, d.local_world_size, d.node_rank, d.is_main) == (
+        "torchrun", 3, 1, 4, 2, 1, False)
+    assert (d.master_addr, d.master_port) == ("10.0.0.1", 29500)
+
+
+def test_torchelastic_run_id_by_hand_is_not_a_launch() -> None:
+    d = dist_of({"TORCHELASTIC_RUN_ID": "mine"})
+    assert d.launcher is None and "missing RANK" in d.evidence[0]
+
+
+def test_inconsistent_torchrun_values_are_ignored() -> None:
+    with pytest.warns(PortarunWarning, match="contradict each other"):
+        d = dist_of({**TORCHRUN, "LOCAL_RANK": "2"})  # LOCAL_RANK must be < LOCAL_WORLD_SIZE
+    assert d.launcher is None and "not consistent" in d.evidence[0]
+
+
+def test_rank_typed_by_a_user_warns_and_is_ignored() -> None:
+    with pytest.warns(PortarunWarning, match="not by a launcher"):
+        d = dist_of({"RANK": "1", "WORLD_SIZE": "2"})
+    assert (d.launcher, d.rank, d.world_size) == (None, 0, 1)
+
+
+def test_slurm_step() -> None:
+    d = dist_of(SLURM_STEP)
+    assert (d.launcher, d.rank, d.local_rank, d.world_size, d.local_world_size, d.node_rank) == ("slurm", 5, 1, 8, 2, 2)
+    assert (d.master_addr, d.master_port) == ("gpu03", 13456)
+
+
+def test_torchrun_inside_slurm_wins() -> None:
+    assert dist_of({**SLURM_STEP, **TORCHRUN}).launcher == "torchrun"
+
+
+@pytest.mark.parametrize("drop_or_set", [
+    {"SLURM_STEP_ID": None},                                  # salloc shell / k8s pod: no step
+    {"SLURM_STEP_ID": None, "KUBERNETES_SERVICE_HOST": "10.96.0.1"},
+    {"SLURM_JOB_NAME": "bash"},                               # interactive srun --pty bash
+])
+def test_slurm_look_alikes(drop_or_set: dict[str, str | None]) -> None:
+    env = {k: v for k, v in {**SLURM_STEP, **drop_or_set}.items() if v is not None}
+    d = dist_of(env)
+    assert d.launcher is None and d.evidence[0].startswith("ignored SLURM")
+
+
+def test_open_mpi_and_pmi() -> None:
+    d = dist_of({"OMPI_COMM_WORLD_RANK": "3", "OMPI_COMM_WORLD_LOCAL_RANK": "1", "OMPI_COMM_WORLD_SIZE": "4",
+                 "OMPI_COMM_WORLD_LOCAL_SIZE": "2", "OMPI_COMM_WORLD_NODE_RANK": "1"})
+    assert (d.launcher, d.rank, d.local_rank, d.node_rank) == ("mpi", 3, 1, 1)
+    d = dist_of({"PMI_RANK": "2", "PMI_SIZE": "4", "MPI_LOCALRANKID": "0", "MPI_LOCALNRANKS": "2"})
+    assert (d.launcher, d.rank, d.world_size, d.node_rank) == ("mpi", 2, 4, 1)
+
+
+def test_kubeflow_guard() -> None:
+    pod = {"KUBERNETES_PORT": "tcp://10.96.0.1:443", "MASTER_ADDR": "job-master-0", "MASTER_PORT": "23456",
+           "WORLD_SIZE": "3", "RANK": "2"}
+    d = dist_of(pod)
+    assert (d.launcher, d.rank, d.world_size, d.local_world_size) == ("kubeflow", 2, 3, 1)
+    with pytest.warns(PortarunWarning):  # LOCAL_RANK: torchelastic-like, but not torchrun's full set
+        assert dist_of({**pod, "LOCAL_RANK": "0"}).launcher is None
+
+
+def test_xla_world_only_when_torch_xla_is_already_imported(monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_devices import XlaRecorder
+
+    monkeypatch.delitem(sys.modules, "torch_xla", raising=False)
+    with simulate(tpu="v5e-8") as rt:
+        assert rt.dist.launcher is None
+    xla = XlaRecorder(monkeypatch)
+    with simulate(tpu="v5e-8") as rt:
+        d = rt.dist
+    assert (d.launcher, d.rank, d.local_rank, d.world_size, d.local_world_size) == ("xla", 3, 3, 8, 8)
+    assert "world_size" in xla.names()
+
+
+def test_first_node_of_a_slurm_nodelist() -> None:
+    assert _first_node("gpu[03-05,09],cpu1") == "gpu03"
+    assert _first_node("node7,node8") == "node7"
+    assert _first_node(None) is None
+
+
+def test_backends() -> None:
+    assert [backend_for(k) for k in ("cuda", "xla", "mps", "cpu")] == ["nccl", "xla", "gloo", "gloo"]
+
+
+def test_init_distributed_is_a_no_op_for_one_process() -> None:
+    import torch.distributed as dist
+
+    with simulate() as rt:
+        assert rt.init_distributed().world_size == 1
+    assert not dist.is_initialized()
+
+
+def test_mpi_without_rendezvous_address_is_a_clear_error() -> None:
+    env = {"PMI_RANK": "0", "PMI_SIZE": "2", "MPI_LOCALRANKID": "0", "MPI_LOCALNRANKS": "2"}
+    with simulate(env=env) as rt, pytest.raises(DistributedError, match="MASTER_ADDR"):
+        rt.init_distributed()
+
+
+WORKER = '''
+import json, os, sys
+import torch, torch.distributed as dist
+import portarun
+
+rt = portarun.detect()
+rt.init_distributed()
+rt.init_distributed()  # idempotent
+total = torch.tensor([float(rt.dist.rank + 1)])
+dist.all_reduce(total)
+out = {"rank": rt.dist.rank, "local_rank": rt.dist.local_rank, "world_size": rt.dist.world_size,
+       "is_main": rt.dist.is_main, "launcher": rt.dist.launcher, "sum": total.item(),
+       "backend": dist.get_backend(), "device": str(rt.device.torch()),
+       "omp": os.environ.get("OMP_NUM_THREADS")}
+with open(os.path.join(sys.argv[1], f"rank{rt.dist.rank}.json"), "w") as f:
+    json.dump(out, f)
+dist.destroy_process_group()
+'''
+
+
+def run_two(tmp_path: Path, launcher: list[str]) -> list[dict[str, object]]:
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PORTARUN_", "OMP_NUM_THREADS"))}
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PORTARUN_DEVICE"] = "cpu"
+    done = subprocess.run([sys.executable, *launcher, str(script), str(out)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+
+
+def check_two(results: list[dict[str, object]]) -> None:
+    assert [r["rank"] for r in results] == [0, 1]
+    assert [r["local_rank"] for r in results] == [0, 1]
+    assert [r["is_main"] for r in results] == [True, False]
+    assert all(r["world_size"] == 2 and r["launcher"] == "torchrun" for r in results)
+    assert all(r["sum"] == 3.0 and r["backend"] == "gloo" and r["device"] == "cpu" for r in results)
+
+
+@pytest.mark.slow
+def test_real_torchrun_two_processes_gloo(tmp_path: Path) -> None:
+    check_two(run_two(tmp_path, ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]))
