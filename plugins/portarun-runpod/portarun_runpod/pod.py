@@ -1,0 +1,120 @@
+"""RunPod pods: rented GPU containers with a volume at ``/workspace``.
+
+Markers (RunPod's "Pod environment variables" reference,
+https://docs.runpod.io/pods/references/environment-variables):
+
+- ``RUNPOD_POD_ID``: "The unique identifier for your pod". Strong.
+- ``RUNPOD_POD_HOSTNAME``: the host server the pod runs on.
+- ``RUNPOD_DC_ID``, ``RUNPOD_PUBLIC_IP``, ``RUNPOD_TCP_PORT_22``: the pod's data centre and
+  public endpoints.
+- ``RUNPOD_CPU_COUNT``, ``RUNPOD_MEM_GB``, ``RUNPOD_GPU_COUNT``: the pod's own share of the host
+  (one pod: ``RUNPOD_CPU_COUNT=6``, ``RUNPOD_MEM_GB=23``; HOSTS.md [R3]).
+- ``/workspace``: the pod's volume mount (HOSTS.md [R1]), but also a common ``WORKDIR`` in
+  Docker images. Weak.
+- ``/content``: RunPod images use ``WORKDIR /content`` (HOSTS.md), which says nothing. Not counted.
+- ``RUNPOD_API_KEY``: pod-scoped inside a pod, but the runpod SDK and runpodctl read the same name
+  on laptops. Never evidence.
+
+Paths: "volume disk" at ``/workspace`` survives stop/restart and is deleted with the pod; a
+network volume replaces it at ``/workspace``; the container disk is lost on stop/restart
+(https://docs.runpod.io/pods/storage, HOSTS.md [R1]). CPUs: ``nproc`` and ``/proc/meminfo`` show
+the whole host inside a pod (HOSTS.md [R4]); ``RUNPOD_CPU_COUNT`` is the pod's share, so it is
+this provider's :meth:`cpu_hint`. Session: pods bill until stopped; RunPod sets no time limit.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pluggy
+from portarun.probe import Probe
+from portarun.provider import Detection, Evidence, HostLocations, Provider, SessionLimits
+
+hookimpl = pluggy.HookimplMarker("portarun")
+
+WORKSPACE = "/workspace"
+_PLACEMENT_VARS = ("RUNPOD_DC_ID", "RUNPOD_PUBLIC_IP", "RUNPOD_TCP_PORT_22")
+_RESOURCE_VARS = ("RUNPOD_CPU_COUNT", "RUNPOD_MEM_GB", "RUNPOD_GPU_COUNT")
+
+
+@dataclass(frozen=True)
+class PodResources:
+    """The pod's own share of its host, from ``RUNPOD_CPU_COUNT``, ``RUNPOD_MEM_GB`` and
+    ``RUNPOD_GPU_COUNT`` (``None`` where a variable is missing or not a positive number)."""
+
+    cpus: int | None
+    memory_gb: float | None
+    gpus: int | None
+
+
+def _positive(value: str | None) -> float | None:
+    try:
+        number = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return number if number is not None and number > 0 else None
+
+
+class RunPodProvider(Provider):
+    """A RunPod GPU or CPU pod (not a serverless worker)."""
+
+    name = "runpod"
+    display_name = "RunPod pod"
+
+    @classmethod
+    def detect(cls, probe: Probe) -> Detection | None:
+        ev = Evidence()
+        if probe.getenv("RUNPOD_POD_ID"):
+            ev.add(0.4, "env " + probe.env_fact("RUNPOD_POD_ID"), "RunPod sets it in every pod")
+        if probe.getenv("RUNPOD_POD_HOSTNAME"):
+            ev.add(0.1, "env RUNPOD_POD_HOSTNAME", "the RunPod host the pod runs on")
+        placement = [v for v in _PLACEMENT_VARS if probe.getenv(v)]
+        if placement:
+            ev.add(0.1, "env " + ", ".join(placement), "the pod's data centre and public endpoints")
+        resources = [v for v in _RESOURCE_VARS if probe.getenv(v)]
+        if resources:
+            ev.add(0.1, "env " + ", ".join(probe.env_fact(v) for v in resources), "the pod's share of its host")
+        if probe.is_dir(WORKSPACE):
+            ev.add(0.1, f"folder {WORKSPACE}", "RunPod's volume mount, but also a common image WORKDIR")
+        if probe.is_dir("/content"):
+            ev.note("folder /content", "RunPod images use WORKDIR /content; not counted")
+        if probe.getenv("RUNPOD_API_KEY"):
+            ev.note("env RUNPOD_API_KEY set", "the runpod SDK reads it on laptops too; not evidence")
+        return ev.detection()
+
+    def resources(self) -> PodResources:
+        """The pod's CPUs, memory (GB, as RunPod states it) and GPUs."""
+        cpus = _positive(self.probe.getenv("RUNPOD_CPU_COUNT"))
+        gpus = _positive(self.probe.getenv("RUNPOD_GPU_COUNT"))
+        return PodResources(
+            cpus=int(cpus) if cpus is not None else None,
+            memory_gb=_positive(self.probe.getenv("RUNPOD_MEM_GB")),
+            gpus=int(gpus) if gpus is not None else None,
+        )
+
+    def cpu_hint(self) -> int | None:
+        return self.resources().cpus
+
+    def locations(self, project: str) -> HostLocations:
+        p = self.probe.path
+        workspace = p(WORKSPACE)
+        warning = None
+        if self.probe.getenv("RUNPOD_POD_ID") and not self.probe.is_dir(WORKSPACE):
+            warning = (
+                f"This RunPod pod has no volume at {WORKSPACE}, so portarun's persist and checkpoints folders are on "
+                "the container disk, which is wiped when the pod stops or restarts. Give the pod a volume disk or "
+                f"a network volume (both mount at {WORKSPACE}), or set PORTARUN_PERSIST_DIR to a bucket URL."
+            )
+        return HostLocations(
+            input=workspace, scratch=p("/tmp") / "portarun-scratch",
+            output=workspace / "portarun" / project / "outputs", persist=workspace / "portarun",
+            cache=workspace / ".cache", persist_warning=warning,
+        )
+
+    def session_limits(self) -> SessionLimits:
+        return SessionLimits(None, "RunPod pods run, and bill, until stopped: no session limit")
+
+
+@hookimpl
+def portarun_register_providers(register: Callable[[type[Provider]], None]) -> None:
+    register(RunPodProvider)
