@@ -298,7 +298,7 @@ class _Copier:
 
 
 def transfer(src: str | os.PathLike[str], dest: str | os.PathLike[str], *, workers: int = DEFAULT_WORKERS,
-             journal: Path | None = None, storage_options: dict[str, Any] | None = None,
+             journal: str | os.PathLike[str] | None = None, storage_options: dict[str, Any] | None = None,
              before_write: Callable[[int], None] | None = None, desc: str | None = None) -> StageResult:
     """Copy a file or folder ``src`` to exactly ``dest`` (created; a folder's contents land in
     it), skipping files that are already current. ``journal`` records hashes of remote sides
@@ -307,7 +307,7 @@ def transfer(src: str | os.PathLike[str], dest: str | os.PathLike[str], *, worke
     files that failed after copying all others."""
     started = time.perf_counter()
     source, target = os.fspath(src), os.fspath(dest)
-    copier = _Copier(source, target, workers, journal, storage_options)
+    copier = _Copier(source, target, workers, None if journal is None else Path(journal), storage_options)
     tasks = copier.tasks()
     todo, done = copier.split(tasks)
     need = sum(t.size for t in todo)
