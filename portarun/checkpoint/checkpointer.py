@@ -22,6 +22,7 @@ import threading
 import time
 import uuid
 import warnings
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -114,9 +115,7 @@ class Checkpointer:
         self.handle_signals = handle_signals
         self.guard = PreemptionGuard(self._drain, grace)
         self._last_step: int | None = None
-        self._cleaned = False
         self._lock = threading.RLock()
-        self._exit_registered = False
 
     @property
     def staging(self) -> LocalStorage | None:
@@ -218,14 +217,10 @@ class Checkpointer:
             if not isinstance(step, int) or step < 0:
                 raise CheckpointError(f"step must be a non-negative integer, got {step!r}.")
             clean = {k: float(v) for k, v in (metrics or {}).items()}
-            if not self._exit_registered:
-                atexit.register(self._at_exit)
-                self._exit_registered = True
-            if not self._cleaned:
-                self.storage.clean_incomplete()
-                if self.staging is not None:
-                    self.staging.clean_incomplete()
-                self._cleaned = True
+            _LIVE.add(self)
+            self.storage.clean_incomplete()
+            if self.staging is not None:
+                self.staging.clean_incomplete()
             if self.drive is not None:
                 self.drive.ensure_mounted()
             name = self._free_name(step)
@@ -493,6 +488,17 @@ class Checkpointer:
             check_entry(info.location, file, entry, size, crc)
         load(state_dict, storage_reader=FileSystemReader(str(folder)))
         return info.step
+
+
+#: Checkpointers that saved, closed at interpreter exit (weakly held: a collected one has
+#: nothing pending, since a pending write holds a reference to it).
+_LIVE: weakref.WeakSet[Checkpointer] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for ck in list(_LIVE):
+        ck._at_exit()
 
 
 def _size_hint(folder: Path) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import socket
 import uuid
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -23,7 +24,7 @@ import fsspec  # type: ignore[import-untyped]
 from fsspec.callbacks import Callback  # type: ignore[import-untyped]
 
 from ..errors import CorruptCheckpointError, StorageFullError
-from ..paths import is_remote
+from ..paths import is_remote, slugify
 from ..progress import Bar, bar
 from ..units import format_size
 from .manifest import MANIFEST, Manifest, parse_name
@@ -177,7 +178,7 @@ class LocalStorage(Storage):
     def temp_dir(self, name: str) -> Path:
         """A fresh hidden folder beside the checkpoints, for a save in progress."""
         self.path.mkdir(parents=True, exist_ok=True)
-        folder = self.path / f".tmp-{name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        folder = self.path / f".tmp-{name}-{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         folder.mkdir()
         return folder
 
@@ -218,11 +219,18 @@ class LocalStorage(Storage):
                 shutil.rmtree(entry.path, ignore_errors=True)
 
 
+_HOST = slugify(socket.gethostname()).replace("-", "_") or "host"
+
+
 def _owner_alive(temp_name: str) -> bool:
-    """Whether the process that created a ``.tmp-<name>-<pid>-<hex>`` folder still runs."""
+    """Whether the process that created a ``.tmp-<name>-<host>-<pid>-<hex>`` folder still
+    runs. A folder from another machine counts as abandoned: one writer per root is assumed."""
     try:
-        pid = int(temp_name.rsplit("-", 2)[-2])
-    except (ValueError, IndexError):
+        host, pid_text = temp_name.rsplit("-", 3)[-3:-1]
+        pid = int(pid_text)
+    except ValueError:
+        return False
+    if host != _HOST:
         return False
     if pid == os.getpid():
         return True
@@ -232,7 +240,11 @@ def _owner_alive(temp_name: str) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # a killed process nobody has reaped yet is a zombie: dead for our purposes (proc(5))
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 class _BarCallback(Callback):  # type: ignore[misc]
