@@ -31,6 +31,7 @@ SECTIONS: dict[str, str] = {
     "checkpoints": "portarun.checkpoint.report:checkpoints_section",
     "accelerators": "portarun.devices:accelerators_section",
     "distributed": "portarun.distributed:distributed_section",
+    "loader": "portarun.loader:loader_section",
     "diagnostics": "portarun.devices:diagnostics_section",
 }
 

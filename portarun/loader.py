@@ -1,0 +1,466 @@
+"""DataLoader settings fitted to the real machine: ``rt.loader`` and ``rt.dataloader(...)``.
+
+Rules (each choice keeps its reason, shown by :meth:`LoaderOptions.explain`):
+
+- **Workers**: the usable CPUs (the smallest of ``os.cpu_count()``, affinity, the cgroup quota
+  and the host's published count) split across the local ranks of a distributed run. With one
+  CPU per rank there is nothing to overlap on a CPU device: load in-process (0 workers); with
+  an accelerator one worker overlaps loading with its work.
+- ``pin_memory`` only with CUDA; ``persistent_workers`` whenever there are workers;
+  ``prefetch_factor`` 2 (PyTorch's default) until the shared-memory plan lowers it.
+- ``multiprocessing_context``: left to the platform's default (``fork`` on Linux before Python
+  3.14, else ``spawn``/``forkserver``, which need an importable dataset), reported in the facts.
+- **Shared memory plan** (:meth:`LoaderOptions.plan`): DataLoader workers build each batch in
+  ``/dev/shm`` and keep up to ``workers × prefetch`` of them there, and the main process holds
+  about two more; measured with torch 2.13 on a 64 MiB ``/dev/shm`` (benchmarks/README.md),
+  ``(workers × prefetch + 1) × batch`` beyond the free space fails with "No space left on
+  device". The plan keeps ``(workers × prefetch + 2) × batch`` within :data:`SHM_SAFETY` of the
+  free space (shared by the local ranks) by lowering prefetch, then workers; where one worker
+  cannot fit it sends batches through the worker pipe (:class:`PipeCollate`, with two or more
+  workers) or loads in-process, and says so with a :class:`~portarun.errors.PortarunWarning`.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import sys
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal
+
+import pluggy
+
+from .errors import LoaderError, PortarunWarning
+from .sysinfo import default_start_method
+from .units import format_size
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+hookimpl = pluggy.HookimplMarker("portarun")
+
+Transfer = Literal["shared_memory", "pipe", "in_process"]
+
+#: Fraction of the free ``/dev/shm`` the plan may fill; the rest absorbs other users of /dev/shm
+#: and allocator slack (crashes were intermittent near the limit: issue 4).
+SHM_SAFETY = 0.75
+#: Batches in ``/dev/shm`` beyond ``workers × prefetch``: the one the training loop holds and the
+#: one just received (the crash threshold measured in benchmarks/README.md sits between +1 and +2).
+SHM_EXTRA_BATCHES = 2
+#: Fraction of available RAM that batches in flight may take (they live in RAM on every path).
+MEMORY_SAFETY = 0.5
+
+
+@dataclass(frozen=True)
+class LoaderFacts:
+    """What the settings were decided from: usable CPUs (and what bounded them), local ranks,
+    the device kind, the start method, free ``/dev/shm`` and available RAM, and a key naming
+    this kind of machine for the autotune cache."""
+
+    cpus: int
+    cpu_limits: str
+    local_world_size: int
+    device_kind: str
+    start_method: str
+    in_kernel: bool
+    shm_free: int | None
+    memory_available: int
+    machine_key: str
+    cache: str | None
+
+
+@dataclass(frozen=True)
+class LoaderOptions:
+    """DataLoader settings with the reason for each (``reasons``: setting → why).
+
+    ``transfer`` says how batches reach the main process: ``shared_memory`` (PyTorch's way),
+    ``pipe`` (pickled through the worker's pipe by :class:`PipeCollate`, never in /dev/shm) or
+    ``in_process`` (no workers). ``batch_bytes`` is the batch size the plan was made for.
+    """
+
+    num_workers: int
+    pin_memory: bool
+    persistent_workers: bool
+    prefetch_factor: int | None
+    multiprocessing_context: str | None
+    facts: LoaderFacts
+    reasons: Mapping[str, str]
+    transfer: Transfer = "shared_memory"
+    batch_bytes: int | None = None
+    overridden: Mapping[str, str] = field(default_factory=dict)
+
+    # -- building -------------------------------------------------------------------------
+    @classmethod
+    def for_runtime(cls, rt: Runtime) -> LoaderOptions:
+        """The settings for a runtime before any batch is seen (what ``rt.loader`` returns)."""
+        probe, cpu = rt.probe, rt.probe.cpu
+        hint = rt.provider.cpu_hint()
+        cpus = min(cpu.usable, hint) if hint else cpu.usable
+        cpus = max(1, cpus)
+        limits = (f"os.cpu_count {cpu.logical}, affinity {cpu.affinity}, cgroup quota "
+                  f"{'none' if cpu.quota is None else f'{cpu.quota:g}'}, host hint "
+                  f"{'none' if not hint else hint}")
+        local = max(1, rt.dist.local_world_size)
+        kind = rt.device.kind
+        if probe.simulated:
+            method = default_start_method(probe.platform.system, sys.version_info[:2])
+        else:
+            method = multiprocessing.get_start_method(allow_none=True) or default_start_method(
+                probe.platform.system, sys.version_info[:2])
+        shm, mem = probe.shm, probe.memory
+        machine_key = "|".join(str(x) for x in (
+            rt.host.name, f"cpus={cpus}/{cpu.logical}", f"local={local}", f"device={kind}x{rt.device.count}",
+            f"shm={shm.total}", f"start={method}", probe.platform.system, probe.platform.machine))
+        facts = LoaderFacts(cpus=cpus, cpu_limits=limits, local_world_size=local, device_kind=kind,
+                            start_method=method, in_kernel=probe.in_kernel, shm_free=shm.free,
+                            memory_available=mem.available, machine_key=machine_key,
+                            cache=str(rt.paths.cache))
+        per_rank = cpus // local
+        split = f"{cpus} usable CPUs (min of {limits})" + (f" split across {local} local ranks" if local > 1 else "")
+        if per_rank >= 2:
+            workers, why = per_rank, f"{split}: one worker per CPU; the main process mostly waits on them"
+        elif per_rank == 1 and kind != "cpu":
+            workers, why = 1, f"{split}: one worker overlaps loading with the {kind} device's work"
+        else:
+            workers, why = 0, f"{split}: {per_rank} CPU per rank on a CPU device, so workers would only add transfer costs"
+        context_why = (f"platform default {method!r}" + ("" if method == "fork" else
+                       "; the dataset and collate_fn must be importable (not defined in a notebook)"))
+        reasons = {
+            "num_workers": why,
+            "pin_memory": "CUDA device: page-locked batches copy faster" if kind == "cuda"
+            else f"{kind} device: pinning only helps CUDA",
+            "persistent_workers": "keep workers between epochs (no restart cost)" if workers else "no workers",
+            "prefetch_factor": "PyTorch's default of 2 batches per worker" if workers else "no workers",
+            "multiprocessing_context": context_why if workers else "no workers",
+            "transfer": "shared memory (PyTorch's default); no batch measured yet to plan /dev/shm" if workers
+            else "in-process: no workers",
+        }
+        return cls(num_workers=workers, pin_memory=kind == "cuda", persistent_workers=workers > 0,
+                   prefetch_factor=2 if workers else None, multiprocessing_context=None, facts=facts,
+                   reasons=reasons, transfer="shared_memory" if workers else "in_process")
+
+    def with_workers(self, num_workers: int, prefetch_factor: int | None, transfer: Transfer,
+                     reason: str) -> LoaderOptions:
+        """A copy with other worker settings, all for ``reason`` (used by the plan and autotune)."""
+        if num_workers == 0:
+            prefetch_factor, transfer = None, "in_process"
+        reasons = dict(self.reasons)
+        for key in ("num_workers", "prefetch_factor", "transfer"):
+            reasons[key] = reason
+        reasons["persistent_workers"] = reasons["persistent_workers"] if num_workers else "no workers"
+        return replace(self, num_workers=num_workers, prefetch_factor=prefetch_factor, transfer=transfer,
+                       persistent_workers=num_workers > 0,
+                       multiprocessing_context=self.multiprocessing_context if num_workers else None,
+                       reasons=reasons)
+
+    # -- the shared-memory plan -------------------------------------------------------------
+    def shm_budget(self) -> int | None:
+        """Bytes of ``/dev/shm`` this rank's batches may use, or ``None`` where unknown."""
+        free = self.facts.shm_free
+        return None if free is None else int(free * SHM_SAFETY / self.facts.local_world_size)
+
+    def shm_needed(self, num_workers: int, prefetch_factor: int, batch_bytes: int) -> int:
+        """Peak ``/dev/shm`` bytes of a loader with these settings (see the module docstring)."""
+        return (num_workers * prefetch_factor + SHM_EXTRA_BATCHES) * batch_bytes
+
+    def plan(self, batch_bytes: int) -> LoaderOptions:
+        """These settings made safe for batches of ``batch_bytes``: prefetch, then workers lowered
+        until the batches in flight fit in the free ``/dev/shm`` and RAM; where even one worker
+        cannot fit, batches go through the worker pipe (two or more workers) or load in-process,
+        announced with a :class:`~portarun.errors.PortarunWarning`."""
+        if not isinstance(batch_bytes, int) or batch_bytes <= 0:
+            raise LoaderError(f"batch_bytes must be a positive number of bytes, not {batch_bytes!r}.")
+        planned = replace(self, batch_bytes=batch_bytes)
+        if self.num_workers == 0 or self.prefetch_factor is None:
+            return planned
+        batch = format_size(batch_bytes)
+        ram = int(self.facts.memory_available * MEMORY_SAFETY / self.facts.local_world_size)
+        budget = self.shm_budget()
+        if budget is None:
+            return planned.with_workers(self.num_workers, self.prefetch_factor, "shared_memory",
+                                        f"no /dev/shm size known here; PyTorch's defaults for {batch} batches")
+        w, p = self.num_workers, self.prefetch_factor
+        limit = min(budget, ram)
+        while self.shm_needed(w, p, batch_bytes) > limit and p > 1:
+            p -= 1
+        while self.shm_needed(w, p, batch_bytes) > limit and w > 1:
+            w -= 1
+        need = self.shm_needed(w, p, batch_bytes)
+        where = (f"{int(SHM_SAFETY * 100)}% of free /dev/shm {format_size(self.facts.shm_free)}"
+                 + (f" / {self.facts.local_world_size} local ranks" if self.facts.local_world_size > 1 else ""))
+        if need <= limit:
+            changed = (w, p) != (self.num_workers, self.prefetch_factor)
+            reason = (f"{batch} batches × ({w} workers × prefetch {p} + {SHM_EXTRA_BATCHES}) = {format_size(need)} "
+                      f"fits in {where}" + (f" (lowered from {self.num_workers} workers × prefetch "
+                                            f"{self.prefetch_factor})" if changed else ""))
+            if ram < budget:
+                reason += f" and in half the available RAM ({format_size(self.facts.memory_available)})"
+            return planned.with_workers(w, p, "shared_memory", reason)
+        one = self.shm_needed(1, 1, batch_bytes)
+        if one > ram:
+            reason = (f"{batch} batches: even one worker's {format_size(one)} in flight exceeds half the "
+                      f"available RAM ({format_size(self.facts.memory_available)}); loading in-process")
+            transfer: Transfer = "in_process"
+        elif self.num_workers >= 2:
+            reason = (f"{batch} batches: even 1 worker × prefetch 1 needs {format_size(one)} of /dev/shm, more than "
+                      f"{where}; {self.num_workers} workers send batches through their pipe instead "
+                      "(slower per batch, never the shared-memory crash)")
+            transfer = "pipe"
+        else:
+            reason = (f"{batch} batches: even 1 worker × prefetch 1 needs {format_size(one)} of /dev/shm, more than "
+                      f"{where}; with one worker to spare, loading in-process")
+            transfer = "in_process"
+        warnings.warn(f"portarun DataLoader: {reason}. Smaller batches, or a larger /dev/shm (docker run "
+                      "--shm-size=8g), restore shared-memory loading.", PortarunWarning, stacklevel=3)
+        if transfer == "pipe":
+            pp = self.prefetch_factor
+            while self.shm_needed(self.num_workers, pp, batch_bytes) > ram and pp > 1:
+                pp -= 1
+            return planned.with_workers(self.num_workers, pp, "pipe", reason)
+        return planned.with_workers(0, None, "in_process", reason)
+
+    # -- output ---------------------------------------------------------------------------
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``torch.utils.data.DataLoader(dataset, batch_size, **kwargs)``:
+        only those valid together (PyTorch rejects ``prefetch_factor`` and
+        ``multiprocessing_context`` without workers); pipe transfer adds a ``collate_fn``."""
+        out: dict[str, Any] = {"num_workers": self.num_workers, "pin_memory": self.pin_memory}
+        if self.num_workers > 0:
+            out["persistent_workers"] = self.persistent_workers
+            out["prefetch_factor"] = self.prefetch_factor
+            if self.multiprocessing_context is not None:
+                out["multiprocessing_context"] = self.multiprocessing_context
+            if self.transfer == "pipe":
+                out["collate_fn"] = PipeCollate()
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        """Settings, facts and reasons as JSON-able values (the ``loader`` report section)."""
+        return {
+            "num_workers": self.num_workers, "pin_memory": self.pin_memory,
+            "persistent_workers": self.persistent_workers, "prefetch_factor": self.prefetch_factor,
+            "multiprocessing_context": self.multiprocessing_context, "transfer": self.transfer,
+            "batch_bytes": self.batch_bytes,
+            "facts": {"cpus": self.facts.cpus, "cpu_limits": self.facts.cpu_limits,
+                      "local_world_size": self.facts.local_world_size, "device_kind": self.facts.device_kind,
+                      "start_method": self.facts.start_method, "shm_free_bytes": self.facts.shm_free,
+                      "memory_available_bytes": self.facts.memory_available},
+            "reasons": dict(self.reasons),
+            "overridden": dict(self.overridden),
+        }
+
+    def explain(self) -> str:
+        """Each setting, its value and why, as text (also in ``portarun info``)."""
+        values = {"num_workers": self.num_workers, "prefetch_factor": self.prefetch_factor,
+                  "persistent_workers": self.persistent_workers, "pin_memory": self.pin_memory,
+                  "multiprocessing_context": self.multiprocessing_context, "transfer": self.transfer}
+        lines = ["DataLoader settings (portarun):"]
+        previous = ""
+        for key, value in values.items():
+            reason = self.reasons.get(key, "")
+            lines.append(f"  {key:<24} {value!s:<14} {'(same reason)' if reason == previous else reason}")
+            previous = reason
+        for key, note in self.overridden.items():
+            lines.append(f"  {key:<24} {'(yours)':<14} {note}")
+        f = self.facts
+        lines.append(f"  facts: {f.cpus} usable CPUs ({f.cpu_limits}); {f.local_world_size} local rank(s); "
+                     f"device {f.device_kind}; start method {f.start_method}; /dev/shm free "
+                     f"{format_size(f.shm_free)}; RAM available {format_size(f.memory_available)}"
+                     + (f"; batch {format_size(self.batch_bytes)}" if self.batch_bytes else ""))
+        return "\n".join(lines)
+
+    # -- autotune -------------------------------------------------------------------------
+    def autotune(self, dataset: Any, batch_size: int, budget_s: float = 10.0, *,
+                 collate_fn: Callable[[list[Any]], Any] | None = None, refresh: bool = False) -> LoaderOptions:
+        """Time a few safe settings on the real ``dataset`` within ``budget_s`` seconds and return
+        the fastest, cached under ``rt.paths.cache`` by machine, dataset signature and batch
+        size (``refresh=True`` measures again). See :mod:`portarun.autotune`."""
+        from .autotune import autotune
+
+        return autotune(self, dataset, batch_size, budget_s, collate_fn=collate_fn, refresh=refresh)
+
+
+# -- pipe transfer --------------------------------------------------------------------------
+def _tensor_from_pipe(data: Any, dtype: str, shape: tuple[int, ...]) -> Any:
+    """Rebuild a tensor in the receiving process from its bytes (plain memory, no /dev/shm)."""
+    import torch
+
+    return torch.from_numpy(data).view(getattr(torch, dtype)).reshape(shape)
+
+
+class _PipedTensor:
+    """A tensor that pickles as its bytes (a NumPy array), so a worker's queue sends it through
+    the pipe instead of moving its storage to /dev/shm; unpickling gives the tensor back."""
+
+    __slots__ = ("tensor",)
+
+    def __init__(self, tensor: Any) -> None:
+        self.tensor = tensor
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        t = self.tensor.detach().contiguous()
+        data = t.reshape(-1).view(__import__("torch").uint8).numpy()
+        return (_tensor_from_pipe, (data, str(t.dtype).removeprefix("torch."), tuple(t.shape)))
+
+
+def _stack(batch: Sequence[Any], *, collate_fn_map: Any = None) -> Any:
+    import torch
+
+    return torch.stack(list(batch), 0)
+
+
+def _pipe_tree(obj: Any) -> Any:
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return _PipedTensor(obj)
+    if isinstance(obj, Mapping):
+        return {k: _pipe_tree(v) for k, v in obj.items()}
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
+        return type(obj)(*(_pipe_tree(v) for v in obj))
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_pipe_tree(v) for v in obj)
+    return obj
+
+
+class PipeCollate:
+    """A ``collate_fn`` for pipe transfer: collates samples (with ``collate_fn``, default: PyTorch's
+    default collation without its /dev/shm allocation in workers) and wraps every tensor of the
+    batch so it crosses the worker pipe as bytes; the main process receives ordinary tensors.
+    Picklable, so it works with every start method. A ``collate_fn`` of yours that calls
+    ``default_collate`` inside a worker still builds that batch in /dev/shm."""
+
+    def __init__(self, collate_fn: Callable[[list[Any]], Any] | None = None) -> None:
+        self.collate_fn = collate_fn
+
+    def __call__(self, samples: list[Any]) -> Any:
+        if self.collate_fn is not None:
+            return _pipe_tree(self.collate_fn(samples))
+        import torch
+        from torch.utils.data._utils.collate import collate, default_collate_fn_map
+
+        return _pipe_tree(collate(samples, collate_fn_map={**default_collate_fn_map, torch.Tensor: _stack}))
+
+    def __repr__(self) -> str:
+        return f"PipeCollate({self.collate_fn!r})"
+
+
+# -- measuring a batch ----------------------------------------------------------------------
+def nbytes(obj: Any) -> int:
+    """Bytes of the tensors, arrays and byte strings in a (nested) batch."""
+    if hasattr(obj, "element_size") and hasattr(obj, "nelement"):
+        return int(obj.element_size() * obj.nelement())
+    if hasattr(obj, "nbytes") and not isinstance(obj, type):
+        return int(obj.nbytes)
+    if isinstance(obj, (bytes, bytearray)):
+        return len(obj)
+    if isinstance(obj, Mapping):
+        return sum(nbytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(nbytes(v) for v in obj)
+    return 0
+
+
+def signature(obj: Any) -> Any:
+    """The structure of a batch (types, shapes, dtypes) as JSON-able values."""
+    if hasattr(obj, "shape") and hasattr(obj, "dtype"):
+        return [type(obj).__name__, list(obj.shape), str(obj.dtype)]
+    if isinstance(obj, Mapping):
+        return {str(k): signature(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [signature(v) for v in obj]
+    return type(obj).__name__
+
+
+def sample_batch(dataset: Any, batch_size: int,
+                 collate_fn: Callable[[list[Any]], Any] | None = None) -> tuple[Any, int]:
+    """One real batch of the first ``batch_size`` samples, collated in this process, and the
+    number of samples in it (fewer where the dataset is shorter)."""
+    from torch.utils.data import IterableDataset, default_collate
+
+    if isinstance(dataset, IterableDataset):
+        samples: list[Any] = []
+        for item in dataset:
+            samples.append(item)
+            if len(samples) == batch_size:
+                break
+    else:
+        samples = [dataset[i] for i in range(min(batch_size, len(dataset)))]
+    if not samples:
+        raise LoaderError("the dataset is empty: there is no batch to measure. Check the dataset, or pass "
+                          "batch_bytes= to plan for a known batch size.")
+    batch = (collate_fn or default_collate)(samples)
+    return batch, len(samples)
+
+
+def measure_batch_bytes(dataset: Any, batch_size: int, collate_fn: Callable[[list[Any]], Any] | None = None) -> int:
+    """Bytes of one real batch, scaled to ``batch_size`` when the dataset is shorter."""
+    batch, n = sample_batch(dataset, batch_size, collate_fn)
+    return max(1, nbytes(batch) * batch_size // n)
+
+
+# -- rt.dataloader --------------------------------------------------------------------------
+_WORKER_ONLY = ("prefetch_factor", "persistent_workers", "multiprocessing_context")
+
+
+def build_dataloader(rt: Runtime, dataset: Any, batch_size: int | None = 1, *, autotune: bool = False,
+                     batch_bytes: int | None = None, **overrides: Any) -> Any:
+    """A ``torch.utils.data.DataLoader`` with ``rt.loader``'s settings planned for one real batch
+    (or ``batch_bytes``), autotuned if asked; ``overrides`` (any DataLoader argument) always win,
+    and one that differs from portarun's choice is recorded in ``loader.portarun.explain()``.
+    A worker-only argument that cannot apply with 0 workers, or an override that does not fit
+    the shared-memory plan, is reported with a :class:`~portarun.errors.PortarunWarning`."""
+    from torch.utils.data import DataLoader
+
+    user_collate = overrides.get("collate_fn")
+    options = rt.loader
+    if batch_size is not None:
+        if batch_bytes is None:
+            batch_bytes = measure_batch_bytes(dataset, batch_size, user_collate)
+        options = options.plan(batch_bytes)
+        if autotune:
+            options = options.autotune(dataset, batch_size, collate_fn=user_collate)
+    ours = options.kwargs()
+    final = {**ours, **overrides}
+    notes: dict[str, str] = {}
+    for key, value in overrides.items():
+        if key in ours and key != "collate_fn" and ours[key] != value:
+            notes[key] = f"{value!r} set by you; portarun chose {ours[key]!r}: {options.reasons.get(key, '')}"
+    workers = final.get("num_workers", 0)
+    if workers == 0:
+        dropped = [k for k in _WORKER_ONLY if k in overrides and overrides[k] not in (None, False)]
+        if dropped:
+            why = ("you set num_workers=0" if "num_workers" in overrides
+                   else f"portarun chose num_workers=0 ({options.reasons['num_workers']})")
+            warnings.warn(f"portarun DataLoader: {', '.join(dropped)} ignored because {why}; pass num_workers "
+                          "too to load with workers.", PortarunWarning, stacklevel=3)
+            notes.update({key: f"{overrides[key]!r} set by you, dropped: {why}" for key in dropped})
+        for key in _WORKER_ONLY:
+            final.pop(key, None)
+        if isinstance(final.get("collate_fn"), PipeCollate) and user_collate is None:
+            final.pop("collate_fn")
+    elif options.transfer == "pipe":
+        final["collate_fn"] = PipeCollate(user_collate)
+    prefetch = final.get("prefetch_factor") or 2
+    budget = options.shm_budget()
+    if (workers and options.transfer == "shared_memory" and batch_bytes and budget is not None
+            and ("num_workers" in overrides or "prefetch_factor" in overrides)
+            and options.shm_needed(workers, prefetch, batch_bytes) > budget):
+        warnings.warn(f"portarun DataLoader: your num_workers={workers}, prefetch_factor={prefetch} keep about "
+                      f"{format_size(options.shm_needed(workers, prefetch, batch_bytes))} of batches in /dev/shm, "
+                      f"more than the safe {format_size(budget)}; expect 'No space left on device' or 'Bus error'. "
+                      "Leave them to portarun to stay within /dev/shm.", PortarunWarning, stacklevel=3)
+    loader = DataLoader(dataset, batch_size=batch_size, **final)
+    loader.portarun = replace(options, overridden=notes)
+    return loader
+
+
+@hookimpl(trylast=True)
+def portarun_resolve_loader(runtime: Runtime) -> Any:
+    """Built-in loader settings (see :meth:`LoaderOptions.for_runtime`)."""
+    return LoaderOptions.for_runtime(runtime)
+
+
+def loader_section(rt: Runtime) -> dict[str, Any]:
+    """The ``loader`` section of ``portarun info``: settings, facts and the reason for each."""
+    return rt.loader.as_dict()
