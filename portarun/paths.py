@@ -139,27 +139,27 @@ def resolve(provider: Provider, project: str) -> Paths:
     }
     overridden: set[str] = set()
     for role in ROLES:
-        value = probe.getenv(f"PORTARUN_{role.upper()}_DIR")
-        if value:
-            roles[role] = _override(role, value, probe)
+        override = probe.getenv(f"PORTARUN_{role.upper()}_DIR")
+        if override:
+            roles[role] = _override(role, override, probe)
             overridden.add(role)
     if "checkpoints" not in overridden:
         roles["checkpoints"] = join(roles["persist"], "checkpoints")
     if loc.persist_warning and "persist" not in overridden:
         warnings.warn(loc.persist_warning, PortarunWarning, stacklevel=5)
     for role in WRITABLE_ROLES:
-        value = roles[role]
-        if role in overridden or is_remote(value):
+        location = roles[role]
+        if role in overridden or is_remote(location):
             continue
         try:
-            Path(value).mkdir(parents=True, exist_ok=True)
+            Path(location).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             reason = "a file of that name is in the way" if isinstance(exc, FileExistsError) else (exc.strerror or str(exc))
             raise PathError(
-                f"cannot create the {role} folder {value}: {reason}. Set "
+                f"cannot create the {role} folder {location}: {reason}. Set "
                 f"PORTARUN_{role.upper()}_DIR to a writable folder or fsspec URL."
             ) from exc
-    return Paths(**roles)  # type: ignore[arg-type]
+    return Paths(**roles)
 
 
 @hookimpl(trylast=True)

@@ -139,7 +139,7 @@ def rank(probe: Probe, plugins: PluginSet) -> list[Verdict]:
     for name, cls in plugins.providers().items():
         label = plugins.info_for_provider(cls).label
         try:
-            detection = cls.detect(probe)
+            detection: object = cls.detect(probe)  # third-party code: check what it really returns
         except Exception as exc:
             fail(f"provider {name!r} from plugin {label} raised in detect(): {type(exc).__name__}: {exc}; "
                  "it was skipped.", probe.env)
