@@ -284,9 +284,12 @@ class Checkpointer:
         self._rotate()
 
     def _rotate(self) -> None:
-        published = [Candidate(i.name, i.step, i.metrics) for i in self.list()]
-        for name in to_delete(published, self.keep_last, self.keep_best, self.best_metric, self.best_mode):
-            self.storage.delete(name)
+        """Apply keep_last/keep_best to replicated and sharded checkpoints separately."""
+        infos = self.list()
+        for kind in {i.kind for i in infos}:
+            published = [Candidate(i.name, i.step, i.metrics) for i in infos if i.kind == kind]
+            for name in to_delete(published, self.keep_last, self.keep_best, self.best_metric, self.best_mode):
+                self.storage.delete(name)
 
     def wait(self) -> None:
         """Block until the background save (if any) is published; raise its error."""
@@ -349,7 +352,7 @@ class Checkpointer:
         return self._load(step, map_location, weights_only)[1]
 
     def _load(self, step: int | None, map_location: Any, weights_only: bool) -> tuple[CheckpointInfo, Any]:
-        infos = self.list()
+        infos = [i for i in self.list() if i.kind == "torch"]
         if step is not None:
             infos = [i for i in infos if i.step == step][-1:]
             if not infos:
@@ -410,7 +413,7 @@ class Checkpointer:
         step: int | None = None
         state: Any = None
         if ranks is None or ranks[0] == 0:
-            if self.list():
+            if any(i.kind == "torch" for i in self.list()):
                 info, state = self._load(None, map_location, weights_only=True)
                 step = info.step
         if ranks is not None and ranks[1] > 1:

@@ -12,7 +12,6 @@ and re-raises the signal anyway.
 """
 from __future__ import annotations
 
-import _thread
 import signal
 import threading
 from collections.abc import Callable
@@ -72,7 +71,11 @@ class PreemptionGuard:
             self.on_timeout()
         finally:
             self._expired = True
-            _thread.interrupt_main(signal.Signals(self.received or signal.SIGTERM))
+            # A real signal to the main thread, unlike _thread.interrupt_main, also interrupts
+            # a blocking call there (sleep, a socket read); the handler then hands it on.
+            main = threading.main_thread().ident
+            if main is not None:
+                signal.pthread_kill(main, self.received or signal.SIGTERM)
 
     def uninstall(self) -> None:
         """Put the previous handlers back (main thread only)."""
