@@ -16,16 +16,15 @@ import importlib
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from types import ModuleType
 
 import pluggy
 
 from . import hookspecs
+from ._entrypoints import portarun_entry_points
 from .errors import PluginError, PortarunWarning
 from .provider import Provider
 
-ENTRY_POINT_GROUP = "portarun"
 
 #: Built-in plugins, also declared as entry points in setup.cfg. They are loaded by module name
 #: when the entry points are not scanned (autoload disabled, or running from a source tree).
@@ -104,11 +103,8 @@ class PluginSet:
             self.pm.register(importlib.import_module(module), name=module)
         found: dict[str, tuple[str, str | None, str | None]] = {}
         if autoload or allowed:
-            for ep in entry_points(group=ENTRY_POINT_GROUP):
-                dist = getattr(ep, "dist", None)
-                found.setdefault(
-                    ep.name, (ep.value, dist.name if dist else None, dist.version if dist else None)
-                )
+            for ep in portarun_entry_points(self.env):
+                found.setdefault(ep.name, (ep.value, ep.distribution, ep.version))
         for name, module in BUILTIN_PLUGINS.items():
             if name not in blocked:
                 self._register(PluginInfo(name, module, "portarun", _own_version(), builtin=True))

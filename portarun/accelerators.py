@@ -32,8 +32,6 @@ TPU chips: the PCI scan torch_xla itself uses (``torch_xla/_internal/tpu.py`` @0
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -193,6 +191,9 @@ def _text(value: object) -> str:
 
 def _read_nvidia_smi() -> tuple[GpuFacts, ...]:
     """GPUs via ``nvidia-smi`` (memory reported in MiB), or ``()``."""
+    import shutil
+    import subprocess
+
     exe = shutil.which("nvidia-smi")
     if exe is None:
         return ()

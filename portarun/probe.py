@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import platform
 import sys
 import time
 from collections.abc import Mapping
@@ -168,6 +167,8 @@ class Probe:
         """Operating system and CPU architecture."""
         if self.platform_override is not None:
             return self.platform_override
+        import platform  # costs more to import than the rest of detection; only when asked
+
         return PlatformFacts(system=platform.system(), machine=platform.machine())
 
     @cached_property

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import platformdirs
 import pluggy
 
 from ..probe import Probe
@@ -40,6 +39,8 @@ class LocalProvider(Provider):
             return self.probe.home / real.name
 
     def locations(self, project: str) -> HostLocations:
+        import platformdirs
+
         cache = self._user_dir(platformdirs.user_cache_path("portarun", appauthor=False))
         return HostLocations(
             input=self.probe.cwd / "data",

@@ -1,0 +1,66 @@
+"""How much does `import portarun; portarun.detect()` cost a fresh process?
+
+Each case runs as a fresh interpreter, many times, round-robin (so machine noise hits every
+case alike); the script prints the median wall time of each and its ratio to a bare
+interpreter start (`python -c pass`). Peers' detection calls are measured where installed.
+
+    python benchmarks/bench_detect.py [--runs 40] [--python PATH]
+
+The goal (issue 2): portarun costs at most 1.5x a bare start in an environment with about 100
+installed distributions, and far less than any peer that imports torch.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+
+CASES: dict[str, str] = {
+    "python -c pass": "pass",
+    "entry-point scan only (importlib.metadata, group=portarun)":
+        "from importlib.metadata import entry_points; entry_points(group='portarun')",
+    "import portarun": "import portarun",
+    "import portarun; portarun.detect()": "import portarun; portarun.detect()",
+    "huggingface_hub is_google_colab()": "from huggingface_hub.utils import is_google_colab; is_google_colab()",
+    "lightning SLURM/TorchElastic detect()":
+        "from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment;"
+        "SLURMEnvironment.detect(); TorchElasticEnvironment.detect()",
+    "accelerate PartialState()": "from accelerate import PartialState; PartialState()",
+}
+
+
+def available(python: str, code: str) -> bool:
+    return subprocess.run([python, "-c", code], capture_output=True).returncode == 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--python", default=sys.executable, help="interpreter of the environment to measure")
+    args = parser.parse_args()
+
+    dists = subprocess.run([args.python, "-c", "from importlib.metadata import distributions;"
+                            "print(len({d.metadata['Name'] for d in distributions()}))"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    cases = {name: code for name, code in CASES.items() if available(args.python, code)}
+    skipped = [name for name in CASES if name not in cases]
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(args.runs):
+        for name, code in cases.items():
+            start = time.perf_counter()
+            subprocess.run([args.python, "-c", code], check=True, capture_output=True)
+            times[name].append(time.perf_counter() - start)
+    base = statistics.median(times["python -c pass"])
+    print(f"interpreter: {args.python}; {dists} installed distributions; {args.runs} runs each, round-robin")
+    print(f"{'case':<62} {'median ms':>10} {'x bare':>8}")
+    for name, samples in times.items():
+        median = statistics.median(samples)
+        print(f"{name:<62} {median * 1000:>10.1f} {median / base:>8.2f}")
+    for name in skipped:
+        print(f"{name:<62} {'not installed':>19}")
+
+
+if __name__ == "__main__":
+    main()

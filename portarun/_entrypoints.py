@@ -1,0 +1,84 @@
+"""The ``portarun`` entry points, cached so that ``detect()`` does not pay for a scan of every
+installed distribution on each start.
+
+``importlib.metadata.entry_points()`` reads every distribution's metadata and imports the email
+parser on the way: with ~100 distributions installed that costs more than starting the
+interpreter (benchmarks/bench_detect.py). The result depends only on what is installed, so it
+is cached in the user cache folder, keyed by the interpreter and the modification times of the
+``sys.path`` folders (installing or removing a distribution adds or removes a ``*.dist-info``
+folder in one of them, which changes that folder's mtime). ``PORTARUN_ENTRY_POINT_CACHE=0``
+turns the cache off.
+"""
+from __future__ import annotations
+
+import binascii
+import json
+import os
+import sys
+from collections.abc import Mapping
+from typing import NamedTuple
+
+GROUP = "portarun"
+_FORMAT = 1
+
+
+class EntryPoint(NamedTuple):
+    """One entry point of the ``portarun`` group and the distribution that declares it."""
+
+    name: str
+    value: str
+    distribution: str | None
+    version: str | None
+
+
+def _fingerprint() -> list[list[object]]:
+    prints: list[list[object]] = []
+    for entry in sys.path:
+        try:
+            prints.append([entry, os.stat(entry or ".").st_mtime_ns])
+        except OSError:
+            prints.append([entry, None])
+    return prints
+
+
+def _scan() -> list[EntryPoint]:
+    from importlib.metadata import entry_points
+
+    found: list[EntryPoint] = []
+    for ep in entry_points(group=GROUP):
+        dist = getattr(ep, "dist", None)
+        found.append(EntryPoint(ep.name, ep.value, dist.name if dist else None, dist.version if dist else None))
+    return found
+
+
+def _cache_file() -> str:
+    from platformdirs import user_cache_dir
+
+    key = f"{binascii.crc32(sys.executable.encode()):08x}"  # binascii is built in; hashlib loads OpenSSL
+    return os.path.join(user_cache_dir("portarun", appauthor=False), f"entry-points-{key}.json")
+
+
+def portarun_entry_points(env: Mapping[str, str]) -> list[EntryPoint]:
+    """Entry points of the ``portarun`` group, from the cache when nothing was installed or
+    removed since it was written. A cache that cannot be read or written is ignored."""
+    if env.get("PORTARUN_ENTRY_POINT_CACHE", "1").strip().lower() in ("0", "false", "no", "off"):
+        return _scan()
+    path = _cache_file()
+    fingerprint = _fingerprint()
+    try:
+        with open(path, encoding="utf-8") as f:
+            cached = json.load(f)
+        if cached.get("format") == _FORMAT and cached.get("fingerprint") == fingerprint:
+            return [EntryPoint(*row) for row in cached["entry_points"]]
+    except (OSError, ValueError, TypeError, KeyError):
+        pass
+    found = _scan()
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump({"format": _FORMAT, "fingerprint": fingerprint, "entry_points": found}, f)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return found
