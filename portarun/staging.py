@@ -43,7 +43,7 @@ from fsspec.implementations.local import LocalFileSystem  # type: ignore[import-
 
 from .errors import PortarunWarning, StagingError
 from .paths import ROLES, Location, is_remote, join
-from .progress import Bar, bar
+from .progress import bar
 from .units import format_size
 
 if TYPE_CHECKING:
@@ -165,30 +165,51 @@ class _Copier:
         self.dst_local = isinstance(self.dfs, LocalFileSystem)
         both_local = self.src_local and self.dst_local
         self.journal = _Journal(None if both_local else journal)
+        self._made: set[str] = set()
 
     # -- planning ------------------------------------------------------------------------
     def tasks(self) -> list[_Task]:
-        try:
-            is_dir = self.sfs.isdir(self.sroot)
-            if is_dir:
-                infos: dict[str, dict[str, Any]] = self.sfs.find(self.sroot, detail=True)
-            else:
-                infos = {self.sroot: self.sfs.info(self.sroot)}
-        except FileNotFoundError:
-            infos, is_dir = {}, False
+        infos, is_dir = self._local_listing() if self.src_local else self._remote_listing()
         if not infos and not is_dir:
             raise StagingError(f"nothing to copy: {self.src} does not exist (or is not readable with the "
                                "credentials in the environment). Check the path or URL.")
         base = self.sroot.rstrip("/")
         out = []
-        for path, info in sorted(infos.items()):
-            if info.get("type") == "directory":
-                continue
+        for path, (size, version) in sorted(infos.items()):
             rel = posixpath.relpath(path, base) if is_dir else ""
             dst = self.droot if not rel else (os.path.join(self.droot, *rel.split("/")) if self.dst_local
                                                else f"{self.droot.rstrip('/')}/{rel}")
-            out.append(_Task(rel, path, dst, int(info.get("size") or 0), _version(info)))
+            out.append(_Task(rel, path, dst, size, version))
         return out
+
+    def _remote_listing(self) -> tuple[dict[str, tuple[int, str]], bool]:
+        try:
+            is_dir = bool(self.sfs.isdir(self.sroot))
+            found = self.sfs.find(self.sroot, detail=True) if is_dir else {self.sroot: self.sfs.info(self.sroot)}
+        except FileNotFoundError:
+            return {}, False
+        return {p: (int(i.get("size") or 0), _version(i)) for p, i in found.items()
+                if i.get("type") != "directory"}, is_dir
+
+    def _local_listing(self) -> tuple[dict[str, tuple[int, str]], bool]:
+        """os.scandir walk: an order of magnitude faster than fsspec's find on big local trees.
+        A local source is hashed directly when needed, so it carries no version."""
+        root = self.sroot
+        if os.path.isfile(root):
+            return {root: (os.stat(root).st_size, "")}, False
+        if not os.path.isdir(root):
+            return {}, False
+        out: dict[str, tuple[int, str]] = {}
+        stack = [root]
+        while stack:
+            folder = stack.pop()
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.is_dir():
+                        stack.append(entry.path)
+                    elif entry.is_file():
+                        out[entry.path.replace(os.sep, "/")] = (entry.stat().st_size, "")
+        return out, True
 
     def _existing(self, tasks: list[_Task]) -> dict[str, int]:
         """Sizes of destination files that already exist, by destination path."""
@@ -240,60 +261,85 @@ class _Copier:
         return todo, done
 
     # -- copying -------------------------------------------------------------------------
-    def copy(self, task: _Task, progress: Bar, lock: threading.Lock) -> None:
-        def advance(n: int) -> None:
-            with lock:
-                progress.update(n)
+    def _makedirs(self, folder: str) -> None:
+        if folder not in self._made:
+            os.makedirs(folder or ".", exist_ok=True)
+            self._made.add(folder)
 
+    def copy(self, task: _Task, advance: Callable[[int], None]) -> None:
+        """Copy one file: to a part file and rename (local destination), or straight to the
+        object (remote destination); record the hash when a side is remote."""
         if self.dst_local:
-            os.makedirs(os.path.dirname(task.dst) or ".", exist_ok=True)
+            self._makedirs(os.path.dirname(task.dst))
             part = _part_path(task.dst)
             try:
                 if self.src_local:
                     shutil.copyfile(task.src, part)
-                    advance(task.size)
-                else:
+                    digest = None
+                elif task.size <= CHUNK:
                     with open(part, "wb") as out:
-                        digest = self._stream(task, out.write, advance)
+                        digest = self._stream(task, out.write)
+                else:
+                    self.sfs.get_file(task.src, part)
+                    digest = _sha256_file(part)  # just written: read back from the page cache
                 os.replace(part, task.dst)
             except BaseException:
                 Path(part).unlink(missing_ok=True)
                 raise
-            if not self.src_local:
-                self.journal.record(task, digest)
-            return
-        with self.dfs.open(task.dst, "wb") as out:
-            digest = self._stream(task, out.write, advance)
-        self.journal.record(task, digest)
+        elif self.src_local:
+            self.dfs.put_file(task.src, task.dst)
+            digest = _sha256_file(task.src)
+        else:
+            with self.dfs.open(task.dst, "wb") as out:
+                digest = self._stream(task, out.write)
+        if digest is not None:
+            self.journal.record(task, digest)
+        advance(task.size)
 
-    def _stream(self, task: _Task, write: Callable[[bytes], Any], advance: Callable[[int], None]) -> str:
+    def _stream(self, task: _Task, write: Callable[[bytes], Any]) -> str:
         h = hashlib.sha256()
         if task.size <= CHUNK:
             data: bytes = self.sfs.cat_file(task.src)
             h.update(data)
             write(data)
-            advance(len(data))
             return h.hexdigest()
         with self.sfs.open(task.src, "rb", block_size=CHUNK) as src:
             while chunk := src.read(CHUNK):
                 h.update(chunk)
                 write(chunk)
-                advance(len(chunk))
         return h.hexdigest()
 
-    def run(self, todo: Iterable[_Task], total: int, desc: str) -> tuple[int, int, list[str]]:
+    def run(self, todo: list[_Task], total: int, desc: str) -> tuple[int, int, list[str]]:
+        """Copy ``todo`` on the thread pool, in batches (fewer hand-offs for many small files);
+        one file's failure does not stop the others."""
         failures: list[str] = []
         copied = moved = 0
         lock = threading.Lock()
+        batch = max(1, min(64, len(todo) // (self.workers * 4)))
         with bar(total, desc) as progress, ThreadPoolExecutor(self.workers) as pool:
-            futures = [(t, pool.submit(self.copy, t, progress, lock)) for t in todo]
-            for task, future in futures:
-                exc = future.exception()
-                if exc is None:
-                    copied += 1
-                    moved += task.size
-                else:
-                    failures.append(f"{task.rel or task.src}: {type(exc).__name__}: {exc}")
+
+            def advance(n: int) -> None:
+                with lock:
+                    progress.update(n)
+
+            def copy_batch(tasks: list[_Task]) -> list[tuple[_Task, BaseException | None]]:
+                results: list[tuple[_Task, BaseException | None]] = []
+                for task in tasks:
+                    try:
+                        self.copy(task, advance)
+                        results.append((task, None))
+                    except Exception as exc:
+                        results.append((task, exc))
+                return results
+
+            futures = [pool.submit(copy_batch, todo[i:i + batch]) for i in range(0, len(todo), batch)]
+            for future in futures:
+                for task, exc in future.result():
+                    if exc is None:
+                        copied += 1
+                        moved += task.size
+                    else:
+                        failures.append(f"{task.rel or task.src}: {type(exc).__name__}: {exc}")
         return copied, moved, failures
 
 
