@@ -15,7 +15,7 @@ def checkpoints_section(rt: Runtime) -> dict[str, Any]:
     try:
         found = ckpt.list()
         error = None
-    except OSError as exc:
+    except Exception as exc:  # unreachable bucket, missing credentials: report it, do not fail the report
         found, error = [], f"{type(exc).__name__}: {exc}"
     return {
         "location": ckpt.root,

@@ -20,8 +20,8 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
-import fsspec  # type: ignore[import-untyped]
-from fsspec.callbacks import Callback  # type: ignore[import-untyped]
+import fsspec
+from fsspec.callbacks import Callback
 
 from ..errors import CorruptCheckpointError, StorageFullError
 from ..paths import is_remote, slugify

@@ -1,0 +1,102 @@
+"""Checkpoint speed on this machine, measured side by side in one run.
+
+    .venv/bin/python benchmarks/bench_checkpoint.py [--size-mb 512] [--rounds 3] [--dir PATH]
+
+For a state of ``--size-mb`` MiB of float32 tensors (32 tensors), each round measures, on the
+same disk: a raw sequential write of the tensor bytes with fsync (the physical limit);
+``torch.save`` + fsync (the synchronous baseline); ``Checkpointer.save(blocking=True)`` (full
+publication: CRC-32, manifest, atomic rename); the training-loop stall of an asynchronous
+``save()`` in ``fork`` and ``thread`` mode (the call's duration; the write finishes in the
+background and is waited for outside the timing); ``torch.load`` vs ``Checkpointer.load``
+(which verifies the CRC-32). Reports the median of each and the ratios against the goals.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from portarun.checkpoint import Checkpointer
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    os.fsync(fd)
+    os.close(fd)
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-mb", type=int, default=512)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--dir", default=None, help="folder on the disk to measure (default: a temp folder in .)")
+    args = parser.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="bench-ckpt-", dir=args.dir or "."))
+    torch.manual_seed(0)
+    n = args.size_mb * 2**20 // 4 // 32
+    state = {f"layer{i}.weight": torch.randn(n) for i in range(32)}
+    nbytes = sum(t.numel() * t.element_size() for t in state.values())
+    results: dict[str, list[float]] = {k: [] for k in (
+        "raw write+fsync", "torch.save+fsync", "Checkpointer.save(blocking)", "stall fork", "stall thread",
+        "torch.load", "Checkpointer.load")}
+    try:
+        for r in range(args.rounds):
+            raw_path = base / "raw.bin"
+
+            def raw() -> None:
+                with open(raw_path, "wb") as out:
+                    for t in state.values():
+                        out.write(memoryview(t.numpy()).cast("B"))
+                    out.flush()
+                    os.fsync(out.fileno())
+
+            results["raw write+fsync"].append(_timed(raw))
+            raw_path.unlink()
+            pt = base / "plain.pt"
+            results["torch.save+fsync"].append(_timed(lambda: (torch.save(state, pt), _fsync(pt))))
+            blocking = Checkpointer(base / "blocking", keep_last=1, mode="blocking", handle_signals=False)
+            results["Checkpointer.save(blocking)"].append(_timed(lambda: blocking.save(state, step=r, blocking=True)))
+            for mode in ("fork", "thread"):
+                ck = Checkpointer(base / mode, keep_last=1, mode=mode, handle_signals=False)  # type: ignore[arg-type]
+                results[f"stall {mode}"].append(_timed(lambda: ck.save(state, step=r)))
+                for t in state.values():  # training goes on: the parameters change under the save
+                    t.mul_(1.0001)
+                ck.wait()
+            results["torch.load"].append(_timed(lambda: torch.load(pt, weights_only=True)))
+            results["Checkpointer.load"].append(_timed(lambda: blocking.load(map_location="cpu")))
+            pt.unlink()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    med = {k: statistics.median(v) for k, v in results.items()}
+    print(f"state: {nbytes / 2**20:.0f} MiB in 32 float32 tensors; {args.rounds} rounds; median seconds; "
+          f"torch {torch.__version__}; {os.cpu_count()} CPUs")
+    print("| measurement | median s | MiB/s |")
+    print("|---|---|---|")
+    for k, v in med.items():
+        rate = f"{nbytes / 2**20 / v:.0f}" if "stall" not in k else "-"
+        print(f"| {k} | {v:.3f} | {rate} |")
+    sync = med["torch.save+fsync"]
+    print()
+    print(f"torch.save throughput vs raw:          {med['raw write+fsync'] / sync:.0%}")
+    print(f"Checkpointer throughput vs raw:        {med['raw write+fsync'] / med['Checkpointer.save(blocking)']:.0%}"
+          "  (goal >= 80%)")
+    print(f"stall fork vs torch.save:              {med['stall fork'] / sync:.0%}  (goal <= 20%)")
+    print(f"stall thread vs torch.save:            {med['stall thread'] / sync:.0%}  (goal <= 20%)")
+    print(f"Checkpointer.load vs torch.load:       {med['Checkpointer.load'] / med['torch.load']:.2f}x  (goal <= 1.2x)")
+
+
+if __name__ == "__main__":
+    main()
