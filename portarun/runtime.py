@@ -414,7 +414,7 @@ class Runtime:
 
         return resolve(self, ref)
 
-    def stage(self, src: str | os.PathLike[str], to: str | os.PathLike[str] = "scratch", *, workers: int = 8,
+    def stage(self, src: str | os.PathLike[str], to: str | os.PathLike[str] = "scratch", *, workers: int | None = None,
               storage_options: dict[str, Any] | None = None) -> StageResult:
         """Copy a file or folder (local path or fsspec URL) to fast local disk: into role ``to``
         as ``<role>/<name>``, or to exactly the path ``to``. Parallel, resumable (files with the
@@ -425,7 +425,8 @@ class Runtime:
 
         return stage(self, src, to, workers=workers, storage_options=storage_options)
 
-    def stage_out(self, path: str | os.PathLike[str], to: str | os.PathLike[str] = "persist", *, workers: int = 8,
+    def stage_out(self, path: str | os.PathLike[str], to: str | os.PathLike[str] = "persist", *,
+                  workers: int | None = None,
                   storage_options: dict[str, Any] | None = None) -> StageResult:
         """Copy results at ``path`` back to lasting storage: role ``to`` (default ``persist``,
         possibly a bucket URL) as ``<role>/<name>``, or exactly the path/URL ``to``. Same

@@ -4,9 +4,9 @@ storage afterwards (``rt.stage_out``).
 Sources and destinations are local paths or fsspec URLs (``s3://``, ``gs://``, ``https://``, a
 Drive folder under ``/content/drive``). The copy is:
 
-- **parallel**: ``workers`` threads (default 8); small remote files are fetched in one request
-  each (``cat_file``), large ones streamed in 4 MiB chunks; local-to-local copies use
-  :func:`shutil.copyfile` (``sendfile``/``copy_file_range`` on Linux).
+- **parallel**: ``workers`` threads (default 8 with a remote side, else the usable CPUs up to 4); small remote files are fetched in one request
+  each (``cat_file``), large ones with the filesystem's ``get_file``/``put_file``; local-to-local
+  copies use ``sendfile`` (Linux) or a read/write loop.
 - **atomic per file**: a local file is written to ``.<name>.portarun-part`` beside it and
   renamed into place (:func:`os.replace`), so a reader never sees half a file. Object stores
   publish an object only when its upload completes, so remote files are written in place.
@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fsspec.core import url_to_fs  # type: ignore[import-untyped]
-from fsspec.implementations.local import LocalFileSystem  # type: ignore[import-untyped]
+from fsspec.core import url_to_fs
+from fsspec.implementations.local import LocalFileSystem
 
 from .errors import PortarunWarning, StagingError
 from .paths import ROLES, Location, is_remote, join
@@ -53,7 +53,17 @@ log = logging.getLogger("portarun.staging")
 
 PART_SUFFIX = ".portarun-part"
 CHUNK = 4 * 1024 * 1024
-DEFAULT_WORKERS = 8
+#: Threads for copies with a remote side (latency-bound); local copies use the usable CPUs, up
+#: to 4 (more threads than cores only add contention for the GIL and the disk).
+REMOTE_WORKERS = 8
+
+
+def default_workers(src_local: bool, dst_local: bool) -> int:
+    """The thread count used when ``workers`` is not given."""
+    if not (src_local and dst_local):
+        return REMOTE_WORKERS
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cpus))
 
 #: Known storage quotas by provider name: (host folder, bytes, source). Kaggle caps what a
 #: notebook may write to /kaggle/working at 20 GB (Kaggle notebook docs, 2nd-hand, and the
@@ -145,6 +155,32 @@ def _sha256_file(path: str) -> str:
     return h.hexdigest()
 
 
+def _copy_local(src: str, dst: str) -> None:
+    """Copy file bytes with the fewest system calls: ``sendfile`` in the kernel where it works
+    on files (Linux), else a read/write loop. About 2.5x faster per small file than
+    :func:`shutil.copyfile`, which stats both paths several times first (measured in
+    benchmarks/bench_stage.py's setting)."""
+    fin = os.open(src, os.O_RDONLY)
+    try:
+        fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            size, offset = os.fstat(fin).st_size, 0
+            try:
+                while offset < size:
+                    sent = os.sendfile(fout, fin, offset, size - offset)
+                    if sent == 0:
+                        break
+                    offset += sent
+            except (OSError, AttributeError):  # no file-to-file sendfile here (macOS, some filesystems)
+                os.lseek(fin, offset, os.SEEK_SET)
+                while chunk := os.read(fin, CHUNK):
+                    os.write(fout, chunk)
+        finally:
+            os.close(fout)
+    finally:
+        os.close(fin)
+
+
 def _part_path(dst: str) -> str:
     head, name = os.path.split(dst)
     return os.path.join(head, f".{name}{PART_SUFFIX}")
@@ -153,17 +189,18 @@ def _part_path(dst: str) -> str:
 class _Copier:
     """Plans and runs one transfer from ``src`` to ``dest``."""
 
-    def __init__(self, src: str, dest: str, workers: int, journal: Path | None,
+    def __init__(self, src: str, dest: str, workers: int | None, journal: Path | None,
                  storage_options: dict[str, Any] | None) -> None:
-        if workers < 1:
+        if workers is not None and workers < 1:
             raise StagingError(f"workers must be at least 1, got {workers}.")
-        self.src, self.dest, self.workers = src, dest, workers
+        self.src, self.dest = src, dest
         options = storage_options or {}
         self.sfs, self.sroot = url_to_fs(src, **(options if is_remote(src) else {}))
         self.dfs, self.droot = url_to_fs(dest, **(options if is_remote(dest) else {}))
         self.src_local = isinstance(self.sfs, LocalFileSystem)
         self.dst_local = isinstance(self.dfs, LocalFileSystem)
         both_local = self.src_local and self.dst_local
+        self.workers = workers or default_workers(self.src_local, self.dst_local)
         self.journal = _Journal(None if both_local else journal)
         self._made: set[str] = set()
 
@@ -274,7 +311,7 @@ class _Copier:
             part = _part_path(task.dst)
             try:
                 if self.src_local:
-                    shutil.copyfile(task.src, part)
+                    _copy_local(task.src, part)
                     digest = None
                 elif task.size <= CHUNK:
                     with open(part, "wb") as out:
@@ -343,7 +380,7 @@ class _Copier:
         return copied, moved, failures
 
 
-def transfer(src: str | os.PathLike[str], dest: str | os.PathLike[str], *, workers: int = DEFAULT_WORKERS,
+def transfer(src: str | os.PathLike[str], dest: str | os.PathLike[str], *, workers: int | None = None,
              journal: str | os.PathLike[str] | None = None, storage_options: dict[str, Any] | None = None,
              before_write: Callable[[int], None] | None = None, desc: str | None = None) -> StageResult:
     """Copy a file or folder ``src`` to exactly ``dest`` (created; a folder's contents land in
@@ -441,7 +478,7 @@ def space_check(rt: Runtime, dest: str) -> Callable[[int], None]:
 
 
 def stage(rt: Runtime, src: str | os.PathLike[str], to: str | os.PathLike[str] = "scratch", *,
-          workers: int = DEFAULT_WORKERS, storage_options: dict[str, Any] | None = None) -> StageResult:
+          workers: int | None = None, storage_options: dict[str, Any] | None = None) -> StageResult:
     """Copy ``src`` (a local path or fsspec URL) into role ``to`` (as ``<role>/<name of src>``)
     or to exactly the path ``to``. See the module docstring for the guarantees."""
     source = os.fspath(src)
@@ -452,7 +489,7 @@ def stage(rt: Runtime, src: str | os.PathLike[str], to: str | os.PathLike[str] =
 
 
 def stage_out(rt: Runtime, path: str | os.PathLike[str], to: str | os.PathLike[str] = "persist", *,
-              workers: int = DEFAULT_WORKERS, storage_options: dict[str, Any] | None = None) -> StageResult:
+              workers: int | None = None, storage_options: dict[str, Any] | None = None) -> StageResult:
     """Copy results at ``path`` back into role ``to`` (default ``persist``, which may be a
     bucket URL) or to exactly the path/URL ``to``; same guarantees as :func:`stage`."""
     source = os.fspath(path)

@@ -419,7 +419,7 @@ def portarun_submit(runtime: Runtime, path: Path, options: dict[str, Any]) -> Su
     competition, message = options.get("competition"), options.get("message")
     uploaded = None
     if is_remote(rt.paths.output):
-        from fsspec.core import url_to_fs  # type: ignore[import-untyped]
+        from fsspec.core import url_to_fs
 
         uploaded = str(join(rt.paths.output, options["filename"]))
         fs, remote = url_to_fs(uploaded)
