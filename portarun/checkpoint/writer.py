@@ -84,16 +84,15 @@ def write_state(state: Any, path: Path, *, show_progress: bool = True) -> FileEn
         previous = torch.serialization.get_crc32_options()
         torch.serialization.set_crc32_options(False)
         try:
-            if show_progress and enabled():
-                with open(path, "wb") as raw, bar(None, f"saving {path.parent.name}") as progress:
-                    torch.save(state, _ProgressFile(raw, progress))  # type: ignore[arg-type]
-            else:
-                torch.save(state, str(path))  # torch's own C++ file writer: no Python copy per write
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                return _sync_and_checksum(path, fd)
-            finally:
-                os.close(fd)
+            # An unbuffered Python file, not a path: torch's C++ writer turns ENOSPC into a
+            # RuntimeError without errno, while FileIO raises OSError(ENOSPC) as it happens.
+            with open(path, "wb", buffering=0) as raw:
+                if show_progress and enabled():
+                    with bar(None, f"saving {path.parent.name}") as progress:
+                        torch.save(state, _ProgressFile(raw, progress))  # type: ignore[arg-type]
+                else:
+                    torch.save(state, raw)
+                return _sync_and_checksum(path, raw.fileno())
         finally:
             torch.serialization.set_crc32_options(previous)
 

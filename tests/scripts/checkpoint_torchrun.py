@@ -1,10 +1,11 @@
 """Run under ``torchrun --nproc_per_node=2``: every rank calls save (only rank 0 writes),
 then every rank resumes; sharded states go through torch.distributed.checkpoint. Prints one
-JSON line per rank."""
+JSON file per rank, ``ROOT.rank<N>.json`` (stdout lines of two ranks can interleave)."""
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -42,9 +43,9 @@ def main(root: str) -> None:
     sharded_name = ck.save_sharded({"weight": distribute_tensor(full, mesh, [Shard(0)])}, step=100 + resumed)
     target = {"weight": distribute_tensor(torch.zeros(8), mesh, [Shard(0)])}
     sharded_step = ck.load_sharded(target)
-    print(json.dumps({"rank": rank, "is_main": rt.dist.is_main, "start": start, "names": names, "resumed": resumed,
+    Path(f"{root}.rank{rank}.json").write_text(json.dumps({"rank": rank, "is_main": rt.dist.is_main, "start": start, "names": names, "resumed": resumed,
                       "same_weights": same, "sharded": sharded_name, "sharded_step": sharded_step,
-                      "sharded_value": target["weight"].to_local().tolist(), "listed": [i.step for i in ck.list()]}), flush=True)
+                      "sharded_value": target["weight"].to_local().tolist(), "listed": [i.step for i in ck.list()]}))
     dist.destroy_process_group()
 
 
