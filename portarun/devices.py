@@ -84,6 +84,12 @@ class DeviceInfo:
         """The device index this process uses (``cuda:<index>``): its local rank."""
         return self.local_rank
 
+    def _repr_html_(self) -> str:
+        """This device as a table in Jupyter (:func:`portarun.display.device_html`)."""
+        from .display import device_html
+
+        return device_html(self)
+
     def torch(self) -> torch.device:
         """The ``torch.device`` for this process, importing torch (and torch_xla on TPU) now.
 

@@ -90,3 +90,8 @@ class StorageFullError(CheckpointError, OSError):
 class LoaderError(PortarunError):
     """DataLoader settings cannot be planned or tuned as asked: an empty dataset, a batch size
     that is not positive, a bad autotune budget."""
+
+
+class IntegrationError(PortarunError):
+    """A library integration (:mod:`portarun.integrations`) cannot be set up from this runtime,
+    e.g. the library needs a local folder and the path role is a bucket URL."""

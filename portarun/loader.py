@@ -269,6 +269,12 @@ class LoaderOptions:
                      + (f"; batch {format_size(self.batch_bytes)}" if self.batch_bytes else ""))
         return "\n".join(lines)
 
+    def _repr_html_(self) -> str:
+        """These settings as a table in Jupyter (:func:`portarun.display.loader_html`)."""
+        from .display import loader_html
+
+        return loader_html(self)
+
     # -- autotune -------------------------------------------------------------------------
     def autotune(self, dataset: Any, batch_size: int, budget_s: float = 10.0, *,
                  collate_fn: Callable[[list[Any]], Any] | None = None, refresh: bool = False) -> LoaderOptions:

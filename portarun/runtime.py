@@ -436,3 +436,24 @@ class Runtime:
         return stage_out(self, path, to, workers=workers, storage_options=storage_options)
 
     # --- integrations (issue 7) ----------------------------------------------------------
+    def configure_caches(self) -> dict[str, str]:
+        """Point ``HF_HOME``, ``HF_DATASETS_CACHE``, ``TORCH_HOME`` and ``KAGGLEHUB_CACHE`` at
+        folders under ``paths.cache``, leaving variables you set alone; call it before importing
+        transformers or datasets. Returns each variable's value. See
+        :func:`portarun.integrations.caches.configure_caches`."""
+        from .integrations.caches import configure_caches
+
+        return configure_caches(self)
+
+    def __str__(self) -> str:
+        from .display import runtime_text
+
+        return runtime_text(self)
+
+    def _repr_html_(self) -> str:
+        from .display import runtime_html
+
+        return runtime_html(self)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(repr(self) if cycle else str(self))

@@ -1,0 +1,54 @@
+"""PyTorch Lightning: ``Trainer`` arguments and a checkpoint callback from the runtime.
+
+>>> import lightning as L
+>>> from portarun.integrations.lightning import checkpoint_callback, trainer_kwargs
+>>> trainer = L.Trainer(max_epochs=3, callbacks=[checkpoint_callback(rt)], **trainer_kwargs(rt))
+>>> trainer.fit(model, ckpt_path="last")   # resumes from last.ckpt when there is one
+
+For the ``lightning`` package (2.x), imported only by :func:`checkpoint_callback`.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..paths import join
+from . import AMP_NAMES
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
+#: ``rt.device.kind`` → Lightning's accelerator name (lightning.fabric.accelerators registry).
+ACCELERATORS = {"cuda": "cuda", "xla": "tpu", "mps": "mps", "cpu": "cpu"}
+
+
+def trainer_kwargs(rt: Runtime) -> dict[str, Any]:
+    """Keyword arguments for ``lightning.Trainer``: ``accelerator`` from ``rt.device.kind``;
+    ``devices`` (and ``num_nodes``) from the launcher's processes per node when a launcher
+    started this process (``rt.dist``), else every device of that kind (one process on CPU);
+    ``precision`` from ``rt.device.amp_dtype`` (``bf16-mixed``, ``16-mixed`` or ``32-true``);
+    ``default_root_dir`` = ``rt.paths.output`` (logs and Lightning's own files). Your own
+    keyword arguments passed after these win."""
+    device, dist = rt.device, rt.dist
+    out: dict[str, Any] = {
+        "accelerator": ACCELERATORS[device.kind],
+        "precision": AMP_NAMES[device.amp_dtype]["lightning"],
+        "default_root_dir": str(rt.paths.output),
+    }
+    if dist.launcher is not None and dist.world_size > 1:
+        out["devices"] = dist.local_world_size
+        out["num_nodes"] = max(1, dist.world_size // max(1, dist.local_world_size))
+    else:
+        out["devices"] = 1 if device.kind == "cpu" else max(1, device.count)
+    return out
+
+
+def checkpoint_callback(rt: Runtime, **options: Any) -> Any:
+    """A ``ModelCheckpoint`` writing to ``rt.paths.checkpoints/lightning`` (storage that
+    outlives the session; a folder of its own, next to :class:`~portarun.checkpoint.Checkpointer`'s)
+    with ``save_last=True``, so ``trainer.fit(model, ckpt_path="last")`` resumes. ``options``
+    are passed to ``ModelCheckpoint`` and win (``every_n_train_steps``, ``monitor``, ...)."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    settings: dict[str, Any] = {"dirpath": str(join(rt.paths.checkpoints, "lightning")), "save_last": True}
+    settings.update(options)
+    return ModelCheckpoint(**settings)
