@@ -12,9 +12,9 @@ Rules (each choice keeps its reason, shown by :meth:`LoaderOptions.explain`):
   3.14, else ``spawn``/``forkserver``, which need an importable dataset), reported in the facts.
 - **Shared memory plan** (:meth:`LoaderOptions.plan`): DataLoader workers build each batch in
   ``/dev/shm`` and keep up to ``workers × prefetch`` of them there, and the main process holds
-  about two more; measured with torch 2.13 on a 64 MiB ``/dev/shm`` (benchmarks/README.md),
-  ``(workers × prefetch + 1) × batch`` beyond the free space fails with "No space left on
-  device". The plan keeps ``(workers × prefetch + 2) × batch`` within :data:`SHM_SAFETY` of the
+  up to two more; measured with torch 2.13 on a 64 MiB ``/dev/shm`` behind a slow training
+  step (docs/data-loading.md), 2 workers × prefetch 2 of 11.5 MiB batches (6 × 11.5 = 69 MiB at
+  the peak) fail with "No space left on device". The plan keeps ``(workers × prefetch + 2) × batch`` within :data:`SHM_SAFETY` of the
   free space (shared by the local ranks) by lowering prefetch, then workers; where one worker
   cannot fit it sends batches through the worker pipe (:class:`PipeCollate`, with two or more
   workers) or loads in-process, and says so with a :class:`~portarun.errors.PortarunWarning`.
@@ -45,7 +45,7 @@ Transfer = Literal["shared_memory", "pipe", "in_process"]
 #: and allocator slack (crashes were intermittent near the limit: issue 4).
 SHM_SAFETY = 0.75
 #: Batches in ``/dev/shm`` beyond ``workers × prefetch``: the one the training loop holds and the
-#: one just received (the crash threshold measured in benchmarks/README.md sits between +1 and +2).
+#: one just received (measured peak, see the module docstring).
 SHM_EXTRA_BATCHES = 2
 #: Fraction of available RAM that batches in flight may take (they live in RAM on every path).
 MEMORY_SAFETY = 0.5
