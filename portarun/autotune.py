@@ -88,7 +88,7 @@ def _time(dataset: Any, batch_size: int, options: LoaderOptions,
                 counted += 1
                 if time.perf_counter() - started >= window_s and counted >= 2:
                     break
-        if counted == 0:
+        if counted < 2:
             raise LoaderError(f"the dataset has {seen} batch(es) of {batch_size}, too few to time a loader; "
                               "autotune needs at least 3 batches.")
         return counted * batch_size / (time.perf_counter() - started)
