@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import fsspec  # type: ignore[import-untyped]
+import fsspec  # type: ignore[import-untyped,unused-ignore]
 
 from .errors import LoaderError
 from .loader import LoaderOptions, PipeCollate, Transfer, sample_batch, signature
