@@ -14,6 +14,7 @@ installed) while every other host module (``google.colab``, ``kaggle_secrets``, 
 """
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import shutil
 import sys
@@ -115,6 +116,9 @@ def _stand_in(name: str, added: list[str]) -> None:
             pass
     module = types.ModuleType(name, f"portarun.testing stand-in for {name}")
     module.__path__ = []  # a package, so stand-ins for submodules can live under it
+    # importlib.util.find_spec() raises ValueError for a module in sys.modules without a spec,
+    # which breaks libraries (transformers, accelerate) that probe for google.colab that way.
+    module.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
     sys.modules[name] = module
     if parent:
         setattr(sys.modules[parent], child, module)
