@@ -99,8 +99,8 @@ class Probe:
         imported by the import system; they are tiny namespace packages)."""
         if self.modules is not None and (name in self.modules or name in self.host_modules):
             return name in self.modules
-        if name in sys.modules:
-            return True
+        if name in sys.modules:  # None there means "import blocked" (Python's convention)
+            return sys.modules[name] is not None
         try:
             return importlib.util.find_spec(name) is not None
         except (ImportError, ValueError):

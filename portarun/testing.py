@@ -102,18 +102,18 @@ def _host_modules() -> frozenset[str]:
 
 
 def _stand_in(name: str, added: list[str]) -> None:
-    """Make ``name`` importable as an empty module unless it really is importable."""
+    """Make ``name`` importable as an empty package unless it really is importable; a real
+    parent (the ``google`` namespace package, say) gets the stand-in as an attribute."""
     if name in sys.modules:
         return
+    try:
+        if importlib.util.find_spec(name) is not None:  # imports real parents on the way
+            return
+    except (ImportError, ValueError):
+        pass
     parent, _, child = name.rpartition(".")
     if parent:
         _stand_in(parent, added)
-    else:
-        try:
-            if importlib.util.find_spec(name) is not None:
-                return
-        except (ImportError, ValueError):
-            pass
     module = types.ModuleType(name, f"portarun.testing stand-in for {name}")
     module.__path__ = []  # a package, so stand-ins for submodules can live under it
     # importlib.util.find_spec() raises ValueError for a module in sys.modules without a spec,
@@ -123,6 +123,15 @@ def _stand_in(name: str, added: list[str]) -> None:
     if parent:
         setattr(sys.modules[parent], child, module)
     added.append(name)
+
+
+def _remove_stand_ins(added: list[str]) -> None:
+    for name in reversed(added):
+        module = sys.modules.pop(name, None)
+        parent, _, child = name.rpartition(".")
+        if parent in sys.modules and getattr(sys.modules[parent], child, None) is module:
+            delattr(sys.modules[parent], child)
+    added.clear()
 
 
 def _gpus(gpus: Sequence[str | GpuFacts] | None) -> tuple[GpuFacts, ...] | None:
@@ -206,8 +215,7 @@ def simulate(
             _runtime._probe_stack.pop()
         _runtime._cache.clear()
         _runtime._cache.update(saved_cache)
-        for name in reversed(added):
-            sys.modules.pop(name, None)
+        _remove_stand_ins(added)
         if made_root:
             shutil.rmtree(base, ignore_errors=True)
 

@@ -2,9 +2,9 @@
 boundary) into rt.paths.cache, fsspec URLs from the loopback S3 server, Drive paths."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -39,11 +39,18 @@ def _kagglehub(calls: list[tuple[str, str | None]]):
     return dataset_download
 
 
+def _stand_in_kagglehub(monkeypatch, dataset_download) -> None:
+    """kagglehub at the package boundary, whether or not the real one is installed."""
+    module = types.ModuleType("kagglehub")
+    module.dataset_download = dataset_download  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "kagglehub", module)
+
+
 def test_kagglehub_downloads_into_the_cache_when_not_attached(tmp_path, monkeypatch):
     monkeypatch.delenv("KAGGLEHUB_CACHE", raising=False)
     calls: list[tuple[str, str | None]] = []
-    with simulate("local", root=tmp_path / "h", modules=["kagglehub"]) as rt:
-        sys.modules["kagglehub"].dataset_download = _kagglehub(calls)
+    _stand_in_kagglehub(monkeypatch, _kagglehub(calls))
+    with simulate("local", root=tmp_path / "h") as rt:
         path = rt.dataset("yasserh/titanic-dataset/versions/3")
         assert path == Path(rt.paths.cache) / "kagglehub/datasets/yasserh/titanic-dataset/versions/3"
         assert (path / "train.csv").is_file()
@@ -51,18 +58,18 @@ def test_kagglehub_downloads_into_the_cache_when_not_attached(tmp_path, monkeypa
     assert "KAGGLEHUB_CACHE" not in os.environ  # restored
 
 
-def test_kagglehub_failure_is_explained(tmp_path):
+def test_kagglehub_failure_is_explained(tmp_path, monkeypatch):
     def fails(handle: str) -> str:
         raise RuntimeError("403 Forbidden")
 
-    with simulate("kaggle", root=tmp_path / "h", modules=["kagglehub"]) as rt:
-        sys.modules["kagglehub"].dataset_download = fails
+    _stand_in_kagglehub(monkeypatch, fails)
+    with simulate("kaggle", root=tmp_path / "h") as rt:
         with pytest.raises(DatasetError, match="403 Forbidden.*credentials"):
             rt.dataset("someone/private")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("kagglehub") is not None, reason="the real kagglehub is installed here")
-def test_without_kagglehub_the_error_says_how_to_get_it(tmp_path):
+def test_without_kagglehub_the_error_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "kagglehub", None)  # blocked: absent, installed or not
     with simulate("kaggle", root=tmp_path / "h") as rt:
         with pytest.raises(DatasetError) as info:
             rt.dataset("yasserh/titanic-dataset")
