@@ -14,6 +14,7 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
+from .errors import PortarunError
 from .paths import is_remote
 from .units import format_size
 
@@ -124,11 +125,16 @@ def plugins_section(rt: Runtime) -> dict[str, Any]:
 
 
 def build(rt: Runtime) -> dict[str, Any]:
-    """The whole report as a JSON-able dict, one key per section."""
+    """The whole report as a JSON-able dict, one key per section. A section that cannot be
+    built (a forced device that is absent, say) holds ``{"error": message}`` instead, so the
+    rest of the report still comes out."""
     data: dict[str, Any] = {"portarun_version": _own_version()}
     for name, target in SECTIONS.items():
         module, _, function = target.partition(":")
-        data[name] = getattr(importlib.import_module(module), function)(rt)
+        try:
+            data[name] = getattr(importlib.import_module(module), function)(rt)
+        except PortarunError as exc:
+            data[name] = {"error": str(exc)}
     return data
 
 

@@ -73,3 +73,13 @@ def test_console_script_is_installed() -> None:
     exe = os.path.join(os.path.dirname(sys.executable), "portarun")
     proc = subprocess.run([exe, "--version"], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.startswith("portarun ")
+
+
+def test_a_failing_section_does_not_sink_the_report() -> None:
+    proc = run("info", "--json", env={"PORTARUN_DEVICE": "mps"})
+    assert proc.returncode == 0, proc.stderr
+    import json as _json
+
+    data = _json.loads(proc.stdout)
+    assert "'mps' was requested" in data["loader"]["error"]
+    assert data["host"]["name"]
