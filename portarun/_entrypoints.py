@@ -6,7 +6,8 @@ parser on the way: with ~100 distributions installed that costs more than starti
 interpreter (benchmarks/bench_detect.py). The result depends only on what is installed, so it
 is cached in the user cache folder, keyed by the interpreter and the modification times of the
 ``sys.path`` folders (installing or removing a distribution adds or removes a ``*.dist-info``
-folder in one of them, which changes that folder's mtime). ``PORTARUN_ENTRY_POINT_CACHE=0``
+folder in one of them, which changes that folder's mtime); the script's own folder is left out
+(see :func:`_fingerprint`). ``PORTARUN_ENTRY_POINT_CACHE=0``
 turns the cache off.
 """
 from __future__ import annotations
@@ -32,8 +33,11 @@ class EntryPoint(NamedTuple):
 
 
 def _fingerprint() -> list[list[object]]:
+    """``[folder, mtime]`` for every ``sys.path`` entry but the script's folder (or the working
+    folder for ``python -c`` and the REPL): that one changes whenever a file is written there,
+    and distributions are not installed into it."""
     prints: list[list[object]] = []
-    for entry in sys.path:
+    for entry in sys.path[1:]:
         try:
             prints.append([entry, os.stat(entry or ".").st_mtime_ns])
         except OSError:

@@ -35,7 +35,7 @@ BUILTIN_PLUGINS: Mapping[str, str] = {
     "paperspace": "portarun.hosts.paperspace",
 }
 #: Built-in default hook implementations (all ``trylast``), always registered.
-DEFAULT_HOOK_MODULES: tuple[str, ...] = ("portarun.paths", "portarun.devices", "portarun.submission", "portarun.loader")
+DEFAULT_HOOK_MODULES: tuple[str, ...] = ("portarun._defaults",)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-import pluggy
 
 from .accelerators import has_mps
 from .catalog import TPU_SPECS
@@ -44,7 +43,6 @@ if TYPE_CHECKING:
     from .probe import Probe
     from .runtime import Runtime
 
-hookimpl = pluggy.HookimplMarker("portarun")
 T = TypeVar("T")
 
 KINDS: tuple[DeviceKind, ...] = ("cuda", "xla", "mps", "cpu")
@@ -339,12 +337,6 @@ def warn_diagnostics(info: DeviceInfo) -> None:
     """Emit each of ``info``'s diagnostics as a :class:`~portarun.errors.PortarunWarning`."""
     for message in info.diagnostics:
         warnings.warn(message, PortarunWarning, stacklevel=4)
-
-
-@hookimpl(trylast=True)
-def portarun_resolve_device(runtime: Runtime) -> Any:
-    """Built-in device resolution (see :func:`resolve`)."""
-    return resolve(runtime)
 
 
 # -- helpers ---------------------------------------------------------------------------------

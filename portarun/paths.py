@@ -14,7 +14,6 @@ from dataclasses import dataclass, fields
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal, Union
 
-import pluggy
 
 from .errors import PathError, PortarunWarning
 
@@ -22,7 +21,6 @@ if TYPE_CHECKING:
     from .probe import Probe
     from .provider import Provider
 
-hookimpl = pluggy.HookimplMarker("portarun")
 
 Location = Union[Path, str]
 Role = Literal["input", "scratch", "output", "persist", "cache", "checkpoints"]
@@ -161,8 +159,3 @@ def resolve(provider: Provider, project: str) -> Paths:
             ) from exc
     return Paths(**roles)
 
-
-@hookimpl(trylast=True)
-def portarun_resolve_paths(provider: Provider, project: str) -> Any:
-    """Built-in path resolution (see :func:`resolve`)."""
-    return resolve(provider, project)

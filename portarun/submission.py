@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any
 
-import pluggy
 
 from .errors import PortarunWarning, SubmissionError
 from .paths import is_remote, join
@@ -40,7 +39,6 @@ from .paths import is_remote, join
 if TYPE_CHECKING:
     from .runtime import Runtime
 
-hookimpl = pluggy.HookimplMarker("portarun")
 
 #: Sample file names Kaggle competitions use (compared case-insensitively).
 SAMPLE_NAMES = frozenset({"sample_submission.csv", "samplesubmission.csv"})
@@ -410,8 +408,7 @@ def _send_to_kaggle(rt: Runtime, path: Path, competition: str, message: str, dry
     return plan, response, True
 
 
-@hookimpl(trylast=True)
-def portarun_submit(runtime: Runtime, path: Path, options: dict[str, Any]) -> Submission:
+def deliver(runtime: Runtime, path: Path, options: dict[str, Any]) -> Submission:
     """Built-in delivery: upload to a remote output, submit through the Kaggle API when a
     competition is named (off Kaggle), offer the file for download on Colab."""
     rt, notes = runtime, []

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import portarun._entrypoints as ep
 
@@ -27,7 +28,7 @@ def test_installing_something_invalidates_the_cache(tmp_path, monkeypatch) -> No
     site = tmp_path / "site"
     site.mkdir()
     monkeypatch.setattr(ep, "_cache_file", lambda: str(cache))
-    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setattr(sys, "path", [sys.path[0], str(site), *sys.path[1:]])
     ep.portarun_entry_points({})
     assert not any(e.name == "newhost" for e in ep.portarun_entry_points({}))
     dist = site / "newhost-1.0.dist-info"
