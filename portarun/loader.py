@@ -16,8 +16,10 @@ Rules (each choice keeps its reason, shown by :meth:`LoaderOptions.explain`):
   step (docs/data-loading.md), 2 workers × prefetch 2 of 11.5 MiB batches (6 × 11.5 = 69 MiB at
   the peak) fail with "No space left on device". The plan keeps ``(workers × prefetch + 2) × batch`` within :data:`SHM_SAFETY` of the
   free space (shared by the local ranks) by lowering prefetch, then workers; where one worker
-  cannot fit it sends batches through the worker pipe (:class:`PipeCollate`, with two or more
-  workers) or loads in-process, and says so with a :class:`~portarun.errors.PortarunWarning`.
+  cannot fit it loads in-process and says so with a :class:`~portarun.errors.PortarunWarning`.
+  Sending batches through the worker pipe (:class:`PipeCollate`) also avoids /dev/shm, but
+  measured about half as fast as in-process loading for 73.5 MiB batches on 2 CPUs
+  (benchmarks/README.md), so only autotune chooses it, where it measures faster.
 """
 from __future__ import annotations
 
@@ -28,7 +30,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-import pluggy
 
 from .errors import LoaderError, PortarunWarning
 from .sysinfo import default_start_method
@@ -37,7 +38,6 @@ from .units import format_size
 if TYPE_CHECKING:
     from .runtime import Runtime
 
-hookimpl = pluggy.HookimplMarker("portarun")
 
 Transfer = Literal["shared_memory", "pipe", "in_process"]
 
@@ -166,8 +166,8 @@ class LoaderOptions:
     def plan(self, batch_bytes: int) -> LoaderOptions:
         """These settings made safe for batches of ``batch_bytes``: prefetch, then workers lowered
         until the batches in flight fit in the free ``/dev/shm`` and RAM; where even one worker
-        cannot fit, batches go through the worker pipe (two or more workers) or load in-process,
-        announced with a :class:`~portarun.errors.PortarunWarning`."""
+        cannot fit, loading is in-process, announced with a
+        :class:`~portarun.errors.PortarunWarning`."""
         if not isinstance(batch_bytes, int) or batch_bytes <= 0:
             raise LoaderError(f"batch_bytes must be a positive number of bytes, not {batch_bytes!r}.")
         planned = replace(self, batch_bytes=batch_bytes)
@@ -197,26 +197,11 @@ class LoaderOptions:
                 reason += f" and in half the available RAM ({format_size(self.facts.memory_available)})"
             return planned.with_workers(w, p, "shared_memory", reason)
         one = self.shm_needed(1, 1, batch_bytes)
-        if one > ram:
-            reason = (f"{batch} batches: even one worker's {format_size(one)} in flight exceeds half the "
-                      f"available RAM ({format_size(self.facts.memory_available)}); loading in-process")
-            transfer: Transfer = "in_process"
-        elif self.num_workers >= 2:
-            reason = (f"{batch} batches: even 1 worker × prefetch 1 needs {format_size(one)} of /dev/shm, more than "
-                      f"{where}; {self.num_workers} workers send batches through their pipe instead "
-                      "(slower per batch, never the shared-memory crash)")
-            transfer = "pipe"
-        else:
-            reason = (f"{batch} batches: even 1 worker × prefetch 1 needs {format_size(one)} of /dev/shm, more than "
-                      f"{where}; with one worker to spare, loading in-process")
-            transfer = "in_process"
+        reason = (f"{batch} batches: even 1 worker × prefetch 1 needs {format_size(one)} of /dev/shm, more than "
+                  f"{where}; loading in-process (measured faster than sending such batches through the "
+                  "worker pipe; autotune=True times the pipe too)")
         warnings.warn(f"portarun DataLoader: {reason}. Smaller batches, or a larger /dev/shm (docker run "
                       "--shm-size=8g), restore shared-memory loading.", PortarunWarning, stacklevel=3)
-        if transfer == "pipe":
-            pp = self.prefetch_factor
-            while self.shm_needed(self.num_workers, pp, batch_bytes) > ram and pp > 1:
-                pp -= 1
-            return planned.with_workers(self.num_workers, pp, "pipe", reason)
         return planned.with_workers(0, None, "in_process", reason)
 
     # -- output ---------------------------------------------------------------------------
@@ -459,12 +444,6 @@ def build_dataloader(rt: Runtime, dataset: Any, batch_size: int | None = 1, *, a
     loader = DataLoader(dataset, batch_size=batch_size, **final)
     loader.portarun = replace(options, overridden=notes)
     return loader
-
-
-@hookimpl(trylast=True)
-def portarun_resolve_loader(runtime: Runtime) -> Any:
-    """Built-in loader settings (see :meth:`LoaderOptions.for_runtime`)."""
-    return LoaderOptions.for_runtime(runtime)
 
 
 def loader_section(rt: Runtime) -> dict[str, Any]:
