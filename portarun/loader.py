@@ -339,6 +339,8 @@ class PipeCollate:
 # -- measuring a batch ----------------------------------------------------------------------
 def nbytes(obj: Any) -> int:
     """Bytes of the tensors, arrays and byte strings in a (nested) batch."""
+    if isinstance(obj, _PipedTensor):
+        return nbytes(obj.tensor)
     if hasattr(obj, "element_size") and hasattr(obj, "nelement"):
         return int(obj.element_size() * obj.nelement())
     if hasattr(obj, "nbytes") and not isinstance(obj, type):
@@ -391,7 +393,7 @@ def measure_batch_bytes(dataset: Any, batch_size: int, collate_fn: Callable[[lis
 
 
 # -- rt.dataloader --------------------------------------------------------------------------
-_WORKER_ONLY = ("prefetch_factor", "persistent_workers", "multiprocessing_context")
+_WORKER_ONLY = ("prefetch_factor", "persistent_workers", "multiprocessing_context", "timeout")
 
 
 def build_dataloader(rt: Runtime, dataset: Any, batch_size: int | None = 1, *, autotune: bool = False,
@@ -399,7 +401,7 @@ def build_dataloader(rt: Runtime, dataset: Any, batch_size: int | None = 1, *, a
     """A ``torch.utils.data.DataLoader`` with ``rt.loader``'s settings planned for one real batch
     (or ``batch_bytes``), autotuned if asked; ``overrides`` (any DataLoader argument) always win,
     and one that differs from portarun's choice is recorded in ``loader.portarun.explain()``.
-    A worker-only argument that cannot apply with 0 workers, or an override that does not fit
+    A worker-only argument (``timeout`` too) that cannot apply with 0 workers, or an override that does not fit
     the shared-memory plan, is reported with a :class:`~portarun.errors.PortarunWarning`."""
     from torch.utils.data import DataLoader
 

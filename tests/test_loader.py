@@ -175,17 +175,12 @@ def test_plan_shares_shm_between_local_ranks() -> None:
         assert "/ 2 local ranks" in opts.reasons["num_workers"]
 
 
-def test_plan_falls_back_to_pipe_then_in_process_with_a_warning() -> None:
+def test_plan_falls_back_to_in_process_with_a_warning() -> None:
     with simulate(cpus=4, shm="64M", memory="16G") as rt:
-        with pytest.warns(PortarunWarning, match="through their pipe"):
-            pipe = rt.loader.plan(77 * MIB)
-        assert pipe.transfer == "pipe" and pipe.num_workers == 4
-        assert isinstance(pipe.kwargs()["collate_fn"], PipeCollate)
-    with simulate(cpus=CpuFacts(logical=4, affinity=4, quota=1.0), gpus=["Tesla T4"], shm="64M") as rt:
-        assert rt.loader.num_workers == 1
         with pytest.warns(PortarunWarning, match="loading in-process"):
             solo = rt.loader.plan(77 * MIB)
-        assert solo.transfer == "in_process" and solo.kwargs() == {"num_workers": 0, "pin_memory": True}
+        assert solo.transfer == "in_process" and solo.kwargs() == {"num_workers": 0, "pin_memory": False}
+        assert "autotune=True times the pipe too" in solo.reasons["num_workers"]
     with pytest.raises(LoaderError, match="positive"):
         rt.loader.plan(0)
 
@@ -225,11 +220,20 @@ def test_pipe_collate_wraps_a_user_collate() -> None:
     assert [float(t[0, 0, 0]) for t in out] == [6.0, 22.0]
 
 
-def test_dataloader_with_pipe_fallback_iterates_everything() -> None:
+def test_dataloader_with_in_process_fallback_iterates_everything() -> None:
     with simulate(cpus=2, shm="1M", memory="16G") as rt:
-        with pytest.warns(PortarunWarning, match="pipe"):
+        with pytest.warns(PortarunWarning, match="in-process"):
             loader = rt.dataloader(Images(n=20, shape=(3, 96, 96)), batch_size=5)
-        assert loader.portarun.transfer == "pipe" and isinstance(loader.collate_fn, PipeCollate)
+        assert loader.portarun.transfer == "in_process" and loader.num_workers == 0
+        _check_all(loader, 20)
+
+
+def test_pipe_transfer_options_build_a_pipe_loader() -> None:
+    with simulate(cpus=2, shm="1M", memory="16G") as rt:
+        piped = rt.loader.with_workers(2, 2, "pipe", "chosen by autotune")
+        with pytest.warns(PortarunWarning, match="in-process"):  # the plan's own choice, overridden
+            loader = rt.dataloader(Images(n=20, shape=(3, 96, 96)), batch_size=5, **piped.kwargs())
+        assert isinstance(loader.collate_fn, PipeCollate) and loader.num_workers == 2
         _check_all(loader, 20)
 
 

@@ -78,11 +78,24 @@ def test_hand_settings_crash_with_128_images_of_224(tmp_path: Path, strategy: st
     assert "No space left on device" in proc.stderr or "Bus error" in proc.stderr, proc.stderr[-3000:]
 
 
-def test_portarun_pipes_the_same_batches_without_crashing(tmp_path: Path) -> None:
+def test_portarun_loads_the_same_batches_without_crashing(tmp_path: Path) -> None:
     proc = _run_in_64m_shm(tmp_path, PORTARUN, batch=128)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "transfer pipe 2" in proc.stdout
-    assert "through their pipe" in proc.stdout  # the PortarunWarning
+    assert "transfer in_process 0" in proc.stdout
+    assert "loading in-process" in proc.stdout  # the PortarunWarning
+    assert "timeout ignored because portarun chose num_workers=0" in proc.stdout
+    assert "OK 512" in proc.stdout
+
+
+PIPE = textwrap.dedent("""
+    from portarun.loader import PipeCollate
+    check(DataLoader(Images(), batch_size=BATCH, num_workers=2, collate_fn=PipeCollate(), timeout=60))
+""")
+
+
+def test_pipe_transfer_never_touches_dev_shm(tmp_path: Path) -> None:
+    proc = _run_in_64m_shm(tmp_path, PIPE, batch=128)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     assert "OK 512" in proc.stdout
 
 
