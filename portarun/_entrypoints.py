@@ -4,7 +4,7 @@ installed distribution on each start.
 ``importlib.metadata.entry_points()`` reads every distribution's metadata and imports the email
 parser on the way: with ~100 distributions installed that costs more than starting the
 interpreter (benchmarks/bench_detect.py). The result depends only on what is installed, so it
-is cached in the user cache folder, keyed by the interpreter and the modification times of the
+is cached (beside portarun's bytecode, else in the user cache folder), keyed by the interpreter and the modification times of the
 ``sys.path`` folders (installing or removing a distribution adds or removes a ``*.dist-info``
 folder in one of them, which changes that folder's mtime); the script's own folder is left out
 (see :func:`_fingerprint`). ``PORTARUN_ENTRY_POINT_CACHE=0``
@@ -56,10 +56,17 @@ def _scan() -> list[EntryPoint]:
 
 
 def _cache_file() -> str:
+    """Beside portarun's bytecode in its ``__pycache__`` where that is writable (as Python's own
+    bytecode cache is), else in the user cache folder: importing platformdirs costs ~7 ms
+    (it pulls tempfile, shutil and random), more than reading the cache."""
+    key = f"{binascii.crc32(sys.executable.encode()):08x}"  # binascii is built in; hashlib loads OpenSSL
+    name = f"entry-points-{key}.json"
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "__pycache__")
+    if os.access(here, os.W_OK) or (not os.path.exists(here) and os.access(os.path.dirname(here), os.W_OK)):
+        return os.path.join(here, name)
     from platformdirs import user_cache_dir
 
-    key = f"{binascii.crc32(sys.executable.encode()):08x}"  # binascii is built in; hashlib loads OpenSSL
-    return os.path.join(user_cache_dir("portarun", appauthor=False), f"entry-points-{key}.json")
+    return os.path.join(user_cache_dir("portarun", appauthor=False), name)
 
 
 def portarun_entry_points(env: Mapping[str, str]) -> list[EntryPoint]:
