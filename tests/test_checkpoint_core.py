@@ -249,3 +249,18 @@ def test_report_lists_checkpoints_without_importing_torch(tmp_path: Path) -> Non
     assert data["ck"]["count"] == 1
     entry = data["ck"]["checkpoints"][0]
     assert entry["step"] == 12 and entry["size_bytes"] == ck.latest().size and entry["metrics"] == {"loss": 0.5}
+
+
+def test_rt_checkpoints_saves_before_a_host_deadline_by_default():
+    from datetime import datetime, timedelta, timezone
+
+    from portarun.checkpoint.checkpointer import DEFAULT_DEADLINE_MARGIN
+
+    started = datetime.now(timezone.utc) - timedelta(hours=12) + DEFAULT_DEADLINE_MARGIN / 2
+    with simulate("kaggle", started_at=started) as rt:  # 12 h session, 7.5 minutes left
+        ckpt = rt.checkpoints
+        assert ckpt.maybe_save(lambda: {"w": 1}, step=5)
+        ckpt.wait()
+        assert [c.step for c in ckpt.list()] == [5]
+    with simulate("local") as rt:  # no limit: no deadline rule
+        assert not rt.checkpoints.maybe_save(lambda: {"w": 1}, step=5)

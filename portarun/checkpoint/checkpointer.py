@@ -73,6 +73,11 @@ def _rank_and_world() -> tuple[int, int] | None:
     return None
 
 
+#: How long before a session's deadline ``rt.checkpoints.maybe_save`` saves by default: enough to
+#: write and promote a checkpoint of a few GB to Colab's Drive and flush it.
+DEFAULT_DEADLINE_MARGIN = timedelta(minutes=15)
+
+
 class Checkpointer:
     """Save, list, load and resume checkpoints under ``root`` (a folder or an fsspec URL).
 
@@ -130,7 +135,9 @@ class Checkpointer:
         """A checkpointer on ``rt.paths.checkpoints`` configured from the runtime: the
         session's deadline, ``rt.dist.is_main``, ``rt.device`` as ``map_location``, staging in
         ``rt.paths.scratch`` when the checkpoints live on a remote URL or Colab's Drive, and
-        Drive flushing there. ``options`` override any keyword of :class:`Checkpointer`."""
+        Drive flushing there. Where the session has a limit, ``maybe_save`` saves once
+        :data:`DEFAULT_DEADLINE_MARGIN` before it unless ``before_deadline`` is given.
+        ``options`` override any keyword of :class:`Checkpointer`."""
         root = rt.paths.checkpoints
         drive_root = rt.probe.path(DRIVE_MOUNTPOINT)
         on_drive = (not is_remote(root) and rt.probe.has_module("google.colab")
@@ -141,6 +148,8 @@ class Checkpointer:
             "map_location": lambda: rt.device.torch(),
             "drive": DriveSync(str(drive_root)) if on_drive else None,
         }
+        if rt.session.limit is not None:
+            defaults["before_deadline"] = DEFAULT_DEADLINE_MARGIN
         if (on_drive or is_remote(root)) and not is_remote(rt.paths.scratch):
             defaults["staging"] = Path(rt.paths.scratch) / "portarun-checkpoint-staging" / rt.project
         defaults.update(options)
