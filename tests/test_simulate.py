@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 
 import pytest
@@ -34,10 +35,14 @@ def test_temporary_root_is_removed() -> None:
 
 
 def test_stand_in_modules_exist_inside_only() -> None:
-    assert "kaggle_secrets" not in sys.modules
-    with simulate("kaggle"):
-        assert importlib.import_module("kaggle_secrets").__doc__.startswith("portarun.testing stand-in")
-    assert "kaggle_secrets" not in sys.modules
+    # A name no preset uses: this suite also runs inside a session-wide simulated host.
+    name = "acme_vendor_sdk.secrets"
+    assert "acme_vendor_sdk" not in sys.modules
+    with simulate("kaggle", modules=[name]) as rt:
+        assert importlib.import_module(name).__doc__.startswith("portarun.testing stand-in")
+        assert importlib.util.find_spec(name) is not None  # stand-ins carry a spec
+        assert rt.probe.has_module(name)
+    assert "acme_vendor_sdk" not in sys.modules and name not in sys.modules
 
 
 def test_host_modules_not_listed_are_absent() -> None:
