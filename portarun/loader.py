@@ -93,13 +93,11 @@ class LoaderOptions:
     @classmethod
     def for_runtime(cls, rt: Runtime) -> LoaderOptions:
         """The settings for a runtime before any batch is seen (what ``rt.loader`` returns)."""
-        probe, cpu = rt.probe, rt.probe.cpu
-        hint = rt.provider.cpu_hint()
-        cpus = min(cpu.usable, hint) if hint else cpu.usable
-        cpus = max(1, cpus)
+        probe, cpu = rt.probe, rt.cpu
+        cpus = cpu.usable
         limits = (f"os.cpu_count {cpu.logical}, affinity {cpu.affinity}, cgroup quota "
                   f"{'none' if cpu.quota is None else f'{cpu.quota:g}'}, host hint "
-                  f"{'none' if not hint else hint}")
+                  f"{'none' if not cpu.hint else cpu.hint}")
         local = max(1, rt.dist.local_world_size)
         kind = rt.device.kind
         if probe.simulated:

@@ -43,7 +43,6 @@ class Probe:
     shm_override: ShmFacts | None = None
     gpus_override: tuple[GpuFacts, ...] | None = None
     tpu_override: TpuFacts | None = None
-    tpu_absent: bool = False
     platform_override: PlatformFacts | None = None
     started_at_override: float | None = None
 
@@ -156,7 +155,7 @@ class Probe:
     @cached_property
     def tpu(self) -> TpuFacts | None:
         """TPU chips on this host, or ``None``."""
-        if self.tpu_override is not None or self.tpu_absent or self.simulated:
+        if self.tpu_override is not None or self.simulated:
             return self.tpu_override
         from .accelerators import read_tpu
 

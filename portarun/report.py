@@ -89,7 +89,7 @@ def session_section(rt: Runtime) -> dict[str, Any]:
 
 def system_section(rt: Runtime) -> dict[str, Any]:
     """CPUs (host, affinity, cgroup quota, usable), memory and /dev/shm, Python."""
-    cpu, mem, shm = rt.probe.cpu, rt.probe.memory, rt.probe.shm
+    cpu, mem, shm = rt.cpu, rt.probe.memory, rt.probe.shm
     return {
         "cpus": {"logical": cpu.logical, "affinity": cpu.affinity, "quota": cpu.quota, "hint": cpu.hint,
                  "usable": cpu.usable},

@@ -10,12 +10,13 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, overload
 
 from ._manager import PluginSet, fail
 from .errors import NotAvailableError, UnknownHostError
+from .facts import CpuFacts
 from .paths import Paths, default_project, slugify
 from .probe import Probe
 from .provider import MATCH_THRESHOLD, Detection, Provider
@@ -229,6 +230,13 @@ class Runtime:
         self.project = project
         self.verdicts = verdicts
         self.device_request = device_request
+
+    @cached_property
+    def cpu(self) -> CpuFacts:
+        """The probe's CPU facts with the host's own count applied as ``hint`` (RunPod's
+        ``RUNPOD_CPU_COUNT``, say, where the kernel shows the whole machine); ``rt.cpu.usable``
+        is what data loading and staging size themselves by."""
+        return replace(self.probe.cpu, hint=self.provider.cpu_hint())
 
     def __repr__(self) -> str:
         return f"<Runtime host={self.host.name!r} project={self.project!r} confidence={self.host.confidence:.2f}>"

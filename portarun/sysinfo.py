@@ -182,11 +182,12 @@ def _meminfo(root: Path) -> dict[str, int]:
     return out
 
 
-def read_cpu(root: Path, hint: int | None = None) -> CpuFacts:
-    """CPU facts of this process: host count, affinity, cgroup quota and a host hint."""
+def read_cpu(root: Path) -> CpuFacts:
+    """CPU facts of this process as the kernel shows them: host count, affinity and cgroup quota
+    (the host's own hint is applied by ``Runtime.cpu``)."""
     logical = os.cpu_count() or 1
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else logical
-    return CpuFacts(logical=logical, affinity=affinity, quota=cpu_quota(root), hint=hint)
+    return CpuFacts(logical=logical, affinity=affinity, quota=cpu_quota(root))
 
 
 def read_memory(root: Path) -> MemoryFacts:

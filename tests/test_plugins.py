@@ -117,3 +117,16 @@ def test_paths_hook_overrides_the_builtin_and_wrappers_see_the_result() -> None:
     with plugin(Hooks()):
         with simulate("kaggle") as rt:
             assert seen == [rt.paths]
+
+
+def test_a_providers_cpu_hint_reaches_report_and_loader() -> None:
+    """One place applies the host's CPU count (RunPod's RUNPOD_CPU_COUNT, say): rt.cpu."""
+    from portarun import report
+
+    pod = _provider("pod", 0.9)
+    pod.cpu_hint = lambda self: 1  # type: ignore[method-assign]
+    with plugin(_plugin_of(pod)):
+        with simulate(env={}, cpus=64) as rt:
+            assert rt.cpu.hint == 1 and rt.cpu.usable == 1 and rt.probe.cpu.usable == 64
+            assert report.system_section(rt)["cpus"]["usable"] == 1
+            assert rt.loader.facts.cpus == 1
