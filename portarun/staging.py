@@ -45,6 +45,7 @@ from .errors import PortarunWarning, StagingError
 from .paths import ROLES, Location, is_remote, join
 from .progress import bar
 from .units import format_size
+from .sysinfo import read_cpu
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -58,11 +59,14 @@ CHUNK = 4 * 1024 * 1024
 REMOTE_WORKERS = 8
 
 
-def default_workers(src_local: bool, dst_local: bool) -> int:
-    """The thread count used when ``workers`` is not given."""
+def default_workers(src_local: bool, dst_local: bool, cpus: int | None = None) -> int:
+    """The thread count used when ``workers`` is not given: :data:`REMOTE_WORKERS` with a remote
+    side, else the usable CPUs (``cpus``, default: this machine's, cgroup quota included) up
+    to 4."""
     if not (src_local and dst_local):
         return REMOTE_WORKERS
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if cpus is None:
+        cpus = read_cpu(Path("/")).usable
     return max(1, min(4, cpus))
 
 #: Known storage quotas by provider name: (host folder, bytes, source). Kaggle caps what a
@@ -190,7 +194,7 @@ class _Copier:
     """Plans and runs one transfer from ``src`` to ``dest``."""
 
     def __init__(self, src: str, dest: str, workers: int | None, journal: Path | None,
-                 storage_options: dict[str, Any] | None) -> None:
+                 storage_options: dict[str, Any] | None, cpus: int | None = None) -> None:
         if workers is not None and workers < 1:
             raise StagingError(f"workers must be at least 1, got {workers}.")
         self.src, self.dest = src, dest
@@ -200,7 +204,7 @@ class _Copier:
         self.src_local = isinstance(self.sfs, LocalFileSystem)
         self.dst_local = isinstance(self.dfs, LocalFileSystem)
         both_local = self.src_local and self.dst_local
-        self.workers = workers or default_workers(self.src_local, self.dst_local)
+        self.workers = workers or default_workers(self.src_local, self.dst_local, cpus)
         self.journal = _Journal(None if both_local else journal)
         self._made: set[str] = set()
 
@@ -382,15 +386,17 @@ class _Copier:
 
 def transfer(src: str | os.PathLike[str], dest: str | os.PathLike[str], *, workers: int | None = None,
              journal: str | os.PathLike[str] | None = None, storage_options: dict[str, Any] | None = None,
-             before_write: Callable[[int], None] | None = None, desc: str | None = None) -> StageResult:
+             before_write: Callable[[int], None] | None = None, desc: str | None = None,
+             cpus: int | None = None) -> StageResult:
     """Copy a file or folder ``src`` to exactly ``dest`` (created; a folder's contents land in
     it), skipping files that are already current. ``journal`` records hashes of remote sides
     (without it, a remote side is never considered current). ``before_write(n)`` is called
-    with the number of bytes about to be written. Raises :class:`StagingError` listing the
+    with the number of bytes about to be written; ``cpus`` sizes the default thread count
+    (see :func:`default_workers`). Raises :class:`StagingError` listing the
     files that failed after copying all others."""
     started = time.perf_counter()
     source, target = os.fspath(src), os.fspath(dest)
-    copier = _Copier(source, target, workers, None if journal is None else Path(journal), storage_options)
+    copier = _Copier(source, target, workers, None if journal is None else Path(journal), storage_options, cpus)
     tasks = copier.tasks()
     todo, done = copier.split(tasks)
     need = sum(t.size for t in todo)
@@ -484,7 +490,7 @@ def stage(rt: Runtime, src: str | os.PathLike[str], to: str | os.PathLike[str] =
     source = os.fspath(src)
     dest = _destination(rt, source, to)
     return transfer(source, dest, workers=workers, journal=_journal_for(rt, source, dest),
-                    storage_options=storage_options, before_write=space_check(rt, dest),
+                    storage_options=storage_options, before_write=space_check(rt, dest), cpus=rt.cpu.usable,
                     desc=f"staging {_basename(source)}")
 
 
@@ -495,5 +501,5 @@ def stage_out(rt: Runtime, path: str | os.PathLike[str], to: str | os.PathLike[s
     source = os.fspath(path)
     dest = _destination(rt, source, to)
     return transfer(source, dest, workers=workers, journal=_journal_for(rt, source, dest),
-                    storage_options=storage_options, before_write=space_check(rt, dest),
+                    storage_options=storage_options, before_write=space_check(rt, dest), cpus=rt.cpu.usable,
                     desc=f"saving {_basename(source)}")
