@@ -19,6 +19,8 @@ import sys
 from collections.abc import Mapping
 from typing import NamedTuple
 
+from ._files import flag, write_text_atomic
+
 GROUP = "portarun"
 _FORMAT = 1
 
@@ -72,7 +74,7 @@ def _cache_file() -> str:
 def portarun_entry_points(env: Mapping[str, str]) -> list[EntryPoint]:
     """Entry points of the ``portarun`` group, from the cache when nothing was installed or
     removed since it was written. A cache that cannot be read or written is ignored."""
-    if env.get("PORTARUN_ENTRY_POINT_CACHE", "1").strip().lower() in ("0", "false", "no", "off"):
+    if not flag(env.get("PORTARUN_ENTRY_POINT_CACHE"), default=True):
         return _scan()
     path = _cache_file()
     fingerprint = _fingerprint()
@@ -85,11 +87,7 @@ def portarun_entry_points(env: Mapping[str, str]) -> list[EntryPoint]:
         pass
     found = _scan()
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump({"format": _FORMAT, "fingerprint": fingerprint, "entry_points": found}, f)
-        os.replace(tmp, path)
+        write_text_atomic(path, json.dumps({"format": _FORMAT, "fingerprint": fingerprint, "entry_points": found}))
     except OSError:
         pass
     return found

@@ -22,9 +22,9 @@ import pluggy
 
 from . import hookspecs
 from ._entrypoints import portarun_entry_points
+from ._files import flag
 from .errors import PluginError, PortarunWarning
 from .provider import Provider
-
 
 #: Built-in plugins, also declared as entry points in setup.cfg. They are loaded by module name
 #: when the entry points are not scanned (autoload disabled, or running from a source tree).
@@ -58,17 +58,13 @@ class PluginInfo:
         return repr(self.name)
 
 
-def _flag(env: Mapping[str, str], name: str) -> bool:
-    return env.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")
-
-
 def _names(env: Mapping[str, str], name: str) -> set[str]:
     return {n.strip() for n in env.get(name, "").split(",") if n.strip()}
 
 
 def fail(message: str, env: Mapping[str, str]) -> None:
     """Report a misbehaving plugin: a warning, or an error under ``PORTARUN_STRICT=1``."""
-    if _flag(env, "PORTARUN_STRICT"):
+    if flag(env.get("PORTARUN_STRICT"), default=False):
         raise PluginError(message)
     warnings.warn(message + " Set PORTARUN_STRICT=1 to make this an error.", PortarunWarning, stacklevel=4)
 
@@ -98,7 +94,7 @@ class PluginSet:
                 stacklevel=3,
             )
         allowed = _names(self.env, "PORTARUN_PLUGINS")
-        autoload = not _flag(self.env, "PORTARUN_DISABLE_PLUGIN_AUTOLOAD")
+        autoload = not flag(self.env.get("PORTARUN_DISABLE_PLUGIN_AUTOLOAD"), default=False)
         for module in DEFAULT_HOOK_MODULES:
             self.pm.register(importlib.import_module(module), name=module)
         found: dict[str, tuple[str, str | None, str | None]] = {}

@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import fsspec  # type: ignore[import-untyped,unused-ignore]
 
+from ._files import write_text_atomic
 from .errors import LoaderError
 from .loader import LoaderOptions, PipeCollate, Transfer, sample_batch, signature
 from .paths import is_remote, join
@@ -133,11 +132,7 @@ def _save(path: str, data: dict[str, Any]) -> None:
         with fsspec.open(path, "w") as f:
             f.write(text)
         return
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, target)  # atomic: a reader sees the old file or the new one
+    write_text_atomic(path, text)
 
 
 def _fits(options: LoaderOptions, transfer: str, workers: int, prefetch: int | None) -> bool:

@@ -12,8 +12,7 @@ import re
 import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Literal, Union
-
+from typing import TYPE_CHECKING, Literal, Union
 
 from .errors import PathError, PortarunWarning
 

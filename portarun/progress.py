@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
+from ._files import flag
+
 
 class Bar(Protocol):
     """The part of tqdm's API portarun uses."""
@@ -32,10 +34,7 @@ class _NoBar:
 def enabled() -> bool:
     """Whether bars are drawn: ``PORTARUN_PROGRESS`` if set, else when stderr is a terminal or
     the process is a notebook kernel."""
-    flag = os.environ.get("PORTARUN_PROGRESS")
-    if flag is not None:
-        return flag.strip().lower() not in ("0", "false", "no", "off", "")
-    return sys.stderr.isatty() or "ipykernel" in sys.modules
+    return flag(os.environ.get("PORTARUN_PROGRESS"), default=sys.stderr.isatty() or "ipykernel" in sys.modules)
 
 
 @contextmanager

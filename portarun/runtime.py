@@ -23,22 +23,21 @@ from .provider import MATCH_THRESHOLD, Detection, Provider
 from .session import SessionInfo, build_session
 
 if TYPE_CHECKING:
-    from .checkpoint import Checkpointer
     import os
-    from pathlib import Path
-
-    from .secrets import Secret
-    from .staging import StageResult
-    from .submission import Submission
     from collections.abc import Iterable
     from datetime import timedelta
+    from pathlib import Path
     from typing import TypeVar
 
     from pluggy import PluginManager
 
+    from .checkpoint import Checkpointer
     from .devices import DeviceInfo, DeviceMemory
     from .distributed import DistInfo
     from .loader import LoaderOptions
+    from .secrets import Secret
+    from .staging import StageResult
+    from .submission import Submission
 
     T = TypeVar("T")
 

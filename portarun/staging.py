@@ -32,7 +32,7 @@ import shutil
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,8 +44,8 @@ from fsspec.implementations.local import LocalFileSystem
 from .errors import PortarunWarning, StagingError
 from .paths import ROLES, Location, is_remote, join
 from .progress import bar
-from .units import format_size
 from .sysinfo import read_cpu
+from .units import format_size
 
 if TYPE_CHECKING:
     from .runtime import Runtime

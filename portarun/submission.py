@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any
 
-
+from ._files import write_text_atomic
 from .errors import PortarunWarning, SubmissionError
 from .paths import is_remote, join
 
@@ -317,19 +317,11 @@ def check_filename(filename: str | os.PathLike[str]) -> PurePosixPath:
 def write_atomic(path: Path, table: Table) -> None:
     """Write ``table`` as CSV to ``path``: a temporary file beside it, fsync, then rename, so
     ``path`` holds the old file or the whole new one, never part of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(f".{path.name}.portarun-part")
-    try:
-        with open(part, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(table.header)
-            writer.writerows(table.rows)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(part, path)
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(table.header)
+    writer.writerows(table.rows)
+    write_text_atomic(path, buffer.getvalue(), durable=True)
 
 
 def submit(rt: Runtime, data: Any, filename: str | os.PathLike[str] = "submission.csv", *, sample: Any = None,
