@@ -147,6 +147,7 @@ out = {"rank": rt.dist.rank, "local_rank": rt.dist.local_rank, "world_size": rt.
        "omp": os.environ.get("OMP_NUM_THREADS")}
 with open(os.path.join(sys.argv[1], f"rank{rt.dist.rank}.json"), "w") as f:
     json.dump(out, f)
+dist.barrier()  # both ranks done before gloo is torn down (a rank still in flight can abort)
 dist.destroy_process_group()
 '''
 
