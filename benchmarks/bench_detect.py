@@ -19,6 +19,7 @@ import time
 
 CASES: dict[str, str] = {
     "python -c pass": "pass",
+    "import pluggy (required by the plugin design: the floor)": "import pluggy",
     "entry-point scan only (importlib.metadata, group=portarun)":
         "from importlib.metadata import entry_points; entry_points(group='portarun')",
     "import portarun": "import portarun",
@@ -44,6 +45,12 @@ def main() -> None:
     dists = subprocess.run([args.python, "-c", "from importlib.metadata import distributions;"
                             "print(len({d.metadata['Name'] for d in distributions()}))"],
                            capture_output=True, text=True, check=True).stdout.strip()
+    compiled = subprocess.run([args.python, "-c", "import importlib.util, os, portarun.runtime as m;"
+                               "print(os.path.exists(importlib.util.cache_from_source(m.__file__)))"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    if compiled != "True":  # e.g. an editable install under PYTHONDONTWRITEBYTECODE=1
+        print("warning: portarun's bytecode is not cached, so every run compiles it from source and the figures "
+              "below overstate the cost; run `python -m compileall <portarun folder>` first.")
     cases = {name: code for name, code in CASES.items() if available(args.python, code)}
     skipped = [name for name in CASES if name not in cases]
     times: dict[str, list[float]] = {name: [] for name in cases}

@@ -16,15 +16,20 @@ def flag(value: str | None, default: bool) -> bool:
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str, *, durable: bool = False) -> None:
-    """Write ``text`` to ``path`` through a temporary file beside it and a rename, so a reader
+    """:func:`write_bytes_atomic` of ``text`` encoded as UTF-8 (newlines written as given)."""
+    write_bytes_atomic(path, text.encode("utf-8"), durable=durable)
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, *, durable: bool = False) -> None:
+    """Write ``data`` to ``path`` through a temporary file beside it and a rename, so a reader
     sees the old file or the whole new one; ``durable`` fsyncs before the rename (for results a
     crash must not lose). The folder is created; the temporary file is removed on any failure."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(f".{target.name}.{os.getpid()}.portarun-part")
     try:
-        with open(part, "w", newline="", encoding="utf-8") as f:
-            f.write(text)
+        with open(part, "wb") as f:
+            f.write(data)
             if durable:
                 f.flush()
                 os.fsync(f.fileno())

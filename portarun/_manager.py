@@ -15,8 +15,8 @@ from __future__ import annotations
 import importlib
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import ModuleType
+from typing import NamedTuple
 
 import pluggy
 
@@ -38,8 +38,7 @@ BUILTIN_PLUGINS: Mapping[str, str] = {
 DEFAULT_HOOK_MODULES: tuple[str, ...] = ("portarun._defaults",)
 
 
-@dataclass(frozen=True)
-class PluginInfo:
+class PluginInfo(NamedTuple):
     """One plugin as loaded (or skipped): its entry-point name, module, distribution and
     version, and the error that made it skip, if any."""
 

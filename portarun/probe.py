@@ -16,9 +16,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ._redact import shown_value
-from .facts import CpuFacts, GpuFacts, MemoryFacts, PlatformFacts, ShmFacts, TpuFacts
+
+if TYPE_CHECKING:  # the records load with the first hardware question, not at detect()
+    from .facts import CpuFacts, GpuFacts, MemoryFacts, PlatformFacts, ShmFacts, TpuFacts
 
 
 @dataclass(frozen=True, eq=False)
@@ -167,6 +170,8 @@ class Probe:
         if self.platform_override is not None:
             return self.platform_override
         import platform  # costs more to import than the rest of detection; only when asked
+
+        from .facts import PlatformFacts
 
         return PlatformFacts(system=platform.system(), machine=platform.machine())
 

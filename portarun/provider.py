@@ -11,10 +11,9 @@ Third-party providers subclass :class:`Provider` and register it through the
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, NamedTuple
 
 from .probe import Probe
 
@@ -25,8 +24,7 @@ DeviceKind = Literal["cuda", "xla", "mps", "cpu"]
 MATCH_THRESHOLD = 0.5
 
 
-@dataclass(frozen=True)
-class Detection:
+class Detection(NamedTuple):
     """A provider's verdict: ``confidence`` in [0, 1] and the ``evidence`` behind it, one line
     per fact, each starting with the weight it added (``+0.40``) or ``note``."""
 
@@ -60,8 +58,7 @@ class Evidence:
         return Detection(min(round(self._total, 2), 0.99), tuple(self._lines))
 
 
-@dataclass(frozen=True)
-class HostLocations:
+class HostLocations(NamedTuple):
     """Where a host keeps each kind of data, before overrides and project namespacing.
 
     ``persist`` is the root of storage that survives the session; the runtime puts
@@ -77,8 +74,7 @@ class HostLocations:
     persist_warning: str | None = None
 
 
-@dataclass(frozen=True)
-class SessionLimits:
+class SessionLimits(NamedTuple):
     """What a host says about the session: its hard limit (``None`` if unlimited), and the
     source of that number, quoted in ``explain()``."""
 

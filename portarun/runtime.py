@@ -10,13 +10,12 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, NamedTuple, overload
 
 from ._manager import PluginSet, fail
 from .errors import NotAvailableError, UnknownHostError
-from .facts import CpuFacts
 from .paths import Paths, default_project, slugify
 from .probe import Probe
 from .provider import MATCH_THRESHOLD, Detection, Provider
@@ -33,6 +32,7 @@ if TYPE_CHECKING:
 
     from .checkpoint import Checkpointer
     from .devices import DeviceInfo, DeviceMemory
+    from .facts import CpuFacts
     from .distributed import DistInfo
     from .loader import LoaderOptions
     from .secrets import Secret
@@ -44,8 +44,7 @@ if TYPE_CHECKING:
 _PLUGIN_VARS = ("PORTARUN_DISABLE_PLUGIN_AUTOLOAD", "PORTARUN_PLUGINS", "PORTARUN_DISABLE_PLUGINS", "PORTARUN_STRICT")
 
 
-@dataclass(frozen=True)
-class HostInfo:
+class HostInfo(NamedTuple):
     """The winning provider: its name, confidence, the evidence, which plugin supplied it (and
     that plugin's version), and whether it was forced (``PORTARUN_HOST`` / ``detect(host=)``)."""
 
@@ -58,8 +57,7 @@ class HostInfo:
     forced: bool = False
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(NamedTuple):
     """One provider's answer during ranking: its detection, or the error that disqualified it."""
 
     provider: str
