@@ -1,8 +1,7 @@
 """Writing a state to disk, in the foreground or in the background.
 
 :func:`write_state` writes ``state.pt`` with ``torch.save`` (torch's zip format, loadable with
-``weights_only=True``), then fsyncs it while computing its CRC-32 from the page cache in
-parallel. torch's own per-record CRC-32 is turned off for the write: the manifest's whole-file
+``weights_only=True``), computing its CRC-32 as it writes, then fsyncs it. torch's own per-record CRC-32 is turned off for the write: the manifest's whole-file
 CRC-32 replaces it, and it is what kept ``torch.save`` at about half of the raw write speed.
 
 :class:`Writer` runs at most one save at a time in one of three ways:
@@ -28,52 +27,62 @@ import signal
 import sys
 import threading
 import warnings
+import zlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import CheckpointError, StorageFullError
 from ..progress import Bar, bar, enabled
-from .manifest import FileEntry, Manifest, crc32_file
+from .manifest import FileEntry, Manifest
 from .storage import is_full
 
 Mode = Literal["blocking", "thread", "fork"]
 _crc_lock = threading.Lock()
 
 
-class _ProgressFile:
-    """A binary file whose writes advance a progress bar (what ``torch.save`` writes to)."""
+class _ChecksummingFile:
+    """The binary file ``torch.save`` writes to: each write also feeds the file's CRC-32 and
+    advances the progress bar, if any.
 
-    def __init__(self, raw: Any, progress: Bar) -> None:
+    A large buffer's CRC-32 is computed in a helper thread while the write system call copies
+    the same buffer to the page cache (both release the GIL), so the checksum costs no time on
+    top of the write; ``write`` returns only when both are done, as the caller may free the
+    buffer then. No read-back: this is the CRC-32 of exactly the bytes handed to the kernel.
+    """
+
+    _OVERLAP_FROM = 1 << 20  # smaller writes (zip headers, the pickle) are checksummed inline
+
+    def __init__(self, raw: Any, crc_pool: ThreadPoolExecutor, progress: Bar | None) -> None:
         self.raw = raw
+        self.pool = crc_pool
         self.progress = progress
+        self.crc = 0
+        self.size = 0
 
     def write(self, data: Any) -> int:
-        n: int = self.raw.write(data)
-        self.progress.update(n)
-        return n
+        view = memoryview(data).cast("B")
+        if view.nbytes >= self._OVERLAP_FROM:
+            pending = self.pool.submit(zlib.crc32, view, self.crc)
+            self._write_all(view)
+            self.crc = pending.result()
+        else:
+            self._write_all(view)
+            self.crc = zlib.crc32(view, self.crc)
+        self.size += view.nbytes
+        if self.progress is not None:
+            self.progress.update(view.nbytes)
+        return view.nbytes
+
+    def _write_all(self, view: memoryview) -> None:
+        done = 0
+        while done < view.nbytes:  # an unbuffered file may write less than asked
+            done += self.raw.write(view[done:])
 
     def flush(self) -> None:
         self.raw.flush()
-
-
-def _sync_and_checksum(path: Path, fd: int) -> FileEntry:
-    """fsync ``fd`` in a helper thread while reading the file back for its CRC-32."""
-    failure: list[BaseException] = []
-
-    def sync() -> None:
-        try:
-            os.fsync(fd)
-        except BaseException as exc:  # re-raised below
-            failure.append(exc)
-
-    syncer = threading.Thread(target=sync, name="portarun-fsync")
-    syncer.start()
-    size, crc = crc32_file(path)
-    syncer.join()
-    if failure:
-        raise failure[0]
-    return FileEntry(size, crc)
 
 
 def write_state(state: Any, path: Path, *, show_progress: bool = True) -> FileEntry:
@@ -86,13 +95,13 @@ def write_state(state: Any, path: Path, *, show_progress: bool = True) -> FileEn
         try:
             # An unbuffered Python file, not a path: torch's C++ writer turns ENOSPC into a
             # RuntimeError without errno, while FileIO raises OSError(ENOSPC) as it happens.
-            with open(path, "wb", buffering=0) as raw:
-                if show_progress and enabled():
-                    with bar(None, f"saving {path.parent.name}") as progress:
-                        torch.save(state, _ProgressFile(raw, progress))  # type: ignore[arg-type]
-                else:
-                    torch.save(state, raw)
-                return _sync_and_checksum(path, raw.fileno())
+            with open(path, "wb", buffering=0) as raw, \
+                    ThreadPoolExecutor(1, thread_name_prefix="portarun-crc") as crc_pool, \
+                    (bar(None, f"saving {path.parent.name}") if show_progress and enabled() else nullcontext()) as progress:
+                out = _ChecksummingFile(raw, crc_pool, progress)
+                torch.save(state, out)  # type: ignore[arg-type]
+                os.fsync(raw.fileno())
+                return FileEntry(out.size, f"{out.crc:08x}")
         finally:
             torch.serialization.set_crc32_options(previous)
 
