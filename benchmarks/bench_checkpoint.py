@@ -73,9 +73,14 @@ def main() -> None:
                     os.fsync(out.fileno())
 
             pt = base / "plain.pt"
+
+            def plain() -> None:
+                torch.save(state, pt)
+                _fsync(pt)
+
             writes: list[tuple[str, Callable[[], object]]] = [
                 ("raw write+fsync", raw),
-                ("torch.save+fsync", lambda: (torch.save(state, pt), _fsync(pt))),
+                ("torch.save+fsync", plain),
                 ("Checkpointer.save(blocking)", lambda: blocking.save(state, step=r, blocking=True)),
             ]
             for name, write in writes[r % 3:] + writes[:r % 3]:  # each goes first in turn
