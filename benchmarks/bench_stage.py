@@ -49,7 +49,8 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def run_rounds(methods: dict[str, Callable[[Path], object]], work: Path, rounds: int) -> dict[str, float]:
+def run_rounds(methods: dict[str, Callable[[Path], object]], work: Path, rounds: int,
+               settle: float = 0.0) -> dict[str, float]:
     times: dict[str, list[float]] = {name: [] for name in methods}
     names = list(methods)
     for r in range(rounds):
@@ -57,6 +58,7 @@ def run_rounds(methods: dict[str, Callable[[Path], object]], work: Path, rounds:
         for name in order:
             dest = work / f"out-{name.replace(' ', '_')}-{r}"
             os.sync()  # start each run with no writeback of the previous one pending
+            time.sleep(settle)  # and, on a VM's shared disk, with the host's side drained too
             times[name].append(timed(lambda: methods[name](dest)))
             shutil.rmtree(dest, ignore_errors=True)
     return {name: statistics.median(ts) for name, ts in times.items()}
@@ -79,7 +81,7 @@ def start_moto() -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("moto server did not start")
 
 
-def local_cases(base: Path, rounds: int) -> list[dict[str, object]]:
+def local_cases(base: Path, rounds: int, settle: float) -> list[dict[str, object]]:
     rows = []
     for label, files, size in (("many small (4000 x 16 KiB)", 4000, 16 * 1024), ("few large (4 x 128 MiB)", 4, 128 * MiB)):
         src = base / f"src-{files}"
@@ -89,7 +91,7 @@ def local_cases(base: Path, rounds: int) -> list[dict[str, object]]:
             "shutil.copytree": lambda d: shutil.copytree(src, d),
             "portarun": lambda d: transfer(src, d),
         }
-        medians = run_rounds(methods, base, rounds)
+        medians = run_rounds(methods, base, rounds, settle)
         rows.append({"case": f"local, {label}", "bytes": total, "seconds": medians,
                      "ratio_vs_cp": medians["cp -r"] / medians["portarun"]})
         shutil.rmtree(src)
@@ -140,11 +142,13 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--skip-remote", action="store_true")
     parser.add_argument("--skip-local", action="store_true")
+    parser.add_argument("--settle", type=float, default=2.0,
+                        help="seconds to pause after the sync before each local run (default 2)")
     parser.add_argument("--dir", type=Path, default=None, help="where to put the data (default: the temp folder)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-stage-", dir=args.dir) as tmp:
         base = Path(tmp)
-        rows = [] if args.skip_local else local_cases(base, args.rounds)
+        rows = [] if args.skip_local else local_cases(base, args.rounds, args.settle)
         if not args.skip_remote:
             rows += remote_cases(base, args.rounds)
     for row in rows:

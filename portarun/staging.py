@@ -215,9 +215,12 @@ class _Copier:
             raise StagingError(f"nothing to copy: {self.src} does not exist (or is not readable with the "
                                "credentials in the environment). Check the path or URL.")
         base = self.sroot.rstrip("/")
+        prefix = base + "/"
         out = []
         for path, (size, version) in sorted(infos.items()):
-            rel = posixpath.relpath(path, base) if is_dir else ""
+            # Listed paths sit under base: slicing is exact there, and posixpath.relpath (which
+            # makes both absolute first) cost more than copying a small file.
+            rel = "" if not is_dir else (path[len(prefix):] if path.startswith(prefix) else posixpath.relpath(path, base))
             dst = self.droot if not rel else (os.path.join(self.droot, *rel.split("/")) if self.dst_local
                                                else f"{self.droot.rstrip('/')}/{rel}")
             out.append(_Task(rel, path, dst, size, version))
@@ -255,7 +258,9 @@ class _Copier:
     def _existing(self, tasks: list[_Task]) -> dict[str, int]:
         """Sizes of destination files that already exist, by destination path."""
         if self.dst_local:
-            sizes = {}
+            sizes: dict[str, int] = {}
+            if not os.path.exists(self.droot):  # a fresh destination: nothing to stat
+                return sizes
             for t in tasks:
                 try:
                     sizes[t.dst] = os.stat(t.dst).st_size
@@ -272,9 +277,8 @@ class _Copier:
             return {}
         return {path: int(info.get("size") or 0) for path, info in found.items()}
 
-    def _current(self, task: _Task, existing: dict[str, int]) -> bool:
-        if existing.get(task.dst) != task.size:
-            return False
+    def _current(self, task: _Task) -> bool:
+        """Whether a destination file of the source's size has the source's SHA-256."""
         entry = self.journal.entries.get(task.rel)
         if self.src_local:
             src_sum: str | None = _sha256_file(task.src)
@@ -290,12 +294,14 @@ class _Copier:
         return src_sum == dst_sum
 
     def split(self, tasks: list[_Task]) -> tuple[list[_Task], list[_Task]]:
-        """(to copy, already current), checking in parallel."""
+        """(to copy, already current), hashing in parallel only the files present at the
+        destination with the source's size (the others are copied without a look)."""
         existing = self._existing(tasks)
+        candidates = [t for t in tasks if existing.get(t.dst) == t.size]
         with ThreadPoolExecutor(self.workers) as pool:
-            current = list(pool.map(lambda t: self._current(t, existing), tasks))
-        todo = [t for t, ok in zip(tasks, current) if not ok]
-        done = [t for t, ok in zip(tasks, current) if ok]
+            current = {t.dst for t, ok in zip(candidates, pool.map(self._current, candidates)) if ok}
+        todo = [t for t in tasks if t.dst not in current]
+        done = [t for t in tasks if t.dst in current]
         if self.dst_local:
             for t in done:  # a part file left by a killed run for a file that is complete anyway
                 Path(_part_path(t.dst)).unlink(missing_ok=True)
