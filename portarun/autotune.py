@@ -2,7 +2,7 @@
 ``rt.loader.autotune(ds, batch_size, budget_s=10)``.
 
 A few candidate settings (worker counts around the usable CPUs, prefetch 2 and 4, each with the
-transfer the shared-memory plan allows) are timed on the real dataset within the budget, the
+transfer the shared-memory plan allows, and the rule's worker count with the pipe) are timed on the real dataset within the budget, the
 fastest that ran without error wins, and the answer is cached in
 ``<rt.paths.cache>/portarun/loader-autotune.json`` keyed by the kind of machine (host, CPUs,
 local ranks, device, /dev/shm size, start method), the dataset's signature (class, length, batch
@@ -38,7 +38,9 @@ CACHE_FILE = ("portarun", "loader-autotune.json")
 
 def candidates(options: LoaderOptions) -> list[Candidate]:
     """Settings worth timing, the rule-based choice first: worker counts 0, 1, half, all but
-    one and all of this rank's CPUs, each with prefetch 2 and 4, transfer as the plan allows."""
+    one and all of this rank's CPUs, each with prefetch 2 and 4, transfer as the plan allows;
+    and the rule's worker count with the pipe transfer, which can beat shared memory for small
+    batches (each shared-memory batch costs a new segment and a file descriptor handed over)."""
     cpus = max(1, options.facts.cpus // options.facts.local_world_size)
     counts = sorted({0, 1, cpus // 2, cpus - 1, cpus, options.num_workers} - {-1})
     first: Candidate = (options.num_workers, options.prefetch_factor, options.transfer)
@@ -57,6 +59,8 @@ def candidates(options: LoaderOptions) -> list[Candidate]:
             cand: Candidate = (workers, prefetch, transfer)
             if cand not in out:
                 out.append(cand)
+    if options.num_workers >= 2 and (options.num_workers, 2, "pipe") not in out:
+        out.append((options.num_workers, 2, "pipe"))
     return out
 
 

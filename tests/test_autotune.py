@@ -46,6 +46,17 @@ def test_candidates_start_with_the_rule_and_respect_the_plan() -> None:
         assert any(t == "pipe" for _, _, t in cands)  # 4 workers × prefetch 4 does not fit: piped
 
 
+def test_candidates_time_the_pipe_for_the_rules_worker_count() -> None:
+    with simulate(cpus=4, shm="8G", memory="16G") as rt:  # everything fits in shared memory
+        opts = rt.loader.plan(2**20)
+        cands = candidates(opts)
+        assert opts.num_workers == 4 and opts.transfer == "shared_memory"
+        assert (4, 2, "pipe") in cands
+        assert [c for c in cands if c[2] == "pipe"] == [(4, 2, "pipe")]
+    with simulate(cpus=1, shm="8G", memory="16G") as rt:  # no workers by rule: nothing to pipe
+        assert not any(t == "pipe" for _, _, t in candidates(rt.loader.plan(2**20)))
+
+
 def test_autotune_measures_caches_and_reuses(capfd: pytest.CaptureFixture[str],
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PORTARUN_PROGRESS", "1")
