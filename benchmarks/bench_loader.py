@@ -16,7 +16,7 @@ Settings are timed round-robin (``--rounds``) in steady state (the first ``worke
 (the shared-memory crash) is marked unsafe. Goals checked: portarun ≥ 90% and autotune ≥ 97%
 of the best safe grid setting, and portarun never crashes where a safe setting exists.
 
-    sudo .venv/bin/python benchmarks/bench_loader.py --quick      # about 4 minutes on 2 cores
+    sudo .venv/bin/python benchmarks/bench_loader.py --quick      # about 15 minutes on 2 cores
     sudo .venv/bin/python benchmarks/bench_loader.py --out results.json
 """
 from __future__ import annotations
