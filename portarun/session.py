@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import NamedTuple
 
 from .errors import PortarunError
 from .provider import SessionLimits
@@ -35,8 +35,7 @@ def parse_duration(text: str, source: str = "PORTARUN_SESSION_LIMIT") -> timedel
     return timedelta(hours=hours, minutes=minutes, seconds=seconds)
 
 
-@dataclass(frozen=True)
-class SessionInfo:
+class SessionInfo(NamedTuple):
     """When the session started, its limit (``None``: unlimited) and where that number comes
     from, and whether this process is an interactive notebook kernel."""
 
