@@ -304,10 +304,12 @@ def test_loader_settings_do_not_import_torch(tmp_path: Path) -> None:
 def test_real_torchrun_splits_workers_between_two_ranks(tmp_path: Path) -> None:
     script = tmp_path / "ranks.py"
     script.write_text(textwrap.dedent("""
-        import json, portarun
+        import json, sys, portarun
         rt = portarun.detect()
-        print(json.dumps({"rank": rt.dist.rank, "local": rt.dist.local_world_size,
-                          "cpus": rt.loader.facts.cpus, "workers": rt.loader.num_workers}))
+        # one write per line: with unbuffered stdout (PYTHONUNBUFFERED), print() writes the text
+        # and the newline separately, and the two ranks' lines can interleave
+        sys.stdout.write(json.dumps({"rank": rt.dist.rank, "local": rt.dist.local_world_size,
+                                     "cpus": rt.loader.facts.cpus, "workers": rt.loader.num_workers}) + "\\n")
     """))
     env = {**os.environ, "PORTARUN_CACHE_DIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
     for var in TORCHRUN:

@@ -417,7 +417,8 @@ class Checkpointer:
         given objects (and the RNG states) and return the step to continue from: the saved
         step, or 0 when there is no checkpoint. Under an initialized ``torch.distributed``
         every rank must call it: rank 0 picks the checkpoint and broadcasts its step, so all
-        ranks resume from the same one."""
+        ranks resume from the same one, and all return once every rank has read it (so that
+        rank 0's next save cannot rotate it away under a slower rank)."""
         ranks = _rank_and_world()
         step: int | None = None
         state: Any = None
@@ -431,8 +432,16 @@ class Checkpointer:
             box = [step]
             dist.broadcast_object_list(box, src=0)
             step = box[0]
+            error: BaseException | None = None
             if ranks[0] != 0 and step is not None:
-                state = self.load(step, map_location)
+                try:
+                    state = self.load(step, map_location)
+                except BaseException as exc:  # raised after the barrier, so rank 0 is not left waiting
+                    error = exc
+            # Rank 0's next save may rotate this checkpoint away: not before every rank has read it.
+            dist.barrier()
+            if error is not None:
+                raise error
         if step is None:
             return 0
         restore(state, model, optimizer, scheduler, scaler, strict=strict, rng=rng)
