@@ -4,10 +4,10 @@ installed distribution on each start.
 ``importlib.metadata.entry_points()`` reads every distribution's metadata and imports the email
 parser on the way: with ~100 distributions installed that costs more than starting the
 interpreter (benchmarks/bench_detect.py). The result depends only on what is installed, so it
-is cached (beside portarun's bytecode, else in the user cache folder), keyed by the interpreter and the modification times of the
-``sys.path`` folders (installing or removing a distribution adds or removes a ``*.dist-info``
-folder in one of them, which changes that folder's mtime); the script's own folder is left out
-(see :func:`_fingerprint`). ``PORTARUN_ENTRY_POINT_CACHE=0``
+is cached (beside portarun's bytecode, else in the user cache folder), keyed by the interpreter
+and the modification times of the ``sys.path`` folders (installing or removing a distribution
+adds or removes a ``*.dist-info`` folder in one of them, which changes that folder's mtime); the
+script's own folder is left out (see :func:`_fingerprint`). ``PORTARUN_ENTRY_POINT_CACHE=0``
 turns the cache off.
 """
 from __future__ import annotations

@@ -2,11 +2,11 @@
 ``rt.loader.autotune(ds, batch_size, budget_s=10)``.
 
 A few candidate settings (worker counts around the usable CPUs, prefetch 2 and 4, each with the
-transfer the shared-memory plan allows, and the rule's worker count with the pipe) are timed on the real dataset within the budget, the
-fastest that ran without error wins, and the answer is cached in
-``<rt.paths.cache>/portarun/loader-autotune.json`` keyed by the kind of machine (host, CPUs,
-local ranks, device, /dev/shm size, start method), the dataset's signature (class, length, batch
-structure, collate function) and the batch size, so the next run starts tuned. A cached
+transfer the shared-memory plan allows, and the rule's worker count with the pipe) are timed on
+the real dataset within the budget, the fastest that ran without error wins, and the answer is
+cached in ``<rt.paths.cache>/portarun/loader-autotune.json`` keyed by the kind of machine (host,
+CPUs, local ranks, device, /dev/shm size, start method), the dataset's signature (class, length,
+batch structure, collate function) and the batch size, so the next run starts tuned. A cached
 shared-memory answer that no longer fits the free /dev/shm is measured again.
 
 Each candidate is timed in steady state: its first ``workers × prefetch + 1`` batches (worker

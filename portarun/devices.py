@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-
 from .accelerators import has_mps
 from .catalog import TPU_SPECS
 from .errors import DeviceError, PortarunWarning

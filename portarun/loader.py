@@ -14,12 +14,13 @@ Rules (each choice keeps its reason, shown by :meth:`LoaderOptions.explain`):
   ``/dev/shm`` and keep up to ``workers × prefetch`` of them there, and the main process holds
   up to two more; measured with torch 2.13 on a 64 MiB ``/dev/shm`` behind a slow training
   step (docs/data-loading.md), 2 workers × prefetch 2 of 11.5 MiB batches (6 × 11.5 = 69 MiB at
-  the peak) fail with "No space left on device". The plan keeps ``(workers × prefetch + 2) × batch`` within :data:`SHM_SAFETY` of the
-  free space (shared by the local ranks) by lowering prefetch, then workers; where one worker
-  cannot fit it loads in-process and says so with a :class:`~portarun.errors.PortarunWarning`.
-  Sending batches through the worker pipe (:class:`PipeCollate`) also avoids /dev/shm, but
-  measured about half as fast as in-process loading for 73.5 MiB batches on 2 CPUs
-  (benchmarks/README.md), so only autotune chooses it, where it measures faster.
+  the peak) fail with "No space left on device". The plan keeps
+  ``(workers × prefetch + 2) × batch`` within :data:`SHM_SAFETY` of the free space (shared by
+  the local ranks) by lowering prefetch, then workers; where one worker cannot fit it loads
+  in-process and says so with a :class:`~portarun.errors.PortarunWarning`. Sending batches
+  through the worker pipe (:class:`PipeCollate`) also avoids /dev/shm, but measured slower than
+  in-process loading for 73.5 MiB batches on 2 CPUs (0.45x and 0.93x in two runs,
+  benchmarks/README.md), so only autotune chooses it, where it measures faster.
 """
 from __future__ import annotations
 
@@ -29,7 +30,6 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
-
 
 from .errors import LoaderError, PortarunWarning
 from .sysinfo import default_start_method

@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 
     from .checkpoint import Checkpointer
     from .devices import DeviceInfo, DeviceMemory
-    from .facts import CpuFacts
     from .distributed import DistInfo
+    from .facts import CpuFacts
     from .loader import LoaderOptions
     from .secrets import Secret
     from .staging import StageResult

@@ -1,8 +1,9 @@
 """Writing a state to disk, in the foreground or in the background.
 
 :func:`write_state` writes ``state.pt`` with ``torch.save`` (torch's zip format, loadable with
-``weights_only=True``), computing its CRC-32 as it writes, then fsyncs it. torch's own per-record CRC-32 is turned off for the write: the manifest's whole-file
-CRC-32 replaces it, and it is what kept ``torch.save`` at about half of the raw write speed.
+``weights_only=True``), computing its CRC-32 as it writes, then fsyncs it. torch's own
+per-record CRC-32 is turned off for the write: the manifest's whole-file CRC-32 replaces it,
+and it is what kept ``torch.save`` at about half of the raw write speed.
 
 :class:`Writer` runs at most one save at a time in one of three ways:
 
