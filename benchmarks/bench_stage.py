@@ -81,7 +81,7 @@ def start_moto() -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("moto server did not start")
 
 
-def local_cases(base: Path, rounds: int, settle: float) -> list[dict[str, object]]:
+def local_cases(base: Path, rounds: int, settle: float, workers: int | None) -> list[dict[str, object]]:
     rows = []
     for label, files, size in (("many small (4000 x 16 KiB)", 4000, 16 * 1024), ("few large (4 x 128 MiB)", 4, 128 * MiB)):
         src = base / f"src-{files}"
@@ -89,7 +89,7 @@ def local_cases(base: Path, rounds: int, settle: float) -> list[dict[str, object
         methods: dict[str, Callable[[Path], object]] = {
             "cp -r": lambda d: subprocess.run(["cp", "-r", str(src), str(d)], check=True),
             "shutil.copytree": lambda d: shutil.copytree(src, d),
-            "portarun": lambda d: transfer(src, d),
+            "portarun": lambda d: transfer(src, d, workers=workers),
         }
         medians = run_rounds(methods, base, rounds, settle)
         rows.append({"case": f"local, {label}", "bytes": total, "seconds": medians,
@@ -142,13 +142,15 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--skip-remote", action="store_true")
     parser.add_argument("--skip-local", action="store_true")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="portarun's thread count for the local cases (default: its own choice)")
     parser.add_argument("--settle", type=float, default=2.0,
                         help="seconds to pause after the sync before each local run (default 2)")
     parser.add_argument("--dir", type=Path, default=None, help="where to put the data (default: the temp folder)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-stage-", dir=args.dir) as tmp:
         base = Path(tmp)
-        rows = [] if args.skip_local else local_cases(base, args.rounds, args.settle)
+        rows = [] if args.skip_local else local_cases(base, args.rounds, args.settle, args.workers)
         if not args.skip_remote:
             rows += remote_cases(base, args.rounds)
     for row in rows:
