@@ -13,8 +13,12 @@ every setting in several scenarios, each in its own subprocess:
 
 Settings are timed round-robin (``--rounds``) in steady state (the first ``workers × prefetch
 + 1`` batches are not counted) and the median of the rounds is reported. A setting that raises
-(the shared-memory crash) is marked unsafe. Goals checked: portarun ≥ 90% and autotune ≥ 97%
-of the best safe grid setting, and portarun never crashes where a safe setting exists.
+(the shared-memory crash) is marked unsafe. Then the grid's winner is re-timed against
+portarun's choice and autotune's in fresh paired rounds (``--confirm``, default twice
+``--rounds``): the winner of many noisy medians is flattered by its own noise, so the goals are
+judged on the median of the per-round ratios of that re-run. Goals checked: portarun ≥ 90% and
+autotune ≥ 97% of the best safe grid setting, and portarun never crashes where a safe setting
+exists.
 
     sudo .venv/bin/python benchmarks/bench_loader.py --quick      # about 15 minutes on 2 cores
     sudo .venv/bin/python benchmarks/bench_loader.py --out results.json
@@ -120,7 +124,7 @@ def time_setting(dataset: Any, batch_size: int, workers: int, prefetch: int | No
 
 
 def child(scenario: str, workloads: list[str], rounds: int, window_s: float, budget_s: float,
-          grid_workers: list[int], grid_prefetch: list[int], loops: int) -> dict[str, Any]:
+          grid_workers: list[int], grid_prefetch: list[int], loops: int, confirm_rounds: int) -> dict[str, Any]:
     import torch
 
     import portarun
@@ -175,13 +179,16 @@ def child(scenario: str, workloads: list[str], rounds: int, window_s: float, bud
                 if not isinstance(med[f"{w}|{p}|{t}"], str)}
         best_key = max(safe, key=lambda k: safe[k]) if safe else None
         best = safe[best_key] if best_key else None
+        confirmed = confirm(ds, batch_size, best_key, [named["portarun"], named["portarun autotune"]], med,
+                            confirm_rounds, window_s)
         rows = []
         for label, (w, p, t) in named.items():
             value = med[f"{w}|{p}|{t}"]
             rows.append({"setting": label, "workers": w, "prefetch": p, "transfer": t,
                          "items_per_s": None if isinstance(value, str) else round(value, 1),
                          "error": value if isinstance(value, str) else None,
-                         "vs_best": None if isinstance(value, str) or not best else round(value / best, 3)})
+                         "vs_best": None if isinstance(value, str) or not best else round(value / best, 3),
+                         "confirmed": confirmed.get(f"{w}|{p}|{t}")})
         out["workloads"][name] = {
             "shape": list(shape), "batch_size": batch_size, "batch_bytes": batch_bytes,
             "autotune_seconds": round(tune_s, 1), "rows": rows,
@@ -189,6 +196,43 @@ def child(scenario: str, workloads: list[str], rounds: int, window_s: float, bud
             "best": {"setting": best_key, "items_per_s": round(best, 1) if best else None},
             "grid": {k: (round(v, 1) if not isinstance(v, str) else v) for k, v in med.items()},
         }
+    return out
+
+
+def confirm(ds: Any, batch_size: int, best_key: str | None, candidates: list[tuple[int, int | None, str]],
+            med: dict[str, Any], rounds: int, window_s: float) -> dict[str, dict[str, Any]]:
+    """Re-time the grid's winner against each candidate that differs from it, in fresh paired rounds.
+
+    The grid's winner is the largest of many noisy medians, so its own median overstates it (the
+    winner's curse), and every setting compared with it looks worse than it is. Choosing on one
+    sample and measuring on another removes that bias. Each round times every setting once, in a
+    rotating order, and the ratio candidate/winner is taken within the round, so slow spells from
+    other tenants hit both sides of a ratio. Returns, per candidate key, the median of the per-round
+    ratios, their range and the rounds, or the error the candidate raised."""
+    keys = sorted({f"{w}|{p}|{t}" for w, p, t in candidates} - {best_key} - {k for k, v in med.items()
+                                                                             if isinstance(v, str)})
+    if best_key is None or not keys or rounds < 1:
+        return {}
+    order = [best_key, *keys]
+    rates: dict[str, list[float]] = {k: [] for k in order}
+    errors: dict[str, str] = {}
+    for r in range(rounds):
+        for k in order[r % len(order):] + order[:r % len(order)]:
+            if k in errors:
+                continue
+            w, p, t = k.split("|")
+            try:
+                rates[k].append(time_setting(ds, batch_size, int(w), None if p == "None" else int(p), t, window_s))
+            except Exception as exc:  # an intermittent shared-memory crash near the limit
+                errors[k] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:160]}"
+    out: dict[str, dict[str, Any]] = {}
+    for k in keys:
+        if k in errors or best_key in errors:
+            out[k] = {"error": errors.get(k) or f"the grid's winner raised {errors[best_key]}"}
+            continue
+        ratios = [a / b for a, b in zip(rates[k], rates[best_key])]
+        out[k] = {"vs_best": round(statistics.median(ratios), 3), "low": round(min(ratios), 3),
+                  "high": round(max(ratios), 3), "rounds": len(ratios)}
     return out
 
 
@@ -236,7 +280,8 @@ def run_scenario(name: str, args: argparse.Namespace, cache: str) -> dict[str, A
     workloads = list((QUICK_WORKLOADS if args.quick else SCENARIO_WORKLOADS)[name])
     cmd = [*prefix, sys.executable, __file__, "--child", name, "--workloads", ",".join(workloads),
            "--rounds", str(args.rounds), "--window", str(args.window), "--budget", str(args.budget),
-           "--grid-workers", args.grid_workers, "--grid-prefetch", args.grid_prefetch, "--loops", str(args.loops)]
+           "--grid-workers", args.grid_workers, "--grid-prefetch", args.grid_prefetch, "--loops", str(args.loops),
+           "--confirm", str(args.confirm)]
     env = {**os.environ, "PORTARUN_CACHE_DIR": cache, "PORTARUN_PROGRESS": "0",
            "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     try:
@@ -263,27 +308,33 @@ def report(results: list[dict[str, Any]]) -> tuple[str, bool]:
                      f"{(f['shm_free_bytes'] or 0) / 2**20:.0f} MiB")
         for wname, w in res["workloads"].items():
             best = w["best"]
+            noise = (f"; timing noise: a setting's rounds differ by {w['noise']:.0%} (median)"
+                     if w.get("noise") is not None else "")
             lines.append(f"\n{wname}: items {'×'.join(map(str, w['shape']))} float32, batch {w['batch_size']} "
                          f"({w['batch_bytes'] / 2**20:.1f} MiB); best safe grid setting "
                          f"{best['setting']} (workers|prefetch|transfer) = {best['items_per_s']} items/s; "
-                         f"autotune took {w['autotune_seconds']} s; timing noise: a setting's rounds differ by "
-                         f"{w['noise']:.0%} (median)" if w.get("noise") is not None else
-                         f"autotune took {w['autotune_seconds']} s")
+                         f"autotune took {w['autotune_seconds']} s{noise}")
             lines.append("")
-            lines.append("| setting | workers | prefetch | transfer | items/s | vs best |")
-            lines.append("|---|---|---|---|---|---|")
+            lines.append("| setting | workers | prefetch | transfer | items/s | vs best (grid) | vs best (paired re-run) |")
+            lines.append("|---|---|---|---|---|---|---|")
             for r in w["rows"]:
                 value = r["items_per_s"] if r["error"] is None else f"crash: {r['error'][:70]}"
+                is_best = r["error"] is None and f"{r['workers']}|{r['prefetch']}|{r['transfer']}" == best["setting"]
+                c = r.get("confirmed")
+                paired = ("the best setting" if is_best else "-" if c is None else f"crash: {c['error'][:70]}"
+                          if "error" in c else f"{c['vs_best']} ({c['low']}-{c['high']}, {c['rounds']} rounds)")
                 lines.append(f"| {r['setting']} | {r['workers']} | {r['prefetch']} | {r['transfer']} | {value} | "
-                             f"{r['vs_best'] if r['vs_best'] is not None else '-'} |")
+                             f"{r['vs_best'] if r['vs_best'] is not None else '-'} | {paired} |")
                 goal = {"portarun": 0.90, "portarun autotune": 0.97}.get(r["setting"])
-                if goal is not None and best["items_per_s"] is not None:
-                    met = r["vs_best"] is not None and r["vs_best"] >= goal
-                    ok = ok and met
-                    if not met:
-                        within = w.get("noise") is not None and r["vs_best"] is not None and 1 - r["vs_best"] <= w["noise"]
-                        lines.append(f"| **goal missed: {r['setting']} < {goal:.0%} of best**"
-                                     f"{' (the gap is within the timing noise)' if within else ''} | | | | | |")
+                if goal is None or best["items_per_s"] is None:
+                    continue
+                # Judged on the paired re-run where there is one: the grid's own ratio is biased
+                # against every setting but the winner (see confirm()).
+                ratio = 1.0 if is_best else (c.get("vs_best") if c is not None else r["vs_best"])
+                met = ratio is not None and ratio >= goal
+                ok = ok and met
+                if not met:
+                    lines.append(f"| **goal missed: {r['setting']} < {goal:.0%} of best** | | | | | | |")
         lines.append("")
     return "\n".join(lines), ok
 
@@ -295,6 +346,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--window", type=float, default=None, help="seconds timed per setting and round")
     parser.add_argument("--budget", type=float, default=10.0, help="autotune budget in seconds")
+    parser.add_argument("--confirm", type=int, default=None,
+                        help="paired rounds re-timing the grid's winner against portarun's choices (0: off)")
     parser.add_argument("--grid-workers", default=None)
     parser.add_argument("--grid-prefetch", default=None)
     parser.add_argument("--out", help="write the raw results as JSON here")
@@ -303,6 +356,7 @@ def main() -> int:
     parser.add_argument("--loops", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.rounds = args.rounds or 3
+    args.confirm = 2 * args.rounds if args.confirm is None else args.confirm
     args.window = args.window or (1.0 if args.quick else 1.5)
     args.grid_workers = args.grid_workers or ("0,1,2,3,4" if args.quick else "0,1,2,3,4,6")
     args.grid_prefetch = args.grid_prefetch or ("2,4" if args.quick else "1,2,4")
@@ -311,7 +365,7 @@ def main() -> int:
     if args.child:
         res = child(args.child, args.workloads.split(","), args.rounds, args.window, args.budget,
                     [int(x) for x in args.grid_workers.split(",")], [int(x) for x in args.grid_prefetch.split(",")],
-                    args.loops)
+                    args.loops, args.confirm)
         print(json.dumps(res))
         return 0
     started = time.perf_counter()
