@@ -9,13 +9,15 @@ nor ``portarun.detect()`` imports torch, torch_xla or IPython.
 """
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
 from ._version import __version__
 from .errors import PortarunError, PortarunWarning
 
+# Not `from typing import TYPE_CHECKING`: importing typing (with re, enum, contextlib) costs more
+# than the rest of `import portarun`; type checkers treat a name TYPE_CHECKING as true either way.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from .errors import NotAvailableError, PathError, PluginError, UnknownHostError
     from .paths import Paths
     from .probe import Probe
@@ -42,6 +44,8 @@ def __getattr__(name: str) -> Any:
 
         value: Any = pluggy.HookimplMarker("portarun")
     elif name in _LAZY:
+        import importlib
+
         value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     else:
         raise AttributeError(f"module 'portarun' has no attribute {name!r}")
