@@ -17,9 +17,11 @@ every ratio comes out flattering. The script warns when it measures one.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 FLOOR = "import pluggy (required by the plugin design: the floor)"
@@ -74,13 +76,21 @@ def main() -> None:
     parser.add_argument("--python", default=sys.executable, help="interpreter of the environment to measure")
     parser.add_argument("--stages", action="store_true", help="also time each import stage inside a process")
     args = parser.parse_args()
+    # `python -c` puts the working folder first on sys.path: run every case from an empty folder,
+    # so a checkout's portarun/ cannot stand in for the installed one.
+    with tempfile.TemporaryDirectory(prefix="bench-detect-") as empty:
+        os.chdir(empty)
+        measure(args)
 
+
+def measure(args: argparse.Namespace) -> None:
     dists = subprocess.run([args.python, "-c", "from importlib.metadata import distributions;"
                             "print(len({d.metadata['Name'] for d in distributions()}))"],
                            capture_output=True, text=True, check=True).stdout.strip()
-    compiled = subprocess.run([args.python, "-c", "import importlib.util, os, portarun.runtime as m;"
-                               "print(os.path.exists(importlib.util.cache_from_source(m.__file__)))"],
-                              capture_output=True, text=True, check=True).stdout.strip()
+    where, compiled = subprocess.run(
+        [args.python, "-c", "import importlib.util, os, portarun.runtime as m;"
+         "print(os.path.dirname(m.__file__), os.path.exists(importlib.util.cache_from_source(m.__file__)))"],
+        capture_output=True, text=True, check=True).stdout.rsplit(maxsplit=1)
     if compiled != "True":  # e.g. an editable install under PYTHONDONTWRITEBYTECODE=1
         print("warning: portarun's bytecode is not cached, so every run compiles it from source and the figures "
               "below overstate the cost; run `python -m compileall <portarun folder>` first.")
@@ -102,7 +112,8 @@ def main() -> None:
             times[name].append(time.perf_counter() - start)
     base = statistics.median(times["python -c pass"])
     floor = statistics.median(times[FLOOR]) if FLOOR in times else float("nan")
-    print(f"interpreter: {args.python}; {dists} installed distributions; {args.runs} runs each, round-robin")
+    print(f"interpreter: {args.python}; {dists} installed distributions; portarun from {where}; "
+          f"{args.runs} runs each, round-robin")
     print(f"{'case':<62} {'median ms':>10} {'x bare':>8} {'x pluggy':>9}")
     for name, samples in times.items():
         median = statistics.median(samples)
