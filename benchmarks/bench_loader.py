@@ -20,8 +20,8 @@ judged on the median of the per-round ratios of that re-run. Goals checked: port
 autotune ≥ 97% of the best safe grid setting, and portarun never crashes where a safe setting
 exists.
 
-    sudo .venv/bin/python benchmarks/bench_loader.py --quick      # about 15 minutes on 2 cores
-    sudo .venv/bin/python benchmarks/bench_loader.py --out results.json
+    .venv/bin/python benchmarks/bench_loader.py --quick      # as root; about 15 minutes on 2 cores
+    .venv/bin/python benchmarks/bench_loader.py --out results.json
 """
 from __future__ import annotations
 

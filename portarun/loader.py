@@ -19,7 +19,7 @@ Rules (each choice keeps its reason, shown by :meth:`LoaderOptions.explain`):
   the local ranks) by lowering prefetch, then workers; where one worker cannot fit it loads
   in-process and says so with a :class:`~portarun.errors.PortarunWarning`. Sending batches
   through the worker pipe (:class:`PipeCollate`) also avoids /dev/shm, but measured slower than
-  in-process loading for 73.5 MiB batches on 2 CPUs (0.45x and 0.93x in two runs,
+  in-process loading for 73.5 MiB batches on 2 CPUs (0.45x to 0.92x in three runs,
   benchmarks/README.md), so only autotune chooses it, where it measures faster.
 """
 from __future__ import annotations
