@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -76,6 +77,7 @@ def main() -> None:
     parser.add_argument("--python", default=sys.executable, help="interpreter of the environment to measure")
     parser.add_argument("--stages", action="store_true", help="also time each import stage inside a process")
     args = parser.parse_args()
+    args.python = os.path.abspath(shutil.which(args.python) or args.python)  # it must survive the chdir below
     # `python -c` puts the working folder first on sys.path: run every case from an empty folder,
     # so a checkout's portarun/ cannot stand in for the installed one.
     with tempfile.TemporaryDirectory(prefix="bench-detect-") as empty:
