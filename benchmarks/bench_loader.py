@@ -56,6 +56,14 @@ SCENARIO_WORKLOADS = {
 QUICK_WORKLOADS = {"both": ("small", "huge"), "taskset": ("small",), "quota": ("small",), "shm64": ("medium", "huge")}
 
 
+Setting = tuple[int, int | None, str]  # workers, prefetch (None without workers), transfer
+
+
+def label(setting: Setting) -> str:
+    """``workers|prefetch|transfer``: how a setting is named in the results and the report."""
+    return "|".join(map(str, setting))
+
+
 # -- child: measure in this process ---------------------------------------------------------
 def work(n: int) -> int:
     """The per-item CPU work: a fixed pure-Python loop (holds the GIL, like decoding in Python)."""
@@ -144,7 +152,7 @@ def child(scenario: str, workloads: list[str], rounds: int, window_s: float, bud
         t0 = time.perf_counter()
         tuned = planned.autotune(ds, batch_size, budget_s=budget_s, refresh=True)
         tune_s = time.perf_counter() - t0
-        def key(workers: int, prefetch: int | None, transfer: str) -> tuple[int, int | None, str]:
+        def key(workers: int, prefetch: int | None, transfer: str) -> Setting:
             # Without workers, prefetch and transfer do not exist: one setting, timed once, so
             # "PyTorch's default" and an in-process choice cannot get two different numbers.
             return (0, None, "in_process") if workers == 0 else (workers, prefetch, transfer)
@@ -156,39 +164,27 @@ def child(scenario: str, workloads: list[str], rounds: int, window_s: float, bud
             "portarun": key(planned.num_workers, planned.prefetch_factor, planned.transfer),
             "portarun autotune": key(tuned.num_workers, tuned.prefetch_factor, tuned.transfer),
         }
-        grid = [(0, None, "in_process")] + [(w, p, t) for w in grid_workers if w for p in grid_prefetch
+        grid: list[Setting] = [(0, None, "in_process")] + [(w, p, t) for w in grid_workers if w for p in grid_prefetch
                                             for t in ("shared_memory", "pipe")]
         settings = sorted({*grid, *named.values()}, key=str)
-        results: dict[str, list[float] | str] = {}
-        for _ in range(rounds):
-            for w, p, t in settings:
-                k = f"{w}|{p}|{t}"
-                if isinstance(results.get(k), str):
-                    continue  # crashed before: unsafe
-                try:
-                    rate = time_setting(ds, batch_size, w, p, t, window_s)
-                except Exception as exc:  # the shared-memory crash, reported as unsafe
-                    results[k] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:160]}"
-                else:
-                    results.setdefault(k, [])
-                    results[k].append(rate)  # type: ignore[union-attr]
-        med = {k: (statistics.median(v) if isinstance(v, list) else v) for k, v in results.items()}
+        rates, errors = time_rounds(ds, batch_size, settings, rounds, window_s, rotate=False)
+        med: dict[str, float | str] = {k: errors[k] if k in errors else statistics.median(v) for k, v in rates.items()}
         # How much one setting's rounds disagree (max-min over median), as a yardstick for gaps.
-        spreads = [(max(v) - min(v)) / statistics.median(v) for v in results.values() if isinstance(v, list) and len(v) > 1]
-        safe = {f"{w}|{p}|{t}": med[f"{w}|{p}|{t}"] for w, p, t in grid
-                if not isinstance(med[f"{w}|{p}|{t}"], str)}
-        best_key = max(safe, key=lambda k: safe[k]) if safe else None
-        best = safe[best_key] if best_key else None
-        confirmed = confirm(ds, batch_size, best_key, [named["portarun"], named["portarun autotune"]], med,
-                            confirm_rounds, window_s)
+        spreads = [(max(v) - min(v)) / statistics.median(v) for k, v in rates.items() if k not in errors and len(v) > 1]
+        safe = {setting: rate for setting in grid if not isinstance(rate := med[label(setting)], str)}
+        best_setting = max(safe, key=lambda setting: safe[setting]) if safe else None
+        best_key = label(best_setting) if best_setting else None
+        best = safe[best_setting] if best_setting else None
+        confirmed = confirm(ds, batch_size, best_setting, [named["portarun"], named["portarun autotune"]],
+                            set(errors), confirm_rounds, window_s)
         rows = []
-        for label, (w, p, t) in named.items():
-            value = med[f"{w}|{p}|{t}"]
-            rows.append({"setting": label, "workers": w, "prefetch": p, "transfer": t,
+        for name_, (w, p, t) in named.items():
+            value = med[label((w, p, t))]
+            rows.append({"setting": name_, "workers": w, "prefetch": p, "transfer": t,
                          "items_per_s": None if isinstance(value, str) else round(value, 1),
                          "error": value if isinstance(value, str) else None,
                          "vs_best": None if isinstance(value, str) or not best else round(value / best, 3),
-                         "confirmed": confirmed.get(f"{w}|{p}|{t}")})
+                         "confirmed": confirmed.get(label((w, p, t)))})
         out["workloads"][name] = {
             "shape": list(shape), "batch_size": batch_size, "batch_bytes": batch_bytes,
             "autotune_seconds": round(tune_s, 1), "rows": rows,
@@ -199,34 +195,46 @@ def child(scenario: str, workloads: list[str], rounds: int, window_s: float, bud
     return out
 
 
-def confirm(ds: Any, batch_size: int, best_key: str | None, candidates: list[tuple[int, int | None, str]],
-            med: dict[str, Any], rounds: int, window_s: float) -> dict[str, dict[str, Any]]:
+def time_rounds(ds: Any, batch_size: int, settings: list[Setting], rounds: int, window_s: float,
+                rotate: bool) -> tuple[dict[str, list[float]], dict[str, str]]:
+    """Time every setting once per round (in an order that rotates each round if ``rotate``).
+    A setting that raises (the shared-memory crash) is not timed again. Returns the rates and
+    the errors, keyed by :func:`label`."""
+    rates: dict[str, list[float]] = {label(setting): [] for setting in settings}
+    errors: dict[str, str] = {}
+    for r in range(rounds):
+        shift = r % len(settings) if rotate else 0
+        for setting in settings[shift:] + settings[:shift]:
+            k = label(setting)
+            if k in errors:
+                continue
+            try:
+                rates[k].append(time_setting(ds, batch_size, *setting, window_s))
+            except Exception as exc:  # the shared-memory crash, reported as unsafe
+                errors[k] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:160]}"
+    return rates, errors
+
+
+def confirm(ds: Any, batch_size: int, best: Setting | None, candidates: list[Setting], unsafe: set[str],
+            rounds: int, window_s: float) -> dict[str, dict[str, Any]]:
     """Re-time the grid's winner against each candidate that differs from it, in fresh paired rounds.
 
     The grid's winner is the largest of many noisy medians, so its own median overstates it (the
     winner's curse), and every setting compared with it looks worse than it is. Choosing on one
     sample and measuring on another removes that bias. Each round times every setting once, in a
     rotating order, and the ratio candidate/winner is taken within the round, so slow spells from
-    other tenants hit both sides of a ratio. Returns, per candidate key, the median of the per-round
-    ratios, their range and the rounds, or the error the candidate raised."""
-    keys = sorted({f"{w}|{p}|{t}" for w, p, t in candidates} - {best_key} - {k for k, v in med.items()
-                                                                             if isinstance(v, str)})
-    if best_key is None or not keys or rounds < 1:
+    other tenants hit both sides of a ratio. Returns, per candidate label, the median of the
+    per-round ratios, their range and the rounds, or the error the candidate raised. Candidates
+    that crashed in the grid (``unsafe`` labels) are not re-timed."""
+    others = sorted({setting for setting in candidates if setting != best and label(setting) not in unsafe},
+                    key=label)
+    if best is None or not others or rounds < 1:
         return {}
-    order = [best_key, *keys]
-    rates: dict[str, list[float]] = {k: [] for k in order}
-    errors: dict[str, str] = {}
-    for r in range(rounds):
-        for k in order[r % len(order):] + order[:r % len(order)]:
-            if k in errors:
-                continue
-            w, p, t = k.split("|")
-            try:
-                rates[k].append(time_setting(ds, batch_size, int(w), None if p == "None" else int(p), t, window_s))
-            except Exception as exc:  # an intermittent shared-memory crash near the limit
-                errors[k] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:160]}"
+    rates, errors = time_rounds(ds, batch_size, [best, *others], rounds, window_s, rotate=True)
+    best_key = label(best)
     out: dict[str, dict[str, Any]] = {}
-    for k in keys:
+    for setting in others:
+        k = label(setting)
         if k in errors or best_key in errors:
             out[k] = {"error": errors.get(k) or f"the grid's winner raised {errors[best_key]}"}
             continue
@@ -319,10 +327,16 @@ def report(results: list[dict[str, Any]]) -> tuple[str, bool]:
             lines.append("|---|---|---|---|---|---|---|")
             for r in w["rows"]:
                 value = r["items_per_s"] if r["error"] is None else f"crash: {r['error'][:70]}"
-                is_best = r["error"] is None and f"{r['workers']}|{r['prefetch']}|{r['transfer']}" == best["setting"]
+                is_best = r["error"] is None and label((r["workers"], r["prefetch"], r["transfer"])) == best["setting"]
                 c = r.get("confirmed")
-                paired = ("the best setting" if is_best else "-" if c is None else f"crash: {c['error'][:70]}"
-                          if "error" in c else f"{c['vs_best']} ({c['low']}-{c['high']}, {c['rounds']} rounds)")
+                if is_best:
+                    paired = "the best setting"
+                elif c is None:
+                    paired = "-"
+                elif "error" in c:
+                    paired = f"crash: {c['error'][:70]}"
+                else:
+                    paired = f"{c['vs_best']} ({c['low']}-{c['high']}, {c['rounds']} rounds)"
                 lines.append(f"| {r['setting']} | {r['workers']} | {r['prefetch']} | {r['transfer']} | {value} | "
                              f"{r['vs_best'] if r['vs_best'] is not None else '-'} | {paired} |")
                 goal = {"portarun": 0.90, "portarun autotune": 0.97}.get(r["setting"])
