@@ -18,12 +18,24 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from .errors import NotAvailableError, PathError, PluginError, UnknownHostError
-    from .paths import Paths
-    from .probe import Probe
-    from .provider import Detection, Evidence, HostLocations, Provider, SessionLimits
-    from .runtime import HostInfo, Runtime, detect, get_plugin_manager, providers
-    from .session import SessionInfo
+    # `name as name`: what a type checker may treat as exported (mypy --strict in user code)
+    from .errors import NotAvailableError as NotAvailableError
+    from .errors import PathError as PathError
+    from .errors import PluginError as PluginError
+    from .errors import UnknownHostError as UnknownHostError
+    from .paths import Paths as Paths
+    from .probe import Probe as Probe
+    from .provider import Detection as Detection
+    from .provider import Evidence as Evidence
+    from .provider import HostLocations as HostLocations
+    from .provider import Provider as Provider
+    from .provider import SessionLimits as SessionLimits
+    from .runtime import HostInfo as HostInfo
+    from .runtime import Runtime as Runtime
+    from .runtime import detect as detect
+    from .runtime import get_plugin_manager as get_plugin_manager
+    from .runtime import providers as providers
+    from .session import SessionInfo as SessionInfo
 
 _LAZY = {
     "detect": "runtime", "providers": "runtime", "get_plugin_manager": "runtime",
