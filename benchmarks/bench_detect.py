@@ -89,10 +89,14 @@ def measure(args: argparse.Namespace) -> None:
     dists = subprocess.run([args.python, "-c", "from importlib.metadata import distributions;"
                             "print(len({d.metadata['Name'] for d in distributions()}))"],
                            capture_output=True, text=True, check=True).stdout.strip()
-    where, compiled = subprocess.run(
+    found = subprocess.run(
         [args.python, "-c", "import importlib.util, os, portarun.runtime as m;"
          "print(os.path.dirname(m.__file__), os.path.exists(importlib.util.cache_from_source(m.__file__)))"],
-        capture_output=True, text=True, check=True).stdout.rsplit(maxsplit=1)
+        capture_output=True, text=True)
+    if found.returncode:
+        sys.exit(f"error: {args.python} cannot import portarun; install it in that environment "
+                 f"(`{args.python} -m pip install .` from the checkout) and run again.")
+    where, compiled = found.stdout.rsplit(maxsplit=1)
     if compiled != "True":  # e.g. an editable install under PYTHONDONTWRITEBYTECODE=1
         print("warning: portarun's bytecode is not cached, so every run compiles it from source and the figures "
               "below overstate the cost; run `python -m compileall <portarun folder>` first.")
