@@ -1,14 +1,36 @@
-"""Masking of credential-like values: names matching these patterns never have their values
-printed (``portarun info``, evidence strings, reprs, errors)."""
+"""Masking of credentials, the one place that decides what may be printed.
+
+* :func:`shown_value`: a ``NAME=value`` whose name looks like a credential shows ``***``.
+* :func:`shown_location`: a path or URL as it may be printed or used as a name: the
+  ``user:password@`` part of every ``scheme://`` URL in it and the values of credential-looking
+  query parameters (``?token=``, ``X-Amz-Signature=``, ``sig=``) become ``***``.
+* :func:`redact`: free text (an error message, an evidence line) with both applied.
+* :func:`location_key`: a folder-name-safe key for a location that holds no credential but still
+  tells two locations apart that differ only in their credentials.
+
+Every place that prints a location (``portarun info``, ``rt.explain()``, reprs, error messages,
+log lines) or derives a name from it goes through these functions, so a credential typed into
+``PORTARUN_CHECKPOINTS_DIR=s3://key:secret@bucket/run`` is never shown or written to disk.
+"""
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 
 _SECRET_NAME = re.compile(
     r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|PWD$|CREDENTIAL|AUTH|COOKIE|SESSION_ID|PRIVATE|SIGNATURE",
     re.IGNORECASE,
 )
+# Query parameters that carry a credential although their names match none of the words above:
+# an Azure SAS signature is ``sig=`` (https://learn.microsoft.com/en-us/rest/api/storageservices/create-service-sas)
+# and OAuth's authorization code is ``code=`` (RFC 6749 §4.1.2).
+_SECRET_PARAM = re.compile(r"^(sig|code|pass|pw)$", re.IGNORECASE)
 MASK = "***"
+
+# ``scheme://`` up to the end of the URL (whitespace or a quote ends it inside free text).
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]*")
+_ASSIGNMENT = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)=(\S+)")
 
 
 def is_secret_name(name: str) -> bool:
@@ -19,3 +41,68 @@ def is_secret_name(name: str) -> bool:
 def shown_value(name: str, value: str) -> str:
     """The value as it may be printed: masked when the name looks like a credential."""
     return MASK if is_secret_name(name) and value else value
+
+
+def _userinfo_end(rest: str) -> int:
+    """Length of the ``user:password@`` prefix of ``rest`` (the URL after ``://``), 0 if none.
+
+    Standard URLs end the authority at the first ``/``; its last ``@`` ends the userinfo
+    (passwords may hold a raw ``@``). Secret access keys often hold a raw ``/`` too
+    (``s3://AKIA…:ab/cd@bucket``), which would end the authority early and leak the key's tail,
+    so a ``:`` followed later by an ``@`` also counts as userinfo up to that ``@``. Masking a
+    little too much (a path segment like ``a:b@c``) is the safe side of that ambiguity.
+    """
+    head = re.split(r"[?#]", rest, maxsplit=1)[0]
+    authority = head.split("/", 1)[0]
+    end = authority.rfind("@") + 1
+    colon = head.find(":")
+    if colon >= 0:
+        at = head.find("@", colon)
+        if at >= 0:
+            end = max(end, at + 1)
+    return end
+
+
+def _mask_query(query: str) -> str:
+    parts = []
+    for part in re.split(r"([&;])", query):
+        name, sep, value = part.partition("=")
+        if sep and value and (is_secret_name(name) or _SECRET_PARAM.match(name)):
+            part = f"{name}={MASK}"
+        parts.append(part)
+    return "".join(parts)
+
+
+def _mask_url(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    end = _userinfo_end(rest)
+    if end:
+        rest = MASK + "@" + rest[end:]
+    base, q, query = rest.partition("?")
+    if q:
+        query, h, fragment = query.partition("#")
+        rest = base + "?" + _mask_query(query) + h + fragment
+    return f"{scheme}://{rest}"
+
+
+def shown_location(location: str | os.PathLike[str]) -> str:
+    """``location`` as it may be printed or used in a name: the userinfo of every URL in it
+    (``s3://key:secret@bucket/run`` → ``s3://***@bucket/run``, chained fsspec URLs included) and
+    credential-looking query values (``?X-Amz-Signature=…``) replaced by ``***``. Local paths
+    come back unchanged (as ``str``)."""
+    text = os.fspath(location)
+    return _URL.sub(lambda m: _mask_url(m.group(0)), text) if "://" in text else text
+
+
+def redact(text: str) -> str:
+    """Free text with every URL masked as :func:`shown_location` does and the values of
+    secret-looking ``NAME=value`` pairs replaced by ``***``."""
+    text = shown_location(text)
+    return _ASSIGNMENT.sub(lambda m: f"{m.group(1)}={shown_value(m.group(1), m.group(2))}", text)
+
+
+def location_key(location: str | os.PathLike[str], length: int = 12) -> str:
+    """A short hex digest of the full location, credentials included, so two locations that
+    differ only in their credentials (two users of one bucket) get different keys. Shown next
+    to :func:`shown_location`, it reveals nothing: SHA-256 is one-way."""
+    return hashlib.sha256(os.fspath(location).encode("utf-8", "surrogateescape")).hexdigest()[:length]
