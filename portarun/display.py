@@ -11,11 +11,10 @@ whether that is the rendering or your code, and once only.
 from __future__ import annotations
 
 import html
-import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ._redact import MASK, shown_value
+from ._redact import redact
 from .errors import PortarunError
 from .units import format_size
 
@@ -25,16 +24,6 @@ if TYPE_CHECKING:
     from .runtime import Runtime
 
 Row = tuple[str, ...]
-
-_URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
-_ASSIGNMENT = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)=(\S+)")
-
-
-def redact(text: str) -> str:
-    """``text`` with URL credentials (``s3://key:secret@bucket``) and values of secret-looking
-    ``NAME=value`` pairs replaced by ``***``."""
-    text = _URL_CREDENTIALS.sub(MASK + "@", text)
-    return _ASSIGNMENT.sub(lambda m: f"{m.group(1)}={shown_value(m.group(1), m.group(2))}", text)
 
 
 # -- generic tables -------------------------------------------------------------------------
