@@ -14,7 +14,6 @@ log lines) or derives a name from it goes through these functions, so a credenti
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 
@@ -105,4 +104,6 @@ def location_key(location: str | os.PathLike[str], length: int = 12) -> str:
     """A short hex digest of the full location, credentials included, so two locations that
     differ only in their credentials (two users of one bucket) get different keys. Shown next
     to :func:`shown_location`, it reveals nothing: SHA-256 is one-way."""
+    import hashlib  # here, not at the top: detect() imports this module and never needs it
+
     return hashlib.sha256(os.fspath(location).encode("utf-8", "surrogateescape")).hexdigest()[:length]

@@ -14,6 +14,7 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
+from ._redact import shown_location
 from .errors import PortarunError
 from .paths import is_remote
 from .units import format_size
@@ -135,7 +136,20 @@ def build(rt: Runtime) -> dict[str, Any]:
             data[name] = getattr(importlib.import_module(module), function)(rt)
         except PortarunError as exc:
             data[name] = {"error": str(exc)}
-    return data
+    masked: dict[str, Any] = _masked(data)
+    return masked
+
+
+def _masked(value: Any) -> Any:
+    """``value`` with every string passed through :func:`~portarun._redact.shown_location`: a
+    section (a plugin's too) that puts a location with credentials in its dict never prints them."""
+    if isinstance(value, str):
+        return shown_location(value)
+    if isinstance(value, dict):
+        return {key: _masked(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_masked(item) for item in value]
+    return value
 
 
 def _own_version() -> str:

@@ -263,7 +263,9 @@ class Runtime:
         limit = self.session.limit
         lines.append(f"Session: limit {limit if limit is not None else 'none'} ({self.session.source}); "
                      f"interactive={self.session.interactive}")
-        return "\n".join(lines)
+        from ._redact import redact  # paths, evidence and errors may hold s3://key:secret@...
+
+        return redact("\n".join(lines))
 
     def mount_drive(self, mountpoint: str = "/content/drive") -> Runtime:
         """Mount Google Drive (Colab only) and return the runtime detected afresh, whose
