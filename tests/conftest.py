@@ -1,14 +1,61 @@
-"""Shared fixtures: a real S3-compatible server on loopback (moto's standalone server)."""
+"""Shared fixtures: a hermetic home for the whole run, and a real S3-compatible server on
+loopback (moto's standalone server)."""
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+# Hermetic: the suite (and every subprocess it starts) sees a temporary HOME and XDG folders,
+# set before any test module imports portarun or platformdirs. At the end the real user's
+# folders are compared with how they were, and any change fails the run.
+_REAL_HOME = Path(os.path.expanduser("~"))
+_XDG = ("XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME")
+_WATCHED = [_REAL_HOME / sub / "portarun" for sub in (".local/share", ".cache", ".config", ".local/state")]
+_FAKE_HOME = Path(tempfile.mkdtemp(prefix="portarun-tests-home-"))
+
+
+def _snapshot() -> set[str]:
+    """What the real user's folders hold: HOME's and the working folder's entries, and
+    everything under portarun's user folders."""
+    seen: set[str] = set()
+    for top in (_REAL_HOME, Path.cwd()):
+        try:
+            seen.update(str(top / name) for name in os.listdir(top))
+        except OSError:
+            pass
+    for folder in _WATCHED:
+        for dirpath, dirnames, filenames in os.walk(folder):
+            seen.update(os.path.join(dirpath, n) for n in (*dirnames, *filenames))
+    return seen
+
+
+_BEFORE = _snapshot()
+os.environ["HOME"] = str(_FAKE_HOME / "home")
+for _var in _XDG:
+    os.environ[_var] = str(_FAKE_HOME / _var.lower())
+(_FAKE_HOME / "home").mkdir()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    written = sorted(_snapshot() - _BEFORE)
+    shutil.rmtree(_FAKE_HOME, ignore_errors=True)
+    if written:
+        writer = session.config.get_terminal_writer()
+        writer.line()
+        writer.line(
+            "the test run wrote into the real user's folders (tests must stay in temporary ones):\n  "
+            + "\n  ".join(written[:20]), red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def _free_port() -> int:
