@@ -6,7 +6,15 @@ from collections.abc import Iterable
 
 
 class PortarunError(Exception):
-    """Base class of every error raised by portarun."""
+    """Base class of every error raised by portarun. Its message never holds a credential: every
+    string argument passes through :func:`portarun._redact.shown_location`, so a location such as
+    ``s3://key:secret@bucket/run`` in any message (and in ``args``, ``repr``, a pickled copy)
+    shows as ``s3://***@bucket/run``."""
+
+    def __init__(self, *args: object) -> None:
+        from ._redact import shown_location
+
+        super().__init__(*(shown_location(a) if isinstance(a, str) else a for a in args))
 
 
 class UnknownHostError(PortarunError, LookupError):
@@ -34,7 +42,13 @@ class NotAvailableError(PortarunError):
 
 
 class PortarunWarning(UserWarning):
-    """Base class of every warning emitted by portarun."""
+    """Base class of every warning emitted by portarun; its message is masked like
+    :class:`PortarunError`'s (``warnings.warn(text, PortarunWarning)`` builds one from ``text``)."""
+
+    def __init__(self, *args: object) -> None:
+        from ._redact import shown_location
+
+        super().__init__(*(shown_location(a) if isinstance(a, str) else a for a in args))
 
 
 class SubmissionError(PortarunError, ValueError):

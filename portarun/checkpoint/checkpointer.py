@@ -29,6 +29,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._redact import shown_location
 from ..errors import CheckpointError, CorruptCheckpointError, PortarunWarning
 from ..paths import is_remote
 from ..units import format_size
@@ -60,7 +61,12 @@ class CheckpointInfo:
     kind: str
 
     def __str__(self) -> str:
-        return f"step {self.step} ({format_size(self.size)}, {self.saved_at:%Y-%m-%d %H:%M:%S} UTC) at {self.location}"
+        return (f"step {self.step} ({format_size(self.size)}, {self.saved_at:%Y-%m-%d %H:%M:%S} UTC) at "
+                f"{shown_location(self.location)}")
+
+    def __repr__(self) -> str:  # ``location`` stays usable in full; only what is printed is masked
+        return (f"CheckpointInfo(step={self.step!r}, name={self.name!r}, location={shown_location(self.location)!r}, "
+                f"saved_at={self.saved_at!r}, size={self.size!r}, metrics={self.metrics!r}, kind={self.kind!r})")
 
 
 def _rank_and_world() -> tuple[int, int] | None:
@@ -156,7 +162,7 @@ class Checkpointer:
         return cls(root, **defaults)
 
     def __repr__(self) -> str:
-        return f"<Checkpointer {self.root!r} keep_last={self.keep_last} mode={self.writer.mode!r}>"
+        return f"<Checkpointer {shown_location(self.root)!r} keep_last={self.keep_last} mode={self.writer.mode!r}>"
 
     # -- who writes ------------------------------------------------------------------------
     @property
