@@ -34,13 +34,14 @@ import time
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
+from ._redact import MASK, shown_location
 from .errors import PortarunWarning, StagingError
 from .paths import ROLES, Location, is_remote, join
 from .progress import bar
@@ -97,11 +98,14 @@ class StageResult:
     def __fspath__(self) -> str:
         return str(self.path)
 
+    def __repr__(self) -> str:  # a location may be s3://key:secret@...: masked when printed
+        return shown_location(f"StageResult({', '.join(f'{f.name}={getattr(self, f.name)!r}' for f in fields(self))})")
+
     def summary(self) -> str:
         """One line: how many files and bytes moved, from where to where, how fast."""
         rate = self.bytes_copied / self.seconds if self.seconds > 0 else 0.0
         text = (f"staged {self.copied} of {self.files} files ({format_size(self.bytes_copied)}) from "
-                f"{self.source} to {self.path} in {self.seconds:.1f} s ({format_size(int(rate))}/s)")
+                f"{shown_location(self.source)} to {shown_location(self.path)} in {self.seconds:.1f} s ({format_size(int(rate))}/s)")
         if self.skipped:
             text += f"; {self.skipped} already present with the same size and checksum were skipped"
         return text
@@ -147,7 +151,12 @@ def _version(info: dict[str, Any]) -> str:
 
 
 def _basename(location: str) -> str:
-    name = posixpath.basename(location.rstrip("/").split("://", 1)[-1])
+    """The last part of ``location``, usable as a folder name and printable: a URL's credentials
+    (``s3://key:secret@bucket``) and query string (``?token=...``) never become part of it."""
+    if "://" in location:
+        location = shown_location(location).split("://", 1)[1].split("?", 1)[0].split("#", 1)[0]
+        location = location.removeprefix(MASK + "@")
+    name = posixpath.basename(location.rstrip("/"))
     return name or "data"
 
 
