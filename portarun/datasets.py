@@ -11,6 +11,8 @@
   :class:`~portarun.errors.DatasetError` says how to get it.
 - an fsspec URL (``s3://``, ``gs://``, ``https://``, ...): copied with :func:`portarun.staging.stage`
   into ``rt.paths.cache/datasets/<protocol>/<path>`` (resumable; a second call copies nothing new).
+  A URL with credentials (``s3://key:secret@bucket/...``, ``?token=...``) never shows them in
+  that folder name: the bucket part becomes ``<bucket>-<hash of the full URL>``.
 - a local path, such as a Google Drive folder ``/content/drive/MyDrive/...``: returned as it
   is when it exists (use ``rt.stage`` to copy it to fast disk); a missing Drive path raises with
   the instruction to mount Drive.
@@ -23,6 +25,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ._redact import MASK, location_key, shown_location
 from .errors import DatasetError
 from .paths import is_remote, join
 
@@ -72,10 +75,13 @@ def _local_path(rt: Runtime, text: str) -> Path:
 def _from_url(rt: Runtime, url: str) -> Path:
     from .staging import stage
 
-    protocol, _, rest = url.partition("://")
-    parts = [p for p in rest.split("?", 1)[0].split("/") if p not in ("", ".", "..")]
+    shown = shown_location(url)
+    protocol, _, rest = shown.partition("://")
+    parts = [p for p in rest.split("?", 1)[0].removeprefix(MASK + "@").split("/") if p not in ("", ".", "..")]
     if not parts:
-        raise DatasetError(f"{url!r} names no bucket or path; give a URL such as s3://bucket/folder.")
+        raise DatasetError(f"{shown!r} names no bucket or path; give a URL such as s3://bucket/folder.")
+    if shown != url:  # credentials in the URL: never in a folder name, yet two users' copies stay apart
+        parts[0] += f"-{location_key(url)}"
     if is_remote(rt.paths.cache):
         raise DatasetError(f"rt.paths.cache is the remote location {rt.paths.cache}; datasets need a local cache. "
                            "Unset PORTARUN_CACHE_DIR or point it at a local folder.")
