@@ -70,6 +70,11 @@ class SecretNotFoundError(PortarunError, LookupError):
     to add it on this host. It never contains a secret value."""
 
 
+class SecretsFileError(PortarunError, ValueError):
+    """A secrets file (``.env``) cannot be read: not UTF-8, or too large. The message names the
+    file and where the problem is (byte offset and line), never its content."""
+
+
 class DatasetError(PortarunError):
     """A dataset reference cannot be resolved to a local folder."""
 

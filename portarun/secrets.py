@@ -20,18 +20,21 @@ consulted and how to add the secret on this host, never a value.
 """
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, NoReturn
 
 from ._redact import MASK
-from .errors import SecretNotFoundError
+from .errors import SecretNotFoundError, SecretsFileError
 
 if TYPE_CHECKING:
     from .runtime import Runtime
 
 ENV_FILE: Final = ".env"
+#: The largest ``.env`` read (bytes).
+ENV_FILE_LIMIT: Final = 1 << 20
 
 
 class Secret:
@@ -158,13 +161,41 @@ def _dotenv_usable(rt: Runtime) -> str | None:
     return None
 
 
+def read_env_text(path: Path) -> str:
+    """The text of a ``.env`` file, or :class:`SecretsFileError` naming the file and the byte
+    offset and line of the first byte that is not UTF-8 (python-dotenv's own decoding would raise
+    a ``UnicodeDecodeError`` whose ``repr`` holds the whole file, every secret in it included).
+    A file over :data:`ENV_FILE_LIMIT` bytes is refused unread: a ``.env`` is a few lines."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(ENV_FILE_LIMIT + 1)
+    except OSError as exc:
+        raise SecretsFileError(f"cannot read {path}: {exc.strerror or type(exc).__name__}. Fix its permissions "
+                               "or remove it.") from None
+    if len(data) > ENV_FILE_LIMIT:
+        raise SecretsFileError(f"{path} is over {ENV_FILE_LIMIT // 1024} KiB, too large for a .env file of "
+                               "NAME=value lines; check that it is the right file.")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        offset = exc.start
+    # Raised outside the ``except``: the UnicodeDecodeError holds the file's bytes and must not
+    # even be the new error's ``__context__``.
+    line, byte = data.count(b"\n", 0, offset) + 1, data[offset]
+    del data  # nor a local of the frame that error trackers and --showlocals print
+    raise SecretsFileError(
+        f"{path} is not UTF-8: byte {offset} (line {line}) is 0x{byte:02x}. Save the file as "
+        "UTF-8 (the value on that line is not shown here)."
+    )
+
+
 def _dotenv_get(rt: Runtime, name: str) -> Lookup:
     try:
         from dotenv import dotenv_values
     except ImportError:
         return Lookup(None, f"{env_file(rt)} exists but python-dotenv is not installed to read it "
                             "(pip install python-dotenv)")
-    value = dotenv_values(env_file(rt)).get(name)
+    value = dotenv_values(stream=io.StringIO(read_env_text(env_file(rt)))).get(name)
     return Lookup(value)
 
 

@@ -8,10 +8,11 @@ import os
 import pickle
 import subprocess
 import sys
+import traceback
 
 import pytest
 
-from portarun.errors import SecretNotFoundError
+from portarun.errors import PortarunError, SecretNotFoundError, SecretsFileError
 from portarun.secrets import Secret
 from portarun.testing import simulate
 
@@ -177,3 +178,42 @@ def test_secret_name_must_be_a_string(tmp_path):
     with simulate("local", root=tmp_path / "h") as rt:
         with pytest.raises(SecretNotFoundError, match="non-empty"):
             rt.secret("")
+
+
+def test_dotenv_that_is_not_utf8_names_the_file_and_line_never_the_content(tmp_path):
+    """One Latin-1 byte in ``.env``: python-dotenv's UnicodeDecodeError would carry the whole
+    file (every other secret in it) in its ``repr`` and ``object``."""
+    root = tmp_path / "h"
+    root.mkdir()
+    (root / ".env").write_bytes(f"API_TOKEN={VALUE}\n# caf\xe9 comment\nOTHER=x\n".encode("latin-1"))
+    with simulate("local", root=root) as rt:
+        with pytest.raises(SecretsFileError) as info:
+            rt.secret("NOT_IN_ENV_ANYWHERE")
+    error = info.value
+    assert isinstance(error, PortarunError)
+    assert str(root / ".env") in str(error) and "line 2" in str(error) and "0xe9" in str(error)
+    shown = [str(error), repr(error), repr(error.args), repr(error.__cause__), repr(error.__context__),
+             *traceback.format_exception(error)]
+    assert all(VALUE not in text for text in shown)
+    assert error.__cause__ is None and error.__context__ is None
+
+
+def test_dotenv_with_a_bom_and_crlf_is_read(tmp_path):
+    root = tmp_path / "h"
+    root.mkdir()
+    (root / ".env").write_bytes(f"\ufeffAPI_TOKEN={VALUE}\r\nOTHER=é\r\n".encode())
+    with simulate("local", root=root) as rt:
+        assert rt.secret("API_TOKEN").reveal() == VALUE and rt.secret("OTHER").reveal() == "é"
+
+
+def test_an_oversized_dotenv_is_refused_unread(tmp_path, monkeypatch):
+    import portarun.secrets
+
+    root = tmp_path / "h"
+    root.mkdir()
+    (root / ".env").write_text(f"API_TOKEN={VALUE}\n" + "#" * 200 + "\n")
+    monkeypatch.setattr(portarun.secrets, "ENV_FILE_LIMIT", 100)
+    with simulate("local", root=root) as rt:
+        with pytest.raises(SecretsFileError, match="too large") as info:
+            rt.secret("API_TOKEN")
+    assert VALUE not in repr(info.value)
