@@ -169,6 +169,43 @@ def test_accelerator_from_runtime_saves_state_into_checkpoints(tmp_path: Path) -
         assert accelerator_kwargs(rt)["mixed_precision"] == "bf16"
 
 
+_ACCELERATE_SESSION = """
+import sys, torch
+from accelerate import Accelerator
+import portarun
+from portarun.integrations.accelerate import accelerator_kwargs, resume_state
+
+rt = portarun.detect(project="acc")
+accelerator = Accelerator(**accelerator_kwargs(rt))
+torch.manual_seed(0)
+model = accelerator.prepare(torch.nn.Linear(2, 2))
+resumed = resume_state(accelerator)
+if resumed is not None:
+    assert torch.equal(model.weight, torch.load(sys.argv[1])), "load_state did not restore the weights"
+with torch.no_grad():
+    model.weight.add_(1.0)
+torch.save(model.weight.detach().clone(), sys.argv[1])
+accelerator.save_state()
+print("resumed", resumed, "saved", accelerator.save_iteration - 1)
+"""
+
+
+@pytest.mark.slow
+def test_accelerate_recipe_resumes_across_two_processes(tmp_path: Path) -> None:
+    pytest.importorskip("accelerate")
+    script = tmp_path / "session.py"
+    script.write_text(_ACCELERATE_SESSION)
+    (tmp_path / "ckpt").mkdir()
+    env = {**os.environ, "PORTARUN_CHECKPOINTS_DIR": str(tmp_path / "ckpt"), "PORTARUN_HOST": "local"}
+    outputs = []
+    for _ in range(3):
+        done = subprocess.run([sys.executable, str(script), str(tmp_path / "weight.pt")], env=env, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        outputs.append(done.stdout.strip().splitlines()[-1])
+    assert outputs == ["resumed None saved 0", "resumed 0 saved 1", "resumed 1 saved 2"]
+
+
 # -- caches -----------------------------------------------------------------------------------
 @pytest.fixture
 def clean_cache_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:

@@ -1,14 +1,19 @@
-"""Hugging Face accelerate: ``Accelerator`` arguments from the runtime.
+"""Hugging Face accelerate: ``Accelerator`` arguments from the runtime, and a resume that
+continues accelerate's checkpoint numbering.
 
 >>> from accelerate import Accelerator
->>> from portarun.integrations.accelerate import accelerator_kwargs
+>>> from portarun.integrations.accelerate import accelerator_kwargs, resume_state
 >>> accelerator = Accelerator(**accelerator_kwargs(rt))
+>>> model, optimizer = accelerator.prepare(model, optimizer)
+>>> resume_state(accelerator)  # the newest checkpoint_<n>, if any; the next save is checkpoint_<n+1>
 >>> accelerator.save_state()   # into rt.paths.checkpoints/accelerate/checkpoints/checkpoint_<n>
 
 accelerate is imported only by the function that needs it.
 """
 from __future__ import annotations
 
+import os
+import re
 from typing import TYPE_CHECKING, Any
 
 from ..errors import IntegrationError
@@ -18,13 +23,30 @@ from . import AMP_NAMES
 if TYPE_CHECKING:
     from ..runtime import Runtime
 
+# accelerate names its automatic checkpoints checkpoint_<iteration> (accelerate 1.x
+# ``Accelerator.save_state``), under <project_dir>/checkpoints.
+_CHECKPOINT = re.compile(r"checkpoint_(\d+)")
+
+
+def _iterations(project_dir: str) -> list[int]:
+    folder = os.path.join(project_dir, "checkpoints")
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    return sorted(int(m.group(1)) for name in names if (m := _CHECKPOINT.fullmatch(name))
+                  and os.path.isdir(os.path.join(folder, name)))
+
 
 def accelerator_kwargs(rt: Runtime, *, automatic_checkpoint_naming: bool = True) -> dict[str, Any]:
     """Keyword arguments for ``accelerate.Accelerator``: ``mixed_precision`` from
     ``rt.device.amp_dtype`` (``bf16``, ``fp16`` or ``no``) and a ``project_config`` whose
     ``project_dir`` is ``rt.paths.checkpoints/accelerate`` with automatic checkpoint naming, so
-    ``accelerator.save_state()`` writes numbered checkpoints on storage that outlives the session
-    and ``accelerator.load_state()`` finds the newest. Raises
+    ``accelerator.save_state()`` writes numbered checkpoints on storage that outlives the session.
+
+    The configuration's ``iteration`` starts after the newest ``checkpoint_<n>`` already there:
+    accelerate itself starts at 0 in every new process, so its second session's first
+    ``save_state()`` would fail with "checkpoint_0 already exists". Raises
     :class:`~portarun.errors.IntegrationError` when the checkpoints role is a bucket URL
     (accelerate writes local files only)."""
     from accelerate.utils import ProjectConfiguration
@@ -35,8 +57,28 @@ def accelerator_kwargs(rt: Runtime, *, automatic_checkpoint_naming: bool = True)
             "PORTARUN_CHECKPOINTS_DIR to a local or mounted folder, or build the Accelerator with your own "
             "project_dir and copy the checkpoints with rt.stage_out(...).")
     project_dir = str(join(rt.paths.checkpoints, "accelerate"))
+    done = _iterations(project_dir)
     return {
         "mixed_precision": AMP_NAMES[rt.device.amp_dtype]["accelerate"],
         "project_config": ProjectConfiguration(project_dir=project_dir,
-                                               automatic_checkpoint_naming=automatic_checkpoint_naming),
+                                               automatic_checkpoint_naming=automatic_checkpoint_naming,
+                                               iteration=done[-1] + 1 if done else 0),
     }
+
+
+def resume_state(accelerator: Any) -> int | None:
+    """Load the newest automatic checkpoint into ``accelerator`` (after ``prepare``) and return
+    its iteration, or return ``None`` when there is none yet (the first session): accelerate's
+    own ``load_state()`` raises then. The next ``save_state()`` writes the following iteration.
+    Raises :class:`~portarun.errors.IntegrationError` when the accelerator does not use
+    automatic checkpoint naming (pass the folder to ``load_state`` yourself then)."""
+    config = accelerator.project_configuration
+    if not config.automatic_checkpoint_naming:
+        raise IntegrationError("resume_state() finds checkpoints by accelerate's automatic naming, which this "
+                               "Accelerator does not use; call accelerator.load_state(<folder>) instead.")
+    done = _iterations(config.project_dir)
+    if not done:
+        return None
+    accelerator.load_state(os.path.join(config.project_dir, "checkpoints", f"checkpoint_{done[-1]}"))
+    config.iteration = max(config.iteration, done[-1] + 1)
+    return done[-1]
