@@ -1,13 +1,22 @@
 """Amazon SageMaker Studio Lab: free JupyterLab projects with a persistent home.
 
-Markers (Studio Lab sets no vendor variable that we could find):
+Markers, weighed so that the session's files count as much as its variables (a child process or
+a terminal may lack ``SAGEMAKER_INTERNAL_IMAGE_URI``, never the home it runs in):
 
-- ``HOME=/home/studio-lab-user`` and ``USER=studio-lab-user``: the project's only user; an env
-  note kept by a Studio Lab user (Azathothas toolpacks setup script, citing
+- ``/home/studio-lab-user`` folder: the project's persistent storage, 15 GB (HOSTS.md [S2]);
+  no other platform we know uses that user. +0.20.
+- ``HOME=/home/studio-lab-user`` (+0.20) and ``USER=studio-lab-user`` (+0.10): the project's
+  only user; an env note kept by a Studio Lab user (Azathothas toolpacks setup script, citing
   aws/studio-lab-examples issue #118) lists both, with root, apt and su disabled.
-- ``/home/studio-lab-user`` folder: the persistent project storage, 15 GB (HOSTS.md [S2]).
-- ``/home/studio-lab-user/.conda/envs/studiolab`` (older images) or ``.../envs/default``: the
-  project's conda environment (same note; segsmaker/sd-hub scripts use ``envs/default/lib``).
+- conda environments under ``/home/studio-lab-user/.conda/envs`` (``studiolab`` on older images,
+  ``default`` on newer ones; the same note's PATH, and gutris1/segsmaker@607b29d2
+  ``script/SM/default.py``): Studio Lab keeps a project's environments in its home so that
+  they persist. +0.20.
+- ``SAGEMAKER_INTERNAL_IMAGE_URI``: set by the image Studio Lab runs (gutris1/segsmaker@607b29d2
+  ``script/marking.py`` takes it as the Studio Lab flag, ``SSL``; its ``nenen88`` ``tempe``
+  pairs it with ``/home/studio-lab-user``). SageMaker *Studio* spaces set it too (AWS's IDE
+  toolkit checks it in ``hasSageMakerEnvVars``, code index file 44479135107), so it counts
+  (+0.20) only with the Studio Lab home present; alone it is a note.
 
 Paths: everything under the home persists between sessions ("Everything about your project is
 automatically saved", Studio Lab's getting-started notebook), so persist, outputs and caches
@@ -23,6 +32,7 @@ from portarun.provider import Detection, DeviceKind, Evidence, HostLocations, Pr
 
 HOME = "/home/studio-lab-user"
 USER = "studio-lab-user"
+CONDA_DIR = f"{HOME}/.conda/envs"
 CONDA_ENVS = ("studiolab", "default")
 
 
@@ -35,15 +45,24 @@ class StudioLabProvider(Provider):
     @classmethod
     def detect(cls, probe: Probe) -> Detection | None:
         ev = Evidence()
+        home = probe.is_dir(HOME)
+        if home:
+            ev.add(0.2, f"folder {HOME}", "Studio Lab's persistent project storage")
         if probe.getenv("HOME") == HOME:
-            ev.add(0.3, f"env HOME={HOME}", "the Studio Lab project's home")
+            ev.add(0.2, f"env HOME={HOME}", "the Studio Lab project's home")
         if probe.getenv("USER") == USER:
             ev.add(0.1, f"env USER={USER}", "the Studio Lab project's only user")
-        if probe.is_dir(HOME):
-            ev.add(0.1, f"folder {HOME}", "Studio Lab's persistent storage")
-        envs = [e for e in CONDA_ENVS if probe.is_dir(f"{HOME}/.conda/envs/{e}")]
-        if envs:
-            ev.add(0.2, f"conda env {HOME}/.conda/envs/{envs[0]}", "the environment Studio Lab creates for a project")
+        envs = [e for e in CONDA_ENVS if probe.is_dir(f"{CONDA_DIR}/{e}")]
+        if envs or probe.is_dir(CONDA_DIR):
+            where = f"{CONDA_DIR}/{envs[0]}" if envs else CONDA_DIR
+            ev.add(0.2, f"conda envs {where}", "Studio Lab keeps a project's conda environments in its home")
+        if probe.getenv("SAGEMAKER_INTERNAL_IMAGE_URI"):
+            if home:
+                ev.add(0.2, "env SAGEMAKER_INTERNAL_IMAGE_URI with the Studio Lab home",
+                       "set by the image Studio Lab runs")
+            else:
+                ev.note("env SAGEMAKER_INTERNAL_IMAGE_URI without the Studio Lab home",
+                        "SageMaker Studio spaces set it too; not counted alone")
         return ev.detection()
 
     def locations(self, project: str) -> HostLocations:

@@ -44,3 +44,18 @@ def test_a_lone_folder_or_user_name_is_not_studio_lab() -> None:
         assert rt.host.name == "local"
     with simulate(env={"USER": "studio-lab-user", "HOME": "/home/me"}) as rt:
         assert rt.host.name == "local"
+
+
+def test_session_files_and_image_variable_identify_studio_lab_without_home_variables() -> None:
+    """A process that lost HOME/USER still runs in the Studio Lab home with its conda envs; the
+    image sets SAGEMAKER_INTERNAL_IMAGE_URI (gutris1/segsmaker script/marking.py)."""
+    env = {"SAGEMAKER_INTERNAL_IMAGE_URI": "redacted", "PWD": HOME}
+    with simulate(env=env, paths=[f"{HOME}/.conda/envs"]) as rt:
+        assert rt.host.name == "sagemaker-studiolab"
+    with simulate(env={"HOME": HOME}, paths=[f"{HOME}/.conda/envs/my-env"]) as rt:
+        assert rt.host.name == "sagemaker-studiolab"
+
+
+def test_image_variable_alone_is_sagemaker_studio_not_studio_lab() -> None:
+    with simulate(env={"SAGEMAKER_INTERNAL_IMAGE_URI": "redacted", "HOME": "/home/sagemaker-user"}) as rt:
+        assert rt.host.name == "local"

@@ -75,7 +75,6 @@ def test_service_job_is_detected_with_the_sm_contract_paths(tmp_path: Path) -> N
         assert rt.paths.output == root / "opt/ml/model"
         assert rt.paths.persist == root / "opt/ml/checkpoints/llm"
         assert rt.paths.checkpoints == root / "opt/ml/checkpoints/llm/checkpoints"
-        assert rt.paths.checkpoints.is_dir()
         for role, value in rt.paths.as_dict().items():
             assert Path(value).is_relative_to(root), (role, value)
         assert rt.session.limit == timedelta(hours=48)
@@ -106,23 +105,88 @@ def test_checkpoint_local_path_is_taken_from_checkpointconfig(tmp_path: Path) ->
         assert rt.paths.persist == root / "mnt/ckpt/p"
 
 
-def test_local_mode_is_not_a_training_job(tmp_path: Path) -> None:
-    """sagemaker-python-sdk local mode: same image and /opt/ml layout under docker-compose on a
-    laptop; resourceconfig.json has only current_host/hosts, no trainingjobconfig.json."""
+# The toolkit's exported contract as a real ml.g5.2xlarge job printed it (philschmid/llm-sagemaker-sample
+# @780d7d957194860a01544bdf758c7b6e49121316 notebooks/train-evalaute-llms-2024-trl.ipynb), trimmed.
+TOOLKIT_ENV = {
+    "SM_HOSTS": '["algo-1"]', "SM_NETWORK_INTERFACE_NAME": "eth0", "SM_USER_ENTRY_POINT": "run_sft.py",
+    "SM_FRAMEWORK_PARAMS": "{}", "SM_INPUT_DATA_CONFIG": '{"training":{"TrainingInputMode":"File"}}',
+    "SM_RESOURCE_CONFIG": '{"current_host":"algo-1","current_instance_type":"ml.g5.2xlarge","hosts":["algo-1"]}',
+    "SM_OUTPUT_DATA_DIR": "/opt/ml/output/data", "SM_CHANNELS": '["training"]', "SM_CURRENT_HOST": "algo-1",
+    "SM_CURRENT_INSTANCE_TYPE": "ml.g5.2xlarge", "SM_MODULE_NAME": "run_sft", "SM_LOG_LEVEL": "20",
+    "SM_FRAMEWORK_MODULE": "sagemaker_pytorch_container.training:main", "SM_INPUT_DIR": "/opt/ml/input",
+    "SM_INPUT_CONFIG_DIR": "/opt/ml/input/config", "SM_OUTPUT_DIR": "/opt/ml/output", "SM_NUM_CPUS": "8",
+    "SM_NUM_GPUS": "1", "SM_MODEL_DIR": "/opt/ml/model", "SM_USER_ARGS": '["--bf16","True"]',
+    "SM_CHANNEL_TRAINING": "/opt/ml/input/data/training",
+}
+CONFIG_FILES = [f"{CONFIG}/resourceconfig.json", f"{CONFIG}/inputdataconfig.json", f"{CONFIG}/hyperparameters.json"]
+
+
+def local_mode_env(host: str) -> dict[str, str]:
+    """The toolkit's contract inside a local-mode container named ``host`` (sagemaker-python-sdk
+    local/image.py: algo-<n>-<5 random chars>, instance type "local")."""
+    return {**TOOLKIT_ENV, "SM_HOSTS": json.dumps([host]), "SM_CURRENT_HOST": host, "SM_CURRENT_INSTANCE_TYPE": "local",
+            "SM_RESOURCE_CONFIG": json.dumps({"current_host": host, "hosts": [host], "current_instance_type": "local"}),
+            "TRAINING_JOB_NAME": "local-cifar-2024"}
+
+
+def test_toolkit_contract_with_the_opt_ml_layout_is_a_training_job(tmp_path: Path) -> None:
+    """A child process of the toolkit sees its SM_* contract and the config files (which the
+    fixture-style probe only knows to exist); no trainingjobconfig.json needs to be readable."""
+    with simulate(env={**TOOLKIT_ENV, "HOME": "/root"}, paths=JOB_FOLDERS, files=CONFIG_FILES, root=tmp_path) as rt:
+        assert rt.host.name == "sagemaker"
+        assert rt.host.confidence >= 0.9
+        provider = rt.provider
+        assert isinstance(provider, TrainingJobProvider)
+        assert not provider.local_mode and provider.instance_type() == "ml.g5.2xlarge"
+        assert rt.paths.output == tmp_path / "opt/ml/model"
+        assert any("toolkit's contract" in line for line in rt.host.evidence)
+
+
+def test_contract_alone_or_layout_alone_is_not_enough(tmp_path: Path) -> None:
+    env = {k: v for k, v in TOOLKIT_ENV.items() if k not in ("SM_CURRENT_INSTANCE_TYPE", "SM_RESOURCE_CONFIG")}
+    with simulate(env={**env, "TRAINING_JOB_NAME": "j"}, root=tmp_path / "a") as rt:
+        assert rt.host.name == "local"
+    with simulate(env={"HOME": "/home/me"}, paths=JOB_FOLDERS, files=CONFIG_FILES, root=tmp_path / "b") as rt:
+        assert rt.host.name == "local"
+    with simulate(env={"SM_MODEL_DIR": "/opt/ml/model"}, paths=["/opt/ml/model"], root=tmp_path / "c") as rt:
+        assert rt.host.name == "local"
+
+
+def test_local_mode_gets_the_opt_ml_paths_and_says_it_is_local_mode(tmp_path: Path) -> None:
+    """sagemaker-python-sdk local mode: the same image and /opt/ml layout under docker compose on
+    a laptop; no trainingjobconfig.json, hosts algo-<n>-<suffix>, instance type "local"."""
     root = tmp_path / "root"
     hosts = ["algo-1-x7k2p", "algo-2-x7k2p"]
     files = [
-        write_json(root, f"{CONFIG}/resourceconfig.json", {"current_host": hosts[0], "hosts": hosts}),
+        write_json(root, f"{CONFIG}/resourceconfig.json", {"current_host": hosts[0], "hosts": hosts,
+                                                           "network_interface_name": "eth0",
+                                                           "current_instance_type": "local"}),
         write_json(root, f"{CONFIG}/hyperparameters.json", {"epochs": "1"}),
         write_json(root, f"{CONFIG}/inputdataconfig.json", {"training": {"TrainingInputMode": "File"}}),
     ]
-    env = {**SM_ENV, **AWS_CREDENTIALS, "TRAINING_JOB_NAME": "local-cifar-2024", "SM_CURRENT_HOST": hosts[0]}
-    with simulate(env=env, paths=JOB_FOLDERS, files=files, root=root) as rt:
-        assert rt.host.name == "local"
-        assert verdict_confidence(rt, "sagemaker") < 0.5
-        detection = TrainingJobProvider.detect(rt.probe)
-        assert detection is not None
-        assert any("local mode" in line for line in detection.evidence)
+    env = {**local_mode_env(hosts[0]), **AWS_CREDENTIALS}
+    with simulate(env=env, paths=JOB_FOLDERS, files=files, root=root, project="p") as rt:
+        assert rt.host.name == "sagemaker"
+        provider = rt.provider
+        assert isinstance(provider, TrainingJobProvider)
+        assert provider.local_mode and provider.instance_type() is None
+        assert rt.paths.output == root / "opt/ml/model"
+        assert rt.paths.persist == root / "opt/ml/output/data/portarun/p"
+        assert rt.session.limit is None and "local mode" in rt.session.source
+        assert any(line.startswith("note SageMaker local mode") for line in rt.host.evidence)
+        assert "SageMaker local mode" in rt.explain()
+
+
+def test_local_mode_in_sagemaker_studio_and_older_sdks_is_local_mode_too(tmp_path: Path) -> None:
+    env = {**local_mode_env("sagemaker-local"), "SM_STUDIO_LOCAL_MODE": "True"}
+    with simulate(env=env, files=CONFIG_FILES, root=tmp_path / "studio") as rt:
+        assert isinstance(rt.provider, TrainingJobProvider) and rt.provider.local_mode
+    # Before 2025 local mode wrote no instance type; the container name alone tells it apart.
+    env = {k: v for k, v in local_mode_env("algo-1-wi5k2").items() if k != "SM_CURRENT_INSTANCE_TYPE"}
+    env["SM_RESOURCE_CONFIG"] = '{"current_host":"algo-1-wi5k2","hosts":["algo-1-wi5k2"]}'
+    with simulate(env=env, files=CONFIG_FILES, root=tmp_path / "old") as rt:
+        assert isinstance(rt.provider, TrainingJobProvider) and rt.provider.local_mode
+        assert rt.session.limit is None
 
 
 def test_laptop_with_sm_variables_and_aws_credentials_is_not_a_training_job() -> None:
