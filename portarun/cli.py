@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import re
 import sys
 from collections.abc import Callable, Sequence
 
@@ -23,10 +24,13 @@ COMMANDS: dict[str, str] = {
 
 def info_command(parser: argparse.ArgumentParser) -> Runner:
     """``portarun info``: where am I running and what do I have."""
-    parser.add_argument("--json", action="store_true", help="print the report as JSON (stable keys, docs/cli.md)")
+    parser.add_argument("--full", action="store_true",
+                        help="print every section (system, packages, plugins, checkpoints, diagnostics, ...)")
+    parser.add_argument("--json", action="store_true", help="print the full report as JSON (stable keys, docs/cli.md)")
     parser.add_argument("--explain", action="store_true", help="show every provider's verdict and evidence")
     parser.add_argument("--host", metavar="NAME", help="force a provider, like PORTARUN_HOST")
     parser.add_argument("--project", metavar="NAME", help="project name for persist/checkpoints")
+    parser.add_argument("--script", metavar="PATH", help="report the project the script at PATH gets")
     parser.add_argument("--torch", action="store_true",
                         help="import torch to add what it reports (CUDA build, GPU architectures, device checks)")
 
@@ -37,17 +41,32 @@ def info_command(parser: argparse.ArgumentParser) -> Runner:
         if args.torch:
             import torch  # noqa: F401  the report's sections include torch's view once it is imported
 
-        rt = detect(host=args.host, project=args.project)
+        project = args.project
+        if args.script and not project:
+            from pathlib import Path
+
+            from .paths import script_project
+
+            project = script_project(args.script, Path.cwd()).name
+        rt = detect(host=args.host, project=project)
         data = report.build(rt)
         if args.json:
             print(json.dumps(data, indent=2))
         else:
-            print(report.render(data))
+            print(report.render(data) if args.full else report.render_summary(data))
             if args.explain:
                 print("\nEXPLAIN\n" + rt.explain())
         return 0
 
     return run
+
+
+def plain_text(docstring_line: str) -> str:
+    """A docstring line without reStructuredText markup, for ``--help``: ````x```` and
+    ``:role:`x``` become ``x``, and a leading "``portarun cmd``:" is dropped."""
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", docstring_line).replace("``", "")
+    text = re.sub(r"^portarun \w+: ", "", text)
+    return text[:1].upper() + text[1:]
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Runner]]:
@@ -61,7 +80,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Runner]]:
     for name, target in COMMANDS.items():
         module, _, function = target.partition(":")
         factory = getattr(importlib.import_module(module), function)
-        runners[name] = factory(sub.add_parser(name, help=(factory.__doc__ or "").strip().splitlines()[0]))
+        summary = plain_text((factory.__doc__ or "").strip().splitlines()[0])
+        runners[name] = factory(sub.add_parser(name, help=summary, description=summary))
     return parser, runners
 
 

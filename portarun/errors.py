@@ -21,10 +21,14 @@ class UnknownHostError(PortarunError, LookupError):
     """A host name (``PORTARUN_HOST`` or ``detect(host=...)``) names no registered provider."""
 
     def __init__(self, name: str, known: Iterable[str], source: str = "host") -> None:
+        import difflib
+
         self.name = name
         self.known = tuple(sorted(known))
+        close = difflib.get_close_matches(name.strip().lower(), self.known, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? " if close else ""
         super().__init__(
-            f"unknown {source} {name!r}; known: {', '.join(self.known)}. "
+            f"unknown {source} {name!r}; {hint}known: {', '.join(self.known)}. "
             "Install the provider plugin for it, or pick one of the known names."
         )
 

@@ -9,7 +9,8 @@ script runs under torch_xla's launcher, ``torch_xla.launch`` (one process per TP
 ``__main__``.
 
 ``--nproc auto`` is the number of usable devices: visible GPUs, 1 on MPS, and on CPU half the
-usable CPUs (at least 1), leaving the rest for data loading; each CPU rank then gets
+usable CPUs but at least 2 (1 on a single-CPU machine), so that a DDP script's collectives run
+for real even on a laptop, leaving the rest for data loading; each CPU rank then gets
 ``OMP_NUM_THREADS`` = usable CPUs / ranks unless already set (torchrun would otherwise force
 1 thread per rank). Multi-node runs: use torchrun or ``srun`` directly; ``rt.dist`` and
 ``rt.init_distributed()`` understand both.
@@ -53,7 +54,11 @@ def auto_nproc(rt: Runtime) -> tuple[int, str]:
     if device.kind == "mps":
         return 1, "one MPS device"
     usable = rt.probe.cpu.usable
-    return max(1, usable // 2), f"half of {usable} usable CPU(s)"
+    if usable < 2:
+        return 1, f"{usable} usable CPU: one process (pass --nproc N to run more ranks anyway)"
+    # Two ranks at least: a one-process launch runs no collective, so a DDP script that works
+    # under `portarun launch` here could still fail on a real multi-device machine.
+    return max(2, usable // 2), f"half of {usable} usable CPUs, at least 2 ranks so collectives really run"
 
 
 def plan(rt: Runtime, nproc: str, script: str, script_args: Sequence[str]) -> LaunchPlan:
@@ -90,7 +95,8 @@ def plan(rt: Runtime, nproc: str, script: str, script_args: Sequence[str]) -> La
 def launch_command(parser: argparse.ArgumentParser) -> Runner:
     """``portarun launch``: run a script once per device (torchrun; torch_xla on TPU)."""
     parser.add_argument("--nproc", default="auto", metavar="N|auto",
-                        help="processes on this node (default auto: one per GPU/TPU device; CPU: half the cores)")
+                        help="processes on this node (default auto: one per GPU/TPU device; CPU: half the usable "
+                             "CPUs, at least 2)")
     parser.add_argument("--dry-run", action="store_true", help="print the command instead of running it")
     parser.add_argument("script", help="the Python script to run")
     parser.add_argument("script_args", nargs=argparse.REMAINDER, help="arguments passed to the script")
@@ -103,6 +109,7 @@ def launch_command(parser: argparse.ArgumentParser) -> Runner:
             extra = " ".join(f"{k}={v}" for k, v in launch.env.items())
             print(f"# {launch.reason}\n{extra + ' ' if extra else ''}{' '.join(launch.argv)}")
             return 0
+        print(f"portarun launch: {launch.nproc} process(es), {launch.reason}", file=sys.stderr)
         sys.stdout.flush()
         sys.stderr.flush()
         os.execve(launch.argv[0], list(launch.argv), {**os.environ, **launch.env})

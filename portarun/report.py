@@ -27,6 +27,7 @@ SECTIONS: dict[str, str] = {
     "host": "portarun.report:host_section",
     "paths": "portarun.report:paths_section",
     "session": "portarun.report:session_section",
+    "projects": "portarun.paths:projects_section",
     "system": "portarun.report:system_section",
     "packages": "portarun.report:packages_section",
     "plugins": "portarun.report:plugins_section",
@@ -46,7 +47,7 @@ def host_section(rt: Runtime) -> dict[str, Any]:
     return {
         "name": rt.host.name, "display_name": rt.host.display_name, "confidence": rt.host.confidence,
         "forced": rt.host.forced, "plugin": rt.host.plugin, "plugin_version": rt.host.version,
-        "evidence": list(rt.host.evidence), "project": rt.project,
+        "evidence": list(rt.host.evidence), "project": rt.project, "project_origin": rt.project_origin,
         "ranking": [
             {"provider": v.provider, "confidence": v.confidence, "matched": v.matched, "error": v.error,
              "evidence": list(v.detection.evidence) if v.detection else []}
@@ -84,7 +85,7 @@ def session_section(rt: Runtime) -> dict[str, Any]:
         "started_at": s.started_at.isoformat(), "limit_seconds": s.limit.total_seconds() if s.limit else None,
         "deadline": s.deadline.isoformat() if s.deadline else None,
         "time_left_seconds": round(left.total_seconds()) if left is not None else None,
-        "limit_source": s.source, "interactive": s.interactive,
+        "limit_source": s.source, "start_source": s.start_source, "interactive": s.interactive,
     }
 
 
@@ -189,8 +190,73 @@ def _render(value: Any, indent: int, lines: list[str]) -> None:
                 lines.append(f"{pad}- {item}")
 
 
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _host_line(host: dict[str, Any]) -> str:
+    if host.get("error"):
+        return f"error: {host['error']}"
+    if host["name"] == "local" and not host["forced"]:
+        return "local (no hosted platform found)"
+    how = "forced" if host["forced"] else f"confidence {host['confidence']:.2f}"
+    return f"{host['name']} ({host['display_name']}, {how})"
+
+
+def _summary_rows(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """One screen: host and why, project, paths, device, loader, session, distributed."""
+    rows: list[tuple[str, str]] = [("host", _host_line(data["host"]))]
+    rows += [("  why", line) for line in data["host"].get("evidence", [])[:3]]
+    rows.append(("project", f"{data['host'].get('project', '-')} (from {data['host'].get('project_origin') or '-'})"))
+    projects = data.get("projects", {})
+    if isinstance(projects.get("found"), dict) and set(projects["found"]) - {data["host"].get("project")}:
+        others = ", ".join(f"{name} ({count} checkpoints)" if isinstance(count, int) else f"{name} ({count})"
+                           for name, count in projects["found"].items())
+        rows += [("  found", others), ("  pick", projects["hint"])]
+    paths = data.get("paths", {})
+    if "error" in paths:
+        rows.append(("paths", f"error: {paths['error']}"))
+    else:
+        rows += [(role, str(info.get("path"))) for role, info in paths.items()]
+    acc = data.get("accelerators", {})
+    device = acc.get("device") if isinstance(acc, dict) else None
+    if device:
+        names = ", ".join(dict.fromkeys(device.get("names") or [])) or "-"
+        rows.append(("device", f"{device['kind']} × {device['count']} ({names})"))
+    elif isinstance(acc, dict) and (acc.get("device_error") or acc.get("error")):
+        rows.append(("device", f"error: {acc.get('device_error') or acc.get('error')}"))
+    loader = data.get("loader", {})
+    if isinstance(loader, dict) and "num_workers" in loader:
+        rows.append(("loader", f"num_workers={loader['num_workers']} prefetch_factor={loader['prefetch_factor']} "
+                               f"pin_memory={loader['pin_memory']}"))
+    session = data.get("session", {})
+    if isinstance(session, dict) and "limit_seconds" in session:
+        if session["limit_seconds"] is None:
+            rows.append(("session", "no time limit"))
+        else:
+            rows.append(("session", f"limit {_duration(session['limit_seconds'])}, "
+                                    f"{_duration(session['time_left_seconds'] or 0)} left ({session['limit_source']})"))
+    dist = data.get("distributed", {})
+    if isinstance(dist, dict) and dist.get("is_distributed"):
+        rows.append(("distributed", f"{dist['launcher']}: rank {dist['rank']} of {dist['world_size']} "
+                                    f"(local rank {dist['local_rank']})"))
+    return rows
+
+
+def render_summary(data: dict[str, Any]) -> str:
+    """The short ``portarun info``: one screen built from :func:`build`'s data, with pointers to
+    the full report and the explanation."""
+    rows = _summary_rows(data)
+    width = max(len(label) for label, _ in rows)
+    lines = [f"portarun {data['portarun_version']}", ""]
+    lines += [f"{label:<{width}}  {value}" for label, value in rows]
+    lines += ["", "Full report: portarun info --full   Why this host: portarun info --explain   JSON: --json"]
+    return "\n".join(lines)
+
+
 def render(data: dict[str, Any]) -> str:
-    """Readable text for a report built by :func:`build` (the ranking is left to
+    """The full readable report for data built by :func:`build` (the ranking is left to
     ``Runtime.explain()``, which ``portarun info --explain`` prints after it)."""
     lines = [f"portarun {data['portarun_version']}"]
     for name in SECTIONS:

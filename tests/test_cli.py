@@ -20,11 +20,40 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     return subprocess.run([sys.executable, "-m", "portarun", *args], capture_output=True, text=True, env=full_env, timeout=60)
 
 
-def test_info_text_has_every_section() -> None:
-    proc = run("info")
+def test_info_text_has_every_section_with_full() -> None:
+    proc = run("info", "--full")
     assert proc.returncode == 0, proc.stderr
     for header in ("HOST", "PATHS", "SESSION", "SYSTEM", "PACKAGES", "PLUGINS"):
         assert f"\n{header}\n" in proc.stdout
+
+
+def test_info_is_one_screen_by_default() -> None:
+    proc = run("info", env={"PORTARUN_HOST": ""})
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) <= 25 and all(len(line) < 200 for line in lines[:3])
+    labels = {line.split()[0] for line in lines[2:] if line.strip() and not line.startswith(" ")}
+    assert {"host", "project", "input", "scratch", "output", "persist", "cache", "checkpoints", "device",
+            "loader", "session"} <= labels
+    assert "--full" in proc.stdout and "PACKAGES" not in proc.stdout
+
+
+def test_local_says_no_hosted_platform_instead_of_a_low_confidence() -> None:
+    from portarun import report
+    from portarun.testing import simulate
+
+    with simulate("local") as rt:
+        local = report.render_summary(report.build(rt))
+    with simulate("kaggle") as rt:
+        kaggle = report.render_summary(report.build(rt))
+    assert "host         local (no hosted platform found)\n" in local and "confidence" not in local
+    assert "host         kaggle (Kaggle, confidence 0." in kaggle
+
+
+def test_help_shows_plain_text() -> None:
+    proc = subprocess.run([sys.executable, "-m", "portarun", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "``" not in proc.stdout and ":func:" not in proc.stdout
+    assert "Where am I running" in proc.stdout
 
 
 def test_info_json_keys_are_stable() -> None:
@@ -48,11 +77,15 @@ def test_explain_lists_every_provider() -> None:
 def test_unknown_host_is_one_clear_line() -> None:
     proc = run("--host", "kagle")
     assert proc.returncode == 2
-    assert proc.stderr.strip() == (
-        "portarun: error: unknown host 'kagle'; known: colab, kaggle, local, paperspace. "
-        "Install the provider plugin for it, or pick one of the known names."
-    )
-    assert "Traceback" not in proc.stderr
+    first = proc.stderr.strip()
+    assert first.startswith("portarun: error: unknown host 'kagle'; did you mean 'kaggle'? known: ")
+    assert "\n" not in first and "Traceback" not in proc.stderr
+
+
+def test_host_names_are_case_insensitive() -> None:
+    proc = run("info", "--json", env={"PORTARUN_HOST": "Kaggle"})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["host"]["name"] == "kaggle"
 
 
 def test_bad_override_is_one_clear_line() -> None:

@@ -31,6 +31,16 @@ def test_cpu_auto_uses_half_the_cores_and_spreads_threads(script: str) -> None:
         assert plan(rt, "2", script, []).env == {}
 
 
+@pytest.mark.parametrize(("cpus", "expected"), [(1, 1), (2, 2), (3, 2), (16, 8)])
+def test_cpu_auto_starts_two_ranks_where_two_cpus_exist(script: str, cpus: int, expected: int) -> None:
+    # One rank runs no collective at all: a DDP script "tested" that way can still fail on a
+    # real multi-device machine, so auto never starts one process where two CPUs exist.
+    with simulate(cpus=cpus) as rt:
+        p = plan(rt, "auto", script, [])
+    assert p.nproc == expected
+    assert ("at least 2" in p.reason) == (cpus >= 2)
+
+
 def test_gpu_auto_is_one_per_gpu_and_more_is_an_error(script: str) -> None:
     with simulate(gpus=["Tesla T4"] * 2) as rt:
         assert plan(rt, "auto", script, []).nproc == 2
