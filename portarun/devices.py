@@ -34,6 +34,7 @@ from .accelerators import has_mps
 from .catalog import TPU_SPECS
 from .errors import DeviceError, PortarunWarning
 from .provider import DeviceKind
+from .errors import warn
 
 if TYPE_CHECKING:
     import torch
@@ -335,7 +336,7 @@ def static_diagnostics(probe: Probe, kind: DeviceKind) -> list[str]:
 def warn_diagnostics(info: DeviceInfo) -> None:
     """Emit each of ``info``'s diagnostics as a :class:`~portarun.errors.PortarunWarning`."""
     for message in info.diagnostics:
-        warnings.warn(message, PortarunWarning, stacklevel=4)
+        warn(message)
 
 
 # -- helpers ---------------------------------------------------------------------------------

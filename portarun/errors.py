@@ -55,6 +55,26 @@ class PortarunWarning(UserWarning):
         super().__init__(*(shown_location(a) if isinstance(a, str) else a for a in args))
 
 
+# Frames of these modules are portarun's own or the machinery between it and the caller.
+_INTERNAL = ("portarun", "pluggy", "functools", "contextlib", "importlib", "threading")
+
+
+def warn(message: str, category: type[Warning] = PortarunWarning) -> None:
+    """Emit ``message`` as a :class:`PortarunWarning` attributed to the first frame outside
+    portarun (and pluggy, contextlib, ...): the user's own line, whatever the depth of the call
+    inside portarun, so ``warnings`` filters and the printed location point at their code."""
+    import sys
+    import warnings
+
+    level, frame = 2, sys._getframe(1)
+    while frame.f_back is not None:
+        module = str(frame.f_globals.get("__name__", ""))
+        if module.split(".")[0] not in _INTERNAL:
+            break
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
+
+
 class SubmissionError(PortarunError, ValueError):
     """A submission failed validation or could not be delivered; nothing was written when
     validation failed. ``problems`` lists each finding as ``(kind, message)``."""

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import multiprocessing
 import sys
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .errors import LoaderError, PortarunWarning
 from .sysinfo import default_start_method
 from .units import format_size
+from .errors import warn
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -198,8 +198,8 @@ class LoaderOptions:
         reason = (f"{batch} batches: even 1 worker × prefetch 1 needs {format_size(one)} of /dev/shm, more than "
                   f"{where}; loading in-process (measured faster than sending such batches through the "
                   "worker pipe; autotune=True times the pipe too)")
-        warnings.warn(f"portarun DataLoader: {reason}. Smaller batches, or a larger /dev/shm (docker run "
-                      "--shm-size=8g), restore shared-memory loading.", PortarunWarning, stacklevel=3)
+        warn(f"portarun DataLoader: {reason}. Smaller batches, or a larger /dev/shm (docker run "
+                      "--shm-size=8g), restore shared-memory loading.")
         return planned.with_workers(0, None, "in_process", reason)
 
     # -- output ---------------------------------------------------------------------------
@@ -423,8 +423,8 @@ def build_dataloader(rt: Runtime, dataset: Any, batch_size: int | None = 1, *, a
         if dropped:
             why = ("you set num_workers=0" if "num_workers" in overrides
                    else f"portarun chose num_workers=0 ({options.reasons['num_workers']})")
-            warnings.warn(f"portarun DataLoader: {', '.join(dropped)} ignored because {why}; pass num_workers "
-                          "too to load with workers.", PortarunWarning, stacklevel=3)
+            warn(f"portarun DataLoader: {', '.join(dropped)} ignored because {why}; pass num_workers "
+                          "too to load with workers.")
             notes.update({key: f"{overrides[key]!r} set by you, dropped: {why}" for key in dropped})
         for key in _WORKER_ONLY:
             final.pop(key, None)
@@ -437,10 +437,10 @@ def build_dataloader(rt: Runtime, dataset: Any, batch_size: int | None = 1, *, a
     if (workers and options.transfer == "shared_memory" and batch_bytes and budget is not None
             and ("num_workers" in overrides or "prefetch_factor" in overrides)
             and options.shm_needed(workers, prefetch, batch_bytes) > budget):
-        warnings.warn(f"portarun DataLoader: your num_workers={workers}, prefetch_factor={prefetch} keep about "
+        warn(f"portarun DataLoader: your num_workers={workers}, prefetch_factor={prefetch} keep about "
                       f"{format_size(options.shm_needed(workers, prefetch, batch_bytes))} of batches in /dev/shm, "
                       f"more than the safe {format_size(budget)}; expect 'No space left on device' or 'Bus error'. "
-                      "Leave them to portarun to stay within /dev/shm.", PortarunWarning, stacklevel=3)
+                      "Leave them to portarun to stay within /dev/shm.")
     loader = DataLoader(dataset, batch_size=batch_size, **final)
     loader.portarun = replace(options, overridden=notes)
     return loader

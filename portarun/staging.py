@@ -31,7 +31,6 @@ import posixpath
 import shutil
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
@@ -47,6 +46,7 @@ from .paths import ROLES, Location, is_remote, join
 from .progress import bar
 from .sysinfo import read_cpu
 from .units import format_size
+from .errors import warn
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -476,9 +476,9 @@ def space_check(rt: Runtime, dest: str) -> Callable[[int], None]:
         target = Path(dest)
         free = shutil.disk_usage(_nearest_existing(target)).free
         if need > free:
-            warnings.warn(f"staging {format_size(need)} to {dest}, but only {format_size(free)} is free on that "
+            warn(f"staging {format_size(need)} to {dest}, but only {format_size(free)} is free on that "
                           "disk; the copy will fail part-way. Free space, or stage to another role "
-                          "(to='scratch' or a folder on a larger disk).", PortarunWarning, stacklevel=4)
+                          "(to='scratch' or a folder on a larger disk).")
         quota = QUOTAS.get(rt.host.name)
         if quota is None:
             return
@@ -490,10 +490,9 @@ def space_check(rt: Runtime, dest: str) -> Callable[[int], None]:
             return
         used = _folder_bytes(root)
         if used + need > limit:
-            warnings.warn(f"staging {format_size(need)} to {dest} would bring {folder} to "
+            warn(f"staging {format_size(need)} to {dest} would bring {folder} to "
                           f"{format_size(used + need)}, past its {format_size(limit)} limit ({why}); files past "
-                          "the limit are lost. Stage large data to rt.paths.scratch instead.",
-                          PortarunWarning, stacklevel=4)
+                          "the limit are lost. Stage large data to rt.paths.scratch instead.")
 
     return check
 

@@ -25,7 +25,6 @@ import io
 import math
 import os
 import re
-import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from ._files import write_text_atomic
 from .errors import PortarunWarning, SubmissionError
 from .paths import is_remote, join
+from .errors import warn
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -429,8 +429,8 @@ def deliver(runtime: Runtime, path: Path, options: dict[str, Any]) -> Submission
             files.download(str(path))
             notes.append(f"offered {path.name} for download in the browser")
         except Exception as exc:  # the browser side can refuse; the file is safely written
-            warnings.warn(f"could not offer {path} for download ({type(exc).__name__}: {exc}); it is saved at "
-                          f"{path}: download it from the Files panel.", PortarunWarning, stacklevel=2)
+            warn(f"could not offer {path} for download ({type(exc).__name__}: {exc}); it is saved at "
+                          f"{path}: download it from the Files panel.")
     return Submission(path=path, rows=int(options["rows"]), columns=tuple(options["columns"]),
                       sample=options.get("sample"), reordered=bool(options.get("reordered")),
                       competition=competition, message=message, dry_run=dry_run, sent=sent, plan=plan,

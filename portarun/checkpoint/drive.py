@@ -7,9 +7,9 @@ checkpointer flushes; a save after a flush mounts Drive again first.
 """
 from __future__ import annotations
 
-import warnings
 
 from ..errors import PortarunWarning
+from ..errors import warn
 
 #: Where Colab mounts Drive (``google.colab.drive.mount`` default in Colab's docs).
 DRIVE_MOUNTPOINT = "/content/drive"
@@ -41,10 +41,10 @@ class DriveSync:
 
             drive.flush_and_unmount()
         except Exception as exc:
-            warnings.warn(
+            warn(
                 f"could not flush Google Drive after saving {what}: {type(exc).__name__}: {exc}. The checkpoint "
                 "may not have reached Drive yet; call google.colab.drive.flush_and_unmount() yourself before the "
-                "session ends, or copy the checkpoint folder elsewhere.", PortarunWarning, stacklevel=3)
+                "session ends, or copy the checkpoint folder elsewhere.")
             return False
         self.unmounted = True
         self.dirty = False

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import PortarunWarning
 from ..paths import is_remote
+from ..errors import warn
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -59,9 +59,8 @@ def configure_caches(rt: Runtime) -> dict[str, str]:
     folder), and warns for each variable set after a library that reads it was imported."""
     cache = rt.paths.cache
     if is_remote(cache):
-        warnings.warn(f"rt.paths.cache is {cache}, a URL; Hugging Face, torch and kagglehub need a local cache "
-                      "folder, so no cache variable was set. Point PORTARUN_CACHE_DIR at a local folder.",
-                      PortarunWarning, stacklevel=3)
+        warn(f"rt.paths.cache is {cache}, a URL; Hugging Face, torch and kagglehub need a local cache "
+                      "folder, so no cache variable was set. Point PORTARUN_CACHE_DIR at a local folder.")
         return {v.name: os.environ[v.name] for v in VARIABLES if v.name in os.environ}
     user_set = {v.name for v in VARIABLES if os.environ.get(v.name)}
     for variable in VARIABLES:
@@ -72,7 +71,7 @@ def configure_caches(rt: Runtime) -> dict[str, str]:
         os.environ[variable.name] = str(folder)
         late = [m for m in variable.read_at_import_by if m in sys.modules]
         if late:
-            warnings.warn(f"{variable.name} was set to {folder}, but {', '.join(late)} is already imported and read "
+            warn(f"{variable.name} was set to {folder}, but {', '.join(late)} is already imported and read "
                           "the old value: call rt.configure_caches() before importing it (restart the kernel "
-                          "in a notebook).", PortarunWarning, stacklevel=3)
+                          "in a notebook).")
     return {v.name: os.environ[v.name] for v in VARIABLES if v.name in os.environ}
