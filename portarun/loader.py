@@ -237,14 +237,18 @@ class LoaderOptions:
         values = {"num_workers": self.num_workers, "prefetch_factor": self.prefetch_factor,
                   "persistent_workers": self.persistent_workers, "pin_memory": self.pin_memory,
                   "multiprocessing_context": self.multiprocessing_context, "transfer": self.transfer}
-        lines = ["DataLoader settings (portarun):"]
+        lines = ["DataLoader settings (yours where you passed them, else portarun's):"]
         previous = ""
         for key, value in values.items():
+            if key in self.overridden:  # the value that won comes first, portarun's choice in its note
+                lines.append(f"  {key:<24} {'(yours)':<14} {self.overridden[key]}")
+                continue
             reason = self.reasons.get(key, "")
             lines.append(f"  {key:<24} {value!s:<14} {'(same reason)' if reason == previous else reason}")
             previous = reason
         for key, note in self.overridden.items():
-            lines.append(f"  {key:<24} {'(yours)':<14} {note}")
+            if key not in values:
+                lines.append(f"  {key:<24} {'(yours)':<14} {note}")
         f = self.facts
         lines.append(f"  facts: {f.cpus} usable CPUs ({f.cpu_limits}); {f.local_world_size} local rank(s); "
                      f"device {f.device_kind}; start method {f.start_method}; /dev/shm free "
@@ -424,7 +428,7 @@ def build_dataloader(rt: Runtime, dataset: Any, batch_size: int | None = 1, *, a
             why = ("you set num_workers=0" if "num_workers" in overrides
                    else f"portarun chose num_workers=0 ({options.reasons['num_workers']})")
             warn(f"portarun DataLoader: {', '.join(dropped)} ignored because {why}; pass num_workers "
-                          "too to load with workers.")
+                 "too to load with workers.")
             notes.update({key: f"{overrides[key]!r} set by you, dropped: {why}" for key in dropped})
         for key in _WORKER_ONLY:
             final.pop(key, None)
@@ -438,9 +442,9 @@ def build_dataloader(rt: Runtime, dataset: Any, batch_size: int | None = 1, *, a
             and ("num_workers" in overrides or "prefetch_factor" in overrides)
             and options.shm_needed(workers, prefetch, batch_bytes) > budget):
         warn(f"portarun DataLoader: your num_workers={workers}, prefetch_factor={prefetch} keep about "
-                      f"{format_size(options.shm_needed(workers, prefetch, batch_bytes))} of batches in /dev/shm, "
-                      f"more than the safe {format_size(budget)}; expect 'No space left on device' or 'Bus error'. "
-                      "Leave them to portarun to stay within /dev/shm.")
+             f"{format_size(options.shm_needed(workers, prefetch, batch_bytes))} of batches in /dev/shm, "
+             f"more than the safe {format_size(budget)}; expect 'No space left on device' or 'Bus error'. "
+             "Leave them to portarun to stay within /dev/shm.")
     loader = DataLoader(dataset, batch_size=batch_size, **final)
     loader.portarun = replace(options, overridden=notes)
     return loader
