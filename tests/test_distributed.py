@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,8 @@ def test_torchelastic_run_id_by_hand_is_not_a_launch() -> None:
 def test_inconsistent_torchrun_values_are_ignored() -> None:
     with pytest.warns(PortarunWarning, match="contradict each other"):
         d = dist_of({**TORCHRUN, "LOCAL_RANK": "2"})  # LOCAL_RANK must be < LOCAL_WORLD_SIZE
-    assert d.launcher is None and "not consistent" in d.evidence[0]
+    assert d.launcher is None and d.evidence[0] == (
+        "ignored torchrun variables: LOCAL_RANK=2 is not below LOCAL_WORLD_SIZE=2")
 
 
 def test_rank_typed_by_a_user_warns_and_is_ignored() -> None:
@@ -59,7 +61,8 @@ def test_rank_typed_by_a_user_warns_and_is_ignored() -> None:
 def test_slurm_step() -> None:
     d = dist_of(SLURM_STEP)
     assert (d.launcher, d.rank, d.local_rank, d.world_size, d.local_world_size, d.node_rank) == ("slurm", 5, 1, 8, 2, 2)
-    assert (d.master_addr, d.master_port) == ("gpu03", 13456)
+    # Lightning's and ignite's convention: 15000 + the job id's last four digits
+    assert (d.master_addr, d.master_port) == ("gpu03", 18456)
 
 
 def test_torchrun_inside_slurm_wins() -> None:
@@ -67,14 +70,14 @@ def test_torchrun_inside_slurm_wins() -> None:
 
 
 @pytest.mark.parametrize("drop_or_set", [
-    {"SLURM_STEP_ID": None},                                  # salloc shell / k8s pod: no step
-    {"SLURM_STEP_ID": None, "KUBERNETES_SERVICE_HOST": "10.96.0.1"},
+    {"SLURM_STEP_ID": None, "SLURM_STEP_TASKS_PER_NODE": None},  # salloc shell / k8s pod: no step
+    {"SLURM_STEP_ID": None, "SLURM_STEP_TASKS_PER_NODE": None, "KUBERNETES_SERVICE_HOST": "10.96.0.1"},
     {"SLURM_JOB_NAME": "bash"},                               # interactive srun --pty bash
 ])
 def test_slurm_look_alikes(drop_or_set: dict[str, str | None]) -> None:
     env = {k: v for k, v in {**SLURM_STEP, **drop_or_set}.items() if v is not None}
     d = dist_of(env)
-    assert d.launcher is None and d.evidence[0].startswith("ignored SLURM")
+    assert d.launcher is None and d.evidence[0].startswith("ignored slurm variables")
 
 
 def test_open_mpi_and_pmi() -> None:
@@ -85,13 +88,18 @@ def test_open_mpi_and_pmi() -> None:
     assert (d.launcher, d.rank, d.world_size, d.node_rank) == ("mpi", 2, 4, 1)
 
 
-def test_kubeflow_guard() -> None:
+def test_kubeflow_only_on_the_operators_evidence() -> None:
     pod = {"KUBERNETES_PORT": "tcp://10.96.0.1:443", "MASTER_ADDR": "job-master-0", "MASTER_PORT": "23456",
            "WORLD_SIZE": "3", "RANK": "2"}
-    d = dist_of(pod)
-    assert (d.launcher, d.rank, d.world_size, d.local_world_size) == ("kubeflow", 2, 3, 1)
-    with pytest.warns(PortarunWarning):  # LOCAL_RANK: torchelastic-like, but not torchrun's full set
-        assert dist_of({**pod, "LOCAL_RANK": "0"}).launcher is None
+    d = dist_of(pod)  # any pod with torch's env:// variables: env, not a guessed PyTorchJob
+    assert (d.launcher, d.rank, d.world_size, d.local_world_size, d.node_rank) == ("env", 2, 3, 1, 2)
+    pet = {"PET_MASTER_ADDR": "job-master-0", "PET_MASTER_PORT": "23456", "PET_NODE_RANK": "2", "PET_NNODES": "3"}
+    d = dist_of({**pod, **pet})
+    assert (d.launcher, d.rank, d.world_size, d.node_rank) == ("kubeflow", 2, 3, 2)
+    d = dist_of({**pod, **pet, "PET_NPROC_PER_NODE": "4", "WORLD_SIZE": "12"})  # torchrun belongs inside the pod
+    assert d.launcher is None and "PET_NPROC_PER_NODE=4" in d.evidence[0]
+    d = dist_of({**pod, **pet, "PET_NODE_RANK": "1"})
+    assert d.launcher == "env" and "PET_NODE_RANK=1 does not match RANK=2" in d.evidence[-1]
 
 
 def test_xla_world_only_when_torch_xla_is_already_imported(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -110,7 +118,97 @@ def test_xla_world_only_when_torch_xla_is_already_imported(monkeypatch: pytest.M
 def test_first_node_of_a_slurm_nodelist() -> None:
     assert _first_node("gpu[03-05,09],cpu1") == "gpu03"
     assert _first_node("node7,node8") == "node7"
-    assert _first_node(None) is None
+    assert _first_node("alpha beta") == "alpha"
+    assert _first_node(None) is None and _first_node("") is None and _first_node("[1-2]") is None
+
+
+def test_torchrun_without_master_variables_is_still_torchrun() -> None:
+    env = {k: v for k, v in TORCHRUN.items() if not k.startswith("MASTER_") and k != "LOCAL_WORLD_SIZE"}
+    d = dist_of(env)
+    assert (d.launcher, d.rank, d.local_rank, d.world_size, d.node_rank, d.master_addr) == (
+        "torchrun", 3, 1, 4, 1, None)
+    assert d.local_world_size == 2 and any("LOCAL_WORLD_SIZE unset" in e for e in d.evidence)
+
+
+def test_env_contract_and_notebook_ranks() -> None:
+    d = dist_of({"RANK": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "10.1.1.1", "MASTER_PORT": "29400"})
+    assert (d.launcher, d.rank, d.world_size, d.master_addr, d.master_port) == ("env", 1, 2, "10.1.1.1", 29400)
+    d = dist_of({"RANK": "0", "WORLD_SIZE": "1"})  # typed into a notebook: alone, and no warning
+    assert (d.launcher, d.world_size, d.is_distributed) == (None, 1, False)
+    with pytest.warns(PortarunWarning, match="WORLD_SIZE=4 is set.*missing RANK, MASTER_ADDR, MASTER_PORT"):
+        d = dist_of({"WORLD_SIZE": "4"})
+    assert (d.launcher, d.world_size) == (None, 1)
+
+
+def test_deepspeed_launcher() -> None:
+    env = {"RANK": "5", "LOCAL_RANK": "1", "WORLD_SIZE": "8", "MASTER_ADDR": "w0", "MASTER_PORT": "29500",
+           "LOCAL_SIZE": "4", "CROSS_RANK": "1", "CROSS_SIZE": "2"}
+    d = dist_of(env)
+    assert (d.launcher, d.rank, d.local_rank, d.world_size, d.local_world_size, d.node_rank) == (
+        "deepspeed", 5, 1, 8, 4, 1)
+    d = dist_of({**env, "CROSS_RANK": "2"})  # node index outside CROSS_SIZE: not DeepSpeed, but env:// holds
+    assert d.launcher == "env" and "CROSS_RANK=2 is not below CROSS_SIZE=2" in d.evidence[-1]
+
+
+def test_mpirun_inside_a_slurm_allocation() -> None:
+    inherited = {**SLURM_STEP, "SLURM_PROCID": "1", "SLURM_LOCALID": "0", "SLURM_NTASKS": "2",
+                 "SLURM_STEP_TASKS_PER_NODE": "1(x2)", "SLURM_NODEID": "1"}
+    ompi = {"OMPI_COMM_WORLD_RANK": "3", "OMPI_COMM_WORLD_SIZE": "4", "OMPI_COMM_WORLD_LOCAL_RANK": "1",
+            "OMPI_COMM_WORLD_LOCAL_SIZE": "2"}
+    d = dist_of({**inherited, **ompi})
+    assert (d.launcher, d.rank, d.world_size, d.local_rank) == ("mpi", 3, 4, 1)
+    assert any("inherited SLURM step" in e for e in d.evidence)
+    # srun --mpi=pmix: both describe the same task, SLURM's reader (with its rendezvous) decides
+    same = {**ompi, "OMPI_COMM_WORLD_RANK": "5", "OMPI_COMM_WORLD_SIZE": "8"}
+    assert dist_of({**SLURM_STEP, **same}).launcher == "slurm"
+
+
+def test_slurm_with_enroot_pytorch_hook_is_accepted() -> None:
+    hook = {"RANK": "5", "LOCAL_RANK": "1", "WORLD_SIZE": "8", "MASTER_ADDR": "gpu03", "MASTER_PORT": "12233"}
+    d = dist_of({**SLURM_STEP, **hook})
+    assert (d.launcher, d.rank, d.master_port) == ("slurm", 5, 12233)
+    d = dist_of({**SLURM_STEP, **hook, "RANK": "2"})  # a launcher inside the step: its variables win
+    assert (d.launcher, d.rank) == ("env", 2) and "RANK=2 differs" in d.evidence[-1]
+
+
+@pytest.mark.parametrize("value", ["-1", "", " ", "abc", "3.0", "²", "1e3", "9" * 5000, "99999999999", "0x10"])
+@pytest.mark.parametrize("name", ["RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS",
+                                  "OMPI_COMM_WORLD_RANK", "JSM_NAMESPACE_SIZE", "SKYPILOT_NUM_NODES", "MASTER_PORT"])
+def test_hostile_values_are_named_never_a_traceback(name: str, value: str) -> None:
+    envs = {"RANK": TORCHRUN, "WORLD_SIZE": TORCHRUN, "LOCAL_RANK": TORCHRUN, "MASTER_PORT": TORCHRUN,
+            "SLURM_PROCID": SLURM_STEP, "SLURM_NTASKS": {**SLURM_STEP, "SLURM_STEP_TASKS_PER_NODE": "x"},
+            "OMPI_COMM_WORLD_RANK": {"OMPI_COMM_WORLD_RANK": "0", "OMPI_COMM_WORLD_SIZE": "2",
+                                     "OMPI_COMM_WORLD_LOCAL_RANK": "0"},
+            "JSM_NAMESPACE_SIZE": {"JSM_NAMESPACE_RANK": "0", "JSM_NAMESPACE_LOCAL_RANK": "0",
+                                   "JSM_NAMESPACE_SIZE": "2", "LSB_JOBID": "7"},
+            "SKYPILOT_NUM_NODES": {"SKYPILOT_NODE_RANK": "0", "SKYPILOT_NUM_NODES": "2",
+                                   "SKYPILOT_NODE_IPS": "10.0.0.1\n10.0.0.2"}}
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        d = dist_of({**envs[name], name: value})
+    assert (d.launcher, d.world_size) == (None, 1)
+    named = [e for e in d.evidence if name in e]
+    assert named and all(len(e) < 400 for e in d.evidence), d.evidence
+
+
+def test_absurd_slurm_layouts_are_not_expanded() -> None:
+    d = dist_of({**SLURM_STEP, "SLURM_STEP_TASKS_PER_NODE": "1(x999999999)", "SLURM_NNODES": "999999999"})
+    assert (d.launcher, d.rank, d.local_rank, d.local_world_size, d.node_rank) == ("slurm", 5, 1, 2, 2)
+
+
+@pytest.mark.parametrize("env", [
+    {"RANK": "4", "WORLD_SIZE": "4", "MASTER_ADDR": "a", "MASTER_PORT": "1"},         # rank = world
+    {"RANK": "0", "WORLD_SIZE": "0", "MASTER_ADDR": "a", "MASTER_PORT": "1"},         # empty world
+    {"RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "a", "MASTER_PORT": "70000"},     # not a port
+    {"RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": " ", "MASTER_PORT": "1"},         # blank address
+    {**SLURM_STEP, "SLURM_PROCID": "8"},
+    {**SLURM_STEP, "SLURM_LOCALID": "2"},                                             # 2 tasks on this node
+])
+def test_inconsistent_values_are_never_believed(env: dict[str, str]) -> None:
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        d = dist_of(env)
+    assert d.launcher is None and d.evidence[0].startswith("ignored ")
 
 
 def test_backends() -> None:
