@@ -9,22 +9,35 @@ Environment controls (read from the probe's environment at first use):
 - ``PORTARUN_DISABLE_PLUGINS=a,b``: block-list; built-ins other than ``local`` can be blocked too.
 - ``PORTARUN_STRICT=1``: a plugin that fails raises :class:`~portarun.errors.PluginError`
   instead of being skipped with a :class:`~portarun.errors.PortarunWarning`.
+- ``PORTARUN_PLUGIN_TIMEOUT=5``: seconds each third-party import, registration and ``detect()``
+  may take (:mod:`portarun._isolation`, which also keeps plugins from changing the process).
+
+What a plugin hands portarun is checked before use: provider classes when they are registered
+(:func:`provider_problem`), detections when they are ranked (:func:`checked_detection`).
 """
 from __future__ import annotations
 
+import copy
 import importlib
+import math
+import re
+import threading
 import warnings
-from collections.abc import Mapping
-from types import ModuleType
-from typing import NamedTuple
+from collections.abc import Callable, Iterator, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pluggy
 
 from . import hookspecs
 from ._entrypoints import portarun_entry_points
 from ._files import flag
-from .errors import PluginError, PortarunWarning
-from .provider import Provider
+from ._isolation import MAX_LINE, Outcome, ProcessState, Worker, budget, clean_text, describe_error
+from .errors import PluginError, warn
+from .provider import Detection, Provider
+
+if TYPE_CHECKING:
+    from .probe import Probe
 
 #: Built-in plugins, also declared as entry points in setup.cfg. They are loaded by module name
 #: when the entry points are not scanned (autoload disabled, or running from a source tree).
@@ -65,7 +78,7 @@ def fail(message: str, env: Mapping[str, str]) -> None:
     """Report a misbehaving plugin: a warning, or an error under ``PORTARUN_STRICT=1``."""
     if flag(env.get("PORTARUN_STRICT"), default=False):
         raise PluginError(message)
-    warnings.warn(message + " Set PORTARUN_STRICT=1 to make this an error.", PortarunWarning, stacklevel=4)
+    warn(message + " Set PORTARUN_STRICT=1 to make this an error.")
 
 
 class PluginSet:
@@ -80,18 +93,23 @@ class PluginSet:
         #: The plugin that registered each provider class (its module may differ from the
         #: plugin's: a hook module can register providers defined in other modules).
         self._registered_by: dict[type[Provider], PluginInfo] = {}
-        self._load()
+        #: Providers whose ``detect()`` overran the budget and has not returned yet.
+        self._late: dict[type[Provider], threading.Event] = {}
+        self.budget, problem = budget(env)
+        if problem:
+            warn(problem)
+        self._worker = Worker(self.budget)
+        try:
+            self._load()
+        finally:
+            self._worker.close()
 
     # -- loading -------------------------------------------------------------------------
     def _load(self) -> None:
         blocked = _names(self.env, "PORTARUN_DISABLE_PLUGINS")
         if "local" in blocked:
             blocked.discard("local")
-            warnings.warn(
-                "PORTARUN_DISABLE_PLUGINS lists 'local', the fallback provider; it stays enabled.",
-                PortarunWarning,
-                stacklevel=3,
-            )
+            warn("PORTARUN_DISABLE_PLUGINS lists 'local', the fallback provider; it stays enabled.")
         allowed = _names(self.env, "PORTARUN_PLUGINS")
         autoload = not flag(self.env.get("PORTARUN_DISABLE_PLUGIN_AUTOLOAD"), default=False)
         for module in DEFAULT_HOOK_MODULES:
@@ -111,48 +129,136 @@ class PluginSet:
             self._register(PluginInfo(name, module, dist, version, builtin=False))
 
     def _register(self, info: PluginInfo) -> None:
-        try:
-            obj: ModuleType = importlib.import_module(info.module.split(":")[0])
-            self.pm.register(obj, name=info.name)
-        except Exception as exc:  # a broken plugin must not break detection
-            self.infos.append(_replace_error(info, f"{type(exc).__name__}: {exc}"))
-            fail(f"portarun plugin {info.label} failed to load and was skipped: {type(exc).__name__}: {exc}.", self.env)
+        module = info.module.split(":")[0]
+        outcome, changed = self.guarded(info, lambda: importlib.import_module(module), paths=False)
+        self._changed(info, "while loading", changed, "")
+        problem = outcome.problem(self.budget)
+        if problem is None:
+            try:
+                self.pm.register(outcome.value, name=info.name)
+            except Exception as exc:  # pluggy refuses a name taken or a malformed hook
+                problem = describe_error(exc)
+        if problem is not None:
+            self.infos.append(_replace_error(info, problem))
+            fail(f"portarun plugin {info.label} failed to load and was skipped: {problem}.", self.env)
             return
         self.infos.append(info)
 
+    def guarded(self, info: PluginInfo, call: Callable[[], Any], *, paths: bool,
+                worker: Worker | None = None) -> tuple[Outcome, list[str]]:
+        """Run plugin code: inline for portarun's own, else within the time budget, with every
+        exception caught and the process state put back afterwards. Returns the outcome and
+        what the code changed in the process (:class:`~portarun._isolation.ProcessState`)."""
+        if info.builtin:
+            return Worker(None).call(call), []
+        state = ProcessState(paths=paths)
+        try:
+            outcome = (worker or self._worker).call(call)
+        finally:
+            changed = state.restore()
+        return outcome, changed
+
+    def _changed(self, info: PluginInfo, during: str, changed: list[str], consequence: str) -> None:
+        if changed:
+            fail(f"portarun plugin {info.label} changed the process {during}: {', '.join(changed)}; portarun put "
+                 f"it back{consequence}. Plugins must leave the process as they found it.", self.env)
+
     # -- providers -----------------------------------------------------------------------
     def providers(self) -> dict[str, type[Provider]]:
-        """Provider classes by name, collected once through ``portarun_register_providers``."""
+        """Provider classes by name, collected once through ``portarun_register_providers``:
+        portarun's own plugins first, then the others in the order they were loaded, so that
+        when two providers share a name the built-in (else the first loaded) is kept whatever
+        ``tryfirst``/``trylast`` say."""
         if self._providers is None:
+            order = {info.name: i for i, info in enumerate(self.infos)}
+            impls = sorted(self.pm.hook.portarun_register_providers.get_hookimpls(),
+                           key=lambda impl: (not self.info_for(impl.plugin_name).builtin,
+                                             order.get(impl.plugin_name, len(order)), impl.plugin_name))
             collected: dict[str, type[Provider]] = {}
-            for impl in self.pm.hook.portarun_register_providers.get_hookimpls():
-                info = self.info_for(impl.plugin_name)
-
-                def register(cls: type[Provider], _info: PluginInfo = info) -> None:
-                    self._add_provider(collected, cls, _info)
-
-                try:
-                    impl.function(register=register)
-                except PluginError:
-                    raise
-                except Exception as exc:
-                    fail(f"portarun plugin {info.label} raised in portarun_register_providers: "
-                         f"{type(exc).__name__}: {exc}; its providers were skipped.", self.env)
+            worker = Worker(self.budget)
+            try:
+                for impl in impls:
+                    self._collect(impl.function, self.info_for(impl.plugin_name), collected, worker)
+            finally:
+                worker.close()
             self._providers = dict(sorted(collected.items()))
         return self._providers
 
-    def _add_provider(self, into: dict[str, type[Provider]], cls: object, info: PluginInfo) -> None:
-        if not (isinstance(cls, type) and issubclass(cls, Provider) and isinstance(getattr(cls, "name", None), str)):
-            fail(f"portarun plugin {info.label} registered {cls!r}, which is not a portarun.Provider "
-                 "subclass with a string `name`; it was skipped.", self.env)
+    def _collect(self, hook: Callable[..., object], info: PluginInfo, into: dict[str, type[Provider]],
+                 worker: Worker) -> None:
+        # What the hook registers is checked here, after it returns: a hook abandoned past the
+        # budget may still call ``register`` from its thread, and that must change nothing.
+        registered: list[object] = []
+        outcome, changed = self.guarded(info, lambda: hook(register=registered.append), paths=True, worker=worker)
+        self._changed(info, "in portarun_register_providers", changed, "")
+        problem = outcome.problem(self.budget)
+        if problem is not None:
+            fail(f"portarun plugin {info.label} failed in portarun_register_providers: {problem}; "
+                 "its providers were skipped.", self.env)
             return
-        if cls.name in into and into[cls.name] is not cls:
-            fail(f"portarun plugin {info.label} registered a second provider named {cls.name!r} "
-                 f"(the first is {into[cls.name].__module__}.{into[cls.name].__qualname__}); the "
-                 "second was skipped. Block one with PORTARUN_DISABLE_PLUGINS.", self.env)
+        for cls in list(registered):
+            self._add_provider(into, cls, info)
+
+    def _add_provider(self, into: dict[str, type[Provider]], cls: object, info: PluginInfo) -> None:
+        problem = provider_problem(cls)
+        if problem is not None:
+            fail(f"portarun plugin {info.label} registered {describe(cls)}, which {problem}; it was skipped.", self.env)
+            return
+        assert isinstance(cls, type) and issubclass(cls, Provider)  # provider_problem checked it
+        first = into.get(cls.name)
+        if first is not None and first is not cls:
+            fail(f"portarun plugin {info.label} registered a second provider named {cls.name!r}, which plugin "
+                 f"{self._registered_by[first].label} already registered "
+                 f"({first.__module__}.{first.__qualname__}); portarun keeps the "
+                 f"{'built-in' if self._registered_by[first].builtin else 'first loaded'} one and skipped "
+                 f"{cls.__module__}.{cls.__qualname__}. Block one with PORTARUN_DISABLE_PLUGINS.", self.env)
             return
         into[cls.name] = cls
         self._registered_by[cls] = info
+
+    # -- detection -----------------------------------------------------------------------
+    def detections(self, probe: Probe) -> Iterator[tuple[type[Provider], Detection | None, str | None]]:
+        """Each provider's checked detection, or the error that disqualified it (already
+        reported: a warning, or :class:`PluginError` under ``PORTARUN_STRICT=1``).
+
+        Providers see ``probe`` with a read-only copy of its environment. Third-party
+        ``detect()`` runs within the time budget of ``probe``'s ``PORTARUN_PLUGIN_TIMEOUT``."""
+        view = read_only(probe)
+        limit, problem = budget(probe.env)
+        if problem:
+            warn(problem)
+        worker = Worker(limit)
+        try:
+            for cls in self.providers().values():
+                info = self.info_for_provider(cls)
+                late = self._late.get(cls)
+                if late is not None and not late.is_set():
+                    fail(f"provider {cls.name!r} from plugin {info.label} is still running the detect() that "
+                         "overran its time budget in an earlier detection; it was skipped.", self.env)
+                    yield cls, None, "still running an earlier detect()"
+                    continue
+                outcome, changed = self.guarded(info, _bound(cls.detect, view), paths=True, worker=worker)
+                if outcome.done is not None:
+                    self._late[cls] = outcome.done
+                problem = outcome.problem(limit)
+                if changed and problem is None:  # what it detected may rest on what it changed
+                    self._changed(info, f"in {cls.name!r}.detect()", changed, ", and skipped the provider")
+                    yield cls, None, f"changed the process: {', '.join(changed)}"
+                    continue
+                self._changed(info, f"in {cls.name!r}.detect()", changed, "")
+                if problem is not None:
+                    what = f"raised in detect(): {problem}" if outcome.error is not None else f"detect() {problem}"
+                    fail(f"provider {cls.name!r} from plugin {info.label} {what}; it was skipped.", self.env)
+                    yield cls, None, problem
+                    continue
+                detection, error = checked_detection(outcome.value)
+                if error is not None:
+                    fail(f"provider {cls.name!r} from plugin {info.label} {error} from detect(), not a "
+                         "portarun.Detection (a confidence in [0, 1], a tuple of evidence strings) or None; it "
+                         "was skipped.", self.env)
+                yield cls, detection, error
+        finally:
+            worker.close()
 
     def info_for(self, plugin_name: str) -> PluginInfo:
         """The :class:`PluginInfo` of a registered plugin (a plain one for ad-hoc plugins)."""
@@ -169,6 +275,94 @@ class PluginSet:
             if info.module.split(":")[0] == cls.__module__:
                 return info
         return PluginInfo(cls.name, cls.__module__, None, None, builtin=False)
+
+
+#: A provider's ``name`` is typed in ``PORTARUN_HOST`` and shown in reports.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+#: Limits on what a detection's evidence may put into reports and ``explain()``.
+MAX_EVIDENCE_LINES = 50
+
+
+def provider_problem(cls: object) -> str | None:
+    """Why ``cls`` cannot be a provider (``None`` when it can): it must be a concrete
+    :class:`Provider` subclass with a valid ``name`` and ``display_name`` and well-typed
+    ``priority``, ``fallback`` and ``marker_modules``."""
+    if not (isinstance(cls, type) and issubclass(cls, Provider)):
+        return "is not a portarun.Provider subclass"
+    abstract = sorted(getattr(cls, "__abstractmethods__", ()))
+    if abstract:
+        return f"is abstract (it does not implement {', '.join(abstract)})"
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        return (f"has no valid `name` (got {describe(name)}; it must be 1-64 letters, digits, '.', '_' or '-', "
+                "starting with a letter or digit)")
+    display = getattr(cls, "display_name", None)
+    if not isinstance(display, str) or not display.strip() or not display.isprintable() or len(display) > 100:
+        return f"has no valid `display_name` (got {describe(display)}; it must be printable text of 1-100 characters)"
+    if type(getattr(cls, "priority", None)) is not int:
+        return f"has a `priority` that is not an int ({describe(getattr(cls, 'priority', None))})"
+    if type(getattr(cls, "fallback", None)) is not bool:
+        return f"has a `fallback` that is not a bool ({describe(getattr(cls, 'fallback', None))})"
+    markers = getattr(cls, "marker_modules", None)
+    if not isinstance(markers, tuple) or not all(isinstance(m, str) for m in markers):
+        return "has `marker_modules` that is not a tuple of module names"
+    return None
+
+
+def checked_detection(result: object) -> tuple[Detection | None, str | None]:
+    """A provider's ``detect()`` result as portarun may use it, or what is wrong with it.
+
+    The confidence must be a real number in [0, 1] and the evidence a tuple (or list) of
+    strings; each evidence line is cleaned for printing (:func:`clean_text`) and at most
+    :data:`MAX_EVIDENCE_LINES` are kept."""
+    if result is None:
+        return None, None
+    if not isinstance(result, Detection):
+        return None, f"returned {type(result).__name__}"
+    confidence, evidence = result.confidence, result.evidence
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)):
+        return None, f"returned a confidence of type {type(confidence).__name__}"
+    if not (math.isfinite(confidence) and 0 <= confidence <= 1):
+        return None, f"returned confidence {confidence!r}, outside [0, 1]"
+    if not isinstance(evidence, (tuple, list)) or not all(isinstance(line, str) for line in evidence):
+        return None, "returned evidence that is not a tuple of strings"
+    lines = _clean_lines(evidence)
+    if len(evidence) > MAX_EVIDENCE_LINES:
+        lines = (*lines, f"note {len(evidence) - MAX_EVIDENCE_LINES} more evidence lines not shown")
+    fields: dict[str, Any] = {"confidence": float(confidence), "evidence": lines}
+    missing = getattr(result, "missing", None)
+    if missing is not None:  # the strong markers looked for and not found, printed by explain()
+        if not isinstance(missing, (tuple, list)) or not all(isinstance(m, str) for m in missing):
+            return None, "returned `missing` markers that are not a tuple of strings"
+        fields["missing"] = _clean_lines(missing)
+    return result._replace(**fields), None
+
+
+def _clean_lines(lines: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    return tuple(clean_text(line, MAX_LINE) for line in lines[:MAX_EVIDENCE_LINES])
+
+
+def describe(obj: object) -> str:
+    """A short, safe description of a value a plugin handed over (its repr may be anything)."""
+    if isinstance(obj, type):
+        return clean_text(f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', '?')}", 200)
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return clean_text(repr(obj), 80)
+    return f"a {type(obj).__name__}"
+
+
+def read_only(probe: Probe) -> Probe:
+    """``probe`` as providers see it: the same facts (the already cached ones included) with a
+    read-only copy of its environment, so one provider cannot change what the next one, or
+    the rest of the process, sees. (A copy and not ``dataclasses.replace``: that would lose
+    the cached facts and read them again.)"""
+    view = copy.copy(probe)
+    object.__setattr__(view, "env", MappingProxyType(dict(probe.env)))
+    return view
+
+
+def _bound(detect: Callable[[Probe], object], probe: Probe) -> Callable[[], object]:
+    return lambda: detect(probe)
 
 
 def _replace_error(info: PluginInfo, error: str) -> PluginInfo:

@@ -14,7 +14,7 @@ from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple, overload
 
-from ._manager import PluginSet, fail
+from ._manager import PluginSet
 from .errors import NotAvailableError, UnknownHostError
 from .paths import Paths, default_project, slugify
 from .probe import Probe
@@ -41,7 +41,8 @@ if TYPE_CHECKING:
 
     T = TypeVar("T")
 
-_PLUGIN_VARS = ("PORTARUN_DISABLE_PLUGIN_AUTOLOAD", "PORTARUN_PLUGINS", "PORTARUN_DISABLE_PLUGINS", "PORTARUN_STRICT")
+_PLUGIN_VARS = ("PORTARUN_DISABLE_PLUGIN_AUTOLOAD", "PORTARUN_PLUGINS", "PORTARUN_DISABLE_PLUGINS", "PORTARUN_STRICT",
+                "PORTARUN_PLUGIN_TIMEOUT")
 
 
 class HostInfo(NamedTuple):
@@ -131,25 +132,12 @@ def _reset() -> None:
 # -- detection -----------------------------------------------------------------------------
 def rank(probe: Probe, plugins: PluginSet) -> list[Verdict]:
     """Every provider's verdict, best first: matched before unmatched, then by confidence,
-    priority and name. A provider whose ``detect`` raises or returns the wrong type is
-    reported (warning, or error under ``PORTARUN_STRICT=1``) and ranked last."""
-    verdicts: list[Verdict] = []
-    for name, cls in plugins.providers().items():
-        label = plugins.info_for_provider(cls).label
-        try:
-            detection: object = cls.detect(probe)  # third-party code: check what it really returns
-        except Exception as exc:
-            fail(f"provider {name!r} from plugin {label} raised in detect(): {type(exc).__name__}: {exc}; "
-                 "it was skipped.", probe.env)
-            verdicts.append(Verdict(name, cls.priority, cls.fallback, None, f"{type(exc).__name__}: {exc}"))
-            continue
-        if detection is not None and not isinstance(detection, Detection):
-            fail(f"provider {name!r} from plugin {label} returned {type(detection).__name__} from detect(), "
-                 "not a portarun.Detection or None; it was skipped.", probe.env)
-            verdicts.append(Verdict(name, cls.priority, cls.fallback, None, f"returned {type(detection).__name__}"))
-            continue
-        verdicts.append(Verdict(name, cls.priority, cls.fallback, detection))
-    verdicts.sort(key=lambda v: (not v.matched, -v.confidence, -v.priority, v.provider))
+    priority and name. A provider whose ``detect`` raises, overruns its time budget, changes
+    the process or returns an invalid detection is reported (warning, or error under
+    ``PORTARUN_STRICT=1``) and ranked last (:meth:`PluginSet.detections`)."""
+    verdicts = [Verdict(cls.name, cls.priority, cls.fallback, detection, error)
+                for cls, detection, error in plugins.detections(probe)]
+    verdicts.sort(key=lambda v: (not v.matched, v.error is not None, -v.confidence, -v.priority, v.provider))
     return verdicts
 
 

@@ -94,9 +94,10 @@ def presets() -> tuple[str, ...]:
     return tuple(sorted(PRESETS))
 
 
-def _host_modules() -> frozenset[str]:
+def _host_modules(env: Mapping[str, str]) -> frozenset[str]:
+    """Host marker modules of every provider the simulated environment's plugin controls load."""
     names = {"torch_xla", "pynvml", "google.colab", "kaggle_secrets", "kaggle_web_client"}
-    for cls in _runtime.providers().values():
+    for cls in _runtime.plugin_set(env).providers().values():
         names.update(cls.marker_modules)
     return frozenset(names)
 
@@ -193,8 +194,9 @@ def simulate(
         path=str(base / "dev/shm"), total=parse_size(shm, "shm"), free=parse_size(shm, "shm"))
     tpu_value = tpu if tpu is not None else preset.tpu
     tpu_facts = tpu_value if isinstance(tpu_value, TpuFacts) or tpu_value is None else tpu_from_spec(tpu_value)
+    probe_env = {**preset.env, **(env or {})}
     probe = Probe(
-        env={**preset.env, **(env or {})}, root=base, modules=all_modules, host_modules=_host_modules(),
+        env=probe_env, root=base, modules=all_modules, host_modules=_host_modules(probe_env),
         simulated=True, kernel=preset.kernel if kernel is None else kernel, cpu_override=cpu,
         memory_override=mem, shm_override=shm_facts, gpus_override=_gpus(gpus), tpu_override=tpu_facts,
         platform_override=PlatformFacts(*platform) if platform else None,

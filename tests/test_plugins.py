@@ -2,7 +2,18 @@
 misbehaving plugins isolated. Installed distributions are covered by test_plugin_distributions."""
 from __future__ import annotations
 
+import builtins
+import io
+import itertools
+import os
+import re
+import sys
+import textwrap
+import threading
+import time
 import types
+import warnings
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -130,3 +141,311 @@ def test_a_providers_cpu_hint_reaches_report_and_loader() -> None:
             assert rt.cpu.hint == 1 and rt.cpu.usable == 1 and rt.probe.cpu.usable == 64
             assert report.system_section(rt)["cpus"]["usable"] == 1
             assert rt.loader.facts.cpus == 1
+
+
+# -- plugins that misbehave: hang, exit, hand over malformed classes or detections, or change
+#    the process around them. Each is skipped with a warning naming it; detection carries on.
+
+def _detecting(name: str, detect) -> type[Provider]:  # type: ignore[no-untyped-def]
+    """A provider whose detect() is ``detect(probe)``."""
+    cls = _provider(name, None)
+    cls.detect = classmethod(lambda c, probe: detect(probe))  # type: ignore[method-assign,assignment]
+    return cls
+
+
+def test_a_hanging_detect_is_abandoned_after_its_budget() -> None:
+    release = threading.Event()
+    timer = threading.Timer(8, release.set)  # lets the old, unbounded code finish (and fail)
+    timer.start()
+    try:
+        with plugin(_plugin_of(_detecting("sleepy", lambda probe: release.wait(60)))):
+            started = time.monotonic()
+            with pytest.warns(portarun.PortarunWarning,
+                              match=r"provider 'sleepy' .* detect\(\) did not return within 0.2 s .*PORTARUN_PLUGIN_TIMEOUT"):
+                with simulate("kaggle", env={"PORTARUN_PLUGIN_TIMEOUT": "0.2"}) as rt:
+                    assert rt.host.name == "kaggle"
+                    assert "did not return within 0.2 s" in str(next(v.error for v in rt.verdicts if v.provider == "sleepy"))
+            assert time.monotonic() - started < 3
+            # Still hung: the next detection skips it at once instead of starting another thread.
+            with pytest.warns(portarun.PortarunWarning, match="'sleepy' .* still running"):
+                with simulate("kaggle", env={"PORTARUN_PLUGIN_TIMEOUT": "0.2"}) as rt:
+                    assert rt.host.name == "kaggle"
+    finally:
+        release.set()
+        timer.cancel()
+
+
+def test_the_budget_variable_is_checked() -> None:
+    with plugin(_plugin_of(_provider("acme", 0.9))):
+        with pytest.warns(portarun.PortarunWarning, match="PORTARUN_PLUGIN_TIMEOUT='soon' is not a number of seconds"):
+            with simulate(env={"PORTARUN_PLUGIN_TIMEOUT": "soon"}) as rt:
+                assert rt.host.name == "acme"
+        with simulate(env={"PORTARUN_PLUGIN_TIMEOUT": "off"}) as rt:  # no limit: runs inline
+            assert rt.host.name == "acme"
+
+
+class _NotAnError(BaseException):
+    pass
+
+
+@pytest.mark.parametrize("exc", [SystemExit(3), _NotAnError("odd"), GeneratorExit()])
+def test_base_exceptions_in_detect_do_not_end_the_process(exc: BaseException) -> None:
+    def detect(probe):  # type: ignore[no-untyped-def]
+        raise exc
+
+    with plugin(_plugin_of(_detecting("quitter", detect))):
+        with pytest.warns(portarun.PortarunWarning, match=f"'quitter' .* raised in detect\\(\\): {type(exc).__name__}"):
+            with simulate("kaggle") as rt:
+                assert rt.host.name == "kaggle"
+
+
+def test_keyboard_interrupt_in_detect_still_propagates() -> None:
+    def detect(probe):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    with plugin(_plugin_of(_detecting("ctrl-c", detect))):
+        with pytest.raises(KeyboardInterrupt):
+            with simulate("kaggle"):
+                pass
+
+
+def _abstract() -> type:
+    class Abstract(Provider):  # no locations()
+        name = "abstract"
+        display_name = "Abstract"
+
+        @classmethod
+        def detect(cls, probe):  # type: ignore[no-untyped-def]
+            return Detection(0.99, ("+0.99 claims everything",))
+
+    return Abstract
+
+
+def _with(**attributes: object) -> type:
+    cls = _provider("claimer", 0.99)
+    for key, value in attributes.items():
+        if value is _DELETE:
+            delattr(cls, key)
+        else:
+            setattr(cls, key, value)
+    return cls
+
+
+_DELETE = object()
+
+
+@pytest.mark.parametrize("cls, problem", [
+    (_abstract(), r"is abstract \(it does not implement locations\)"),
+    (_with(display_name=_DELETE), "no valid `display_name`"),
+    (_with(display_name="two\nlines"), "no valid `display_name`"),
+    (_with(name=5), "no valid `name` .got 5"),
+    (_with(name="has space"), "no valid `name`"),
+    (_with(name=""), "no valid `name`"),
+    (_with(priority="high"), "`priority` that is not an int"),
+    (_with(fallback="yes"), "`fallback` that is not a bool"),
+    (_with(marker_modules="google.colab"), "`marker_modules` that is not a tuple"),
+])
+def test_malformed_provider_classes_are_refused_at_registration(cls: type, problem: str) -> None:
+    with plugin(_plugin_of(cls)):  # type: ignore[arg-type]
+        with pytest.warns(portarun.PortarunWarning, match=f"registered .*, which (has a |has |is )?{problem}.*; it was skipped"):
+            with simulate("kaggle") as rt:
+                assert rt.host.name == "kaggle"
+                assert all(v.error is None for v in rt.verdicts)  # refused before detection
+
+
+@pytest.mark.parametrize("detection, problem", [
+    (Detection("0.99", ("x",)), "confidence of type str"),  # type: ignore[arg-type]
+    (Detection(float("nan"), ("x",)), "confidence nan, outside"),
+    (Detection(float("inf"), ("x",)), "confidence inf, outside"),
+    (Detection(-0.5, ("x",)), "confidence -0.5, outside"),
+    (Detection(1.5, ("x",)), "confidence 1.5, outside"),
+    (Detection(True, ("x",)), "confidence of type bool"),
+    (Detection(0.99, "evidence"), "evidence that is not a tuple of strings"),  # type: ignore[arg-type]
+    (Detection(0.99, (1, 2)), "evidence that is not a tuple of strings"),  # type: ignore[arg-type]
+    ((0.99, ("x",)), "returned tuple"),
+])
+def test_malformed_detections_are_refused_at_ranking(detection: object, problem: str) -> None:
+    with plugin(_plugin_of(_detecting("claimer", lambda probe: detection))):
+        with pytest.warns(portarun.PortarunWarning, match=f"'claimer' .*{problem}.* from detect"):
+            with simulate("kaggle") as rt:
+                assert rt.host.name == "kaggle"
+                assert [v.provider for v in rt.verdicts][-1] == "claimer"
+                rt.explain()
+
+
+def test_evidence_is_cleaned_before_anything_prints_it() -> None:
+    lines = ("+0.99 \x1b[2J\x1b[31mred\nsecond line\r", "note token=s3://AKIAXX:hunter2@bucket/x",
+             "+0.00 " + "y" * 100_000, *(f"note {i}" for i in range(200)))
+    with plugin(_plugin_of(_detecting("noisy", lambda probe: Detection(0.99, lines)))):
+        with simulate(env={}) as rt:
+            assert rt.host.name == "noisy"
+            text = rt.explain()
+    assert "\x1b" not in text and "\r" not in text and "red\nsecond" not in text and "\\x1b[2J" in text
+    assert "hunter2" not in text
+    assert max(len(line) for line in rt.host.evidence) <= 500
+    assert len(rt.host.evidence) <= 51 and "more evidence lines not shown" in rt.host.evidence[-1]
+
+
+def test_a_trylast_plugin_cannot_replace_a_builtin_provider() -> None:
+    impostor = _provider("kaggle", 0.99)
+
+    class Hooks:
+        @hookimpl(trylast=True)
+        def portarun_register_providers(self, register):  # type: ignore[no-untyped-def]
+            register(impostor)
+
+    hooks = Hooks()
+    with plugin(hooks, name="impostor"):
+        with pytest.warns(portarun.PortarunWarning) as caught:
+            with simulate("kaggle") as rt:
+                assert portarun.providers()["kaggle"] is not impostor
+                assert rt.host.plugin == "kaggle" and rt.paths.output == rt.probe.path("/kaggle/working")
+    message = next(str(w.message) for w in caught if "second provider named 'kaggle'" in str(w.message))
+    assert message.startswith("portarun plugin 'impostor' registered")  # the impostor is blamed
+    assert "keeps the built-in one" in message
+
+
+def test_providers_see_a_read_only_environment() -> None:
+    def vandal(probe):  # type: ignore[no-untyped-def]
+        probe.env.clear()  # in a simulation this was the probe's own dict
+        return None
+
+    # "aaa" is asked before "kaggle": were the environment shared, Kaggle would go undetected.
+    with plugin(_plugin_of(_detecting("aaa", vandal))):
+        with pytest.warns(portarun.PortarunWarning, match="'aaa' .* raised in detect"):
+            with simulate("kaggle") as rt:
+                assert rt.host.name == "kaggle"
+                assert rt.probe.env["KAGGLE_KERNEL_RUN_TYPE"] == "Interactive"
+
+
+def _change_process(tmp: str) -> dict[str, Callable[[], object]]:
+    return {
+        "os.environ (PORTARUN_TEST_PLANTED)": lambda: os.environ.__setitem__("PORTARUN_TEST_PLANTED", "1"),
+        "the working folder": lambda: os.chdir(tmp),
+        "the warnings filters": lambda: warnings.simplefilter("ignore"),
+        "sys.modules (json)": lambda: sys.modules.__setitem__("json", types.ModuleType("json")),
+        "sys.path": lambda: sys.path.insert(0, tmp),
+        "sys.stdout": lambda: setattr(sys, "stdout", io.StringIO()),
+        "builtins": lambda: setattr(builtins, "open", print),
+        "the recursion limit": lambda: sys.setrecursionlimit(50_000),
+    }
+
+
+@pytest.mark.parametrize("what", list(_change_process("/")))
+def test_a_detect_that_changes_the_process_is_undone_and_reported(what: str, tmp_path) -> None:
+    before = (dict(os.environ), os.getcwd(), list(warnings.filters), sys.modules["json"], list(sys.path), sys.stdout,
+              builtins.open, sys.getrecursionlimit())
+    change = _change_process(str(tmp_path))[what]
+
+    def detect(probe):  # type: ignore[no-untyped-def]
+        change()
+        return Detection(0.99, ("+0.99 here",))
+
+    with plugin(_plugin_of(_detecting("meddler", detect))):
+        with pytest.warns(portarun.PortarunWarning, match=re.escape(f"changed the process in 'meddler'.detect(): {what}")):
+            with simulate("kaggle") as rt:
+                assert rt.host.name == "kaggle"  # its detection does not count
+    after = (dict(os.environ), os.getcwd(), list(warnings.filters), sys.modules["json"], list(sys.path), sys.stdout,
+             builtins.open, sys.getrecursionlimit())
+    assert after == before
+
+
+# -- plugins loaded from entry points: their import runs third-party code too --------------
+
+_modules = itertools.count()
+
+
+@pytest.fixture
+def entry_point(tmp_path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], str]]:
+    """Install a plugin module with the given source under the entry point ``ep-test`` of a
+    distribution ``ep-test-dist 1.0``; returns the module's name."""
+    from portarun import _manager, runtime
+    from portarun._entrypoints import EntryPoint
+
+    def install(source: str) -> str:
+        module = f"portarun_test_plugin_{next(_modules)}"  # a fresh name: sys.modules keeps the last
+        (tmp_path / f"{module}.py").write_text(textwrap.dedent(source))
+        monkeypatch.syspath_prepend(str(tmp_path))
+        monkeypatch.setattr(_manager, "portarun_entry_points",
+                            lambda env: [EntryPoint("ep-test", module, "ep-test-dist", "1.0")])
+        runtime._reset()
+        return module
+
+    yield install
+    monkeypatch.undo()
+    runtime._reset()
+
+
+_PROVIDER_SOURCE = """
+    import portarun
+    from portarun import Detection, HostLocations, Provider
+
+    class Acme(Provider):
+        name = "acme"
+        display_name = "Acme"
+
+        @classmethod
+        def detect(cls, probe):
+            return Detection(0.9, ("+0.90 always",))
+
+        def locations(self, project):
+            base = self.probe.path("/acme")
+            return HostLocations(base, base, base, base, base)
+
+    @portarun.hookimpl
+    def portarun_register_providers(register):
+        register(Acme)
+"""
+
+
+def test_system_exit_while_importing_a_plugin_is_caught(entry_point) -> None:
+    entry_point("raise SystemExit('bye')\n")
+    with pytest.warns(portarun.PortarunWarning, match=r"'ep-test' \(ep-test-dist 1.0\) failed to load .*SystemExit: bye"):
+        with simulate("kaggle") as rt:
+            assert rt.host.name == "kaggle"
+
+
+def test_a_plugin_import_that_hangs_is_abandoned(entry_point) -> None:
+    entry_point("import time\ntime.sleep(6)\n")
+    started = time.monotonic()
+    with pytest.warns(portarun.PortarunWarning, match=r"'ep-test' \(ep-test-dist 1.0\) failed to load .*did not return within 0.3 s"):
+        with simulate("kaggle", env={"PORTARUN_PLUGIN_TIMEOUT": "0.3"}) as rt:
+            assert rt.host.name == "kaggle"
+    assert time.monotonic() - started < 3
+
+
+@pytest.mark.parametrize("timeout", ["5", "off"])
+def test_a_plugin_import_that_changes_the_process_is_undone_and_reported(entry_point, tmp_path, timeout) -> None:
+    """With a time budget the import runs in a worker thread, where Python refuses to set signal
+    handlers; with none (``off``) it runs in the main thread, and the handler is put back."""
+    import signal
+
+    before = (dict(os.environ), os.getcwd(), list(warnings.filters), signal.getsignal(signal.SIGTERM))
+    entry_point(f"""
+        import os, signal, threading, warnings
+        os.environ["PORTARUN_TEST_PLANTED"] = "1"
+        os.chdir({str(tmp_path)!r})
+        warnings.simplefilter("ignore")
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        {textwrap.indent(textwrap.dedent(_PROVIDER_SOURCE), " " * 8).strip()}
+    """)
+    with pytest.warns(portarun.PortarunWarning) as caught:
+        with simulate(env={"PORTARUN_PLUGIN_TIMEOUT": timeout}) as rt:
+            assert rt.host.name == "acme"  # the plugin still loads: what it changed is put back
+    message = next(str(w.message) for w in caught if "changed the process while loading" in str(w.message))
+    for what in ("os.environ (PORTARUN_TEST_PLANTED)", "the working folder", "the warnings filters"):
+        assert what in message
+    assert ("the SIGTERM handler" in message) == (timeout == "off")
+    assert (dict(os.environ), os.getcwd(), list(warnings.filters), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_a_plugin_may_extend_sys_path_while_it_loads(entry_point, tmp_path) -> None:
+    """Importing may legitimately add to sys.path (namespace packages, vendored code)."""
+    vendored = str(tmp_path / "vendored")
+    entry_point(f"import sys\nsys.path.append({vendored!r})\n" + textwrap.dedent(_PROVIDER_SOURCE))
+    try:
+        with simulate(env={}) as rt:
+            assert rt.host.name == "acme"
+    finally:
+        sys.path.remove(vendored)

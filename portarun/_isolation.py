@@ -1,0 +1,329 @@
+"""Running third-party plugin code so that it cannot break the process around it.
+
+A plugin's import, its ``portarun_register_providers`` call and each of its providers'
+``detect()`` run through :class:`Worker`:
+
+- **A time budget.** The call runs in a daemon thread and the caller waits at most
+  ``PORTARUN_PLUGIN_TIMEOUT`` seconds (default :data:`DEFAULT_BUDGET`). Python cannot stop a
+  thread, so a call that overruns is abandoned: its thread runs on in the background (and dies
+  with the process), and the plugin is reported as failed. ``PORTARUN_PLUGIN_TIMEOUT=off``
+  runs plugin code in the calling thread without a limit.
+- **Every exception is caught**, ``SystemExit`` included, so a plugin cannot exit the user's
+  process. ``KeyboardInterrupt`` still propagates: it is the user's Ctrl-C.
+- **The process state is guarded** (:class:`ProcessState`): what a plugin must not change, taken
+  before the call and compared after it; whatever changed is put back and reported.
+
+portarun's own providers are trusted and run inline, so a default install pays for none of this.
+"""
+from __future__ import annotations
+
+import builtins
+import math
+import os
+import sys
+import threading
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple, cast
+
+from ._redact import redact
+
+#: Seconds a plugin's import, registration or ``detect()`` may take. Detection reads a few
+#: variables and folders (well under a millisecond for every provider shipped with portarun); the
+#: margin covers a plugin that imports a small dependency on a cold disk.
+DEFAULT_BUDGET = 5.0
+BUDGET_VAR = "PORTARUN_PLUGIN_TIMEOUT"
+#: Longest plugin-supplied text (an evidence line, an exception message) portarun prints.
+MAX_LINE = 500
+# C0 and C1 controls (newlines, ESC and CSI start terminal escape sequences) and the bidi
+# overrides that reorder what a terminal shows.
+_CONTROL = {i: f"\\x{i:02x}" if i < 256 else f"\\u{i:04x}"
+            for i in (*range(32), *range(127, 160), *range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+
+
+def budget(env: Mapping[str, str]) -> tuple[float | None, str | None]:
+    """The time budget from ``PORTARUN_PLUGIN_TIMEOUT`` (seconds; ``off`` or ``0``: none), and a
+    message when the value is not understood (the default applies then)."""
+    raw = env.get(BUDGET_VAR, "").strip()
+    if not raw:
+        return DEFAULT_BUDGET, None
+    if raw.lower() in ("off", "none", "0"):
+        return None, None
+    try:
+        value = float(raw.removesuffix("s"))
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        return DEFAULT_BUDGET, (f"{BUDGET_VAR}={raw!r} is not a number of seconds (like 5 or 0.5) or 'off'; "
+                                f"using {DEFAULT_BUDGET:g} s.")
+    return value, None
+
+
+class Outcome(NamedTuple):
+    """What a plugin call produced: its value, or the exception it raised, or ``timed_out``."""
+
+    value: Any
+    error: BaseException | None = None
+    #: Set once an abandoned call returns (``None`` unless the call overran its budget).
+    done: threading.Event | None = None
+
+    @property
+    def timed_out(self) -> bool:
+        """Whether the call overran its budget and was abandoned."""
+        return self.done is not None
+
+    def problem(self, budget: float | None) -> str | None:
+        """``None`` when the call returned, else what went wrong, for messages."""
+        if self.timed_out:
+            return f"did not return within {budget:g} s (set {BUDGET_VAR} to change the limit)"
+        if self.error is not None:
+            return describe_error(self.error)
+        return None
+
+
+def clean_text(text: str, limit: int) -> str:
+    """``text`` as it may be printed: credentials masked, control characters (newlines, terminal
+    escape sequences) shown as ``\\xNN``, cut to ``limit`` characters."""
+    if len(text) > 4 * limit:  # masking scans the text: bound its work first
+        text = text[:4 * limit]
+    text = redact(text).translate(_CONTROL)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def describe_error(exc: BaseException) -> str:
+    """``Type: message`` of a plugin's exception, cleaned for printing (its ``__str__`` may fail)."""
+    try:
+        message = str(exc)
+    except Exception:
+        message = "<the exception's message could not be read>"
+    return clean_text(f"{type(exc).__name__}: {message}" if message else type(exc).__name__, MAX_LINE)
+
+
+class _Job:
+    __slots__ = ("fn", "done", "value", "error")
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.fn = fn
+        self.done = threading.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.value = self.fn()
+        except BaseException as exc:  # SystemExit too: plugin code never ends the process
+            self.error = exc
+        finally:
+            self.done.set()
+
+
+class Worker:
+    """Runs plugin calls one at a time in one daemon thread, each within a budget. After a call
+    overruns, its thread is abandoned and the next call starts a fresh one."""
+
+    def __init__(self, budget: float | None) -> None:
+        self.budget = budget
+        self._jobs: list[_Job] = []
+        self._ready: threading.Condition | None = None
+
+    def call(self, fn: Callable[[], object]) -> Outcome:
+        """Run ``fn`` within the budget. Re-raises ``KeyboardInterrupt``."""
+        job = _Job(fn)
+        if self.budget is None:
+            job.run()
+        else:
+            self._submit(job)
+            if not job.done.wait(self.budget):
+                self._abandon()
+                return Outcome(None, done=job.done)
+        if isinstance(job.error, KeyboardInterrupt):
+            raise job.error
+        return Outcome(job.value, job.error)
+
+    def close(self) -> None:
+        """Let the thread end (an abandoned one ends when its call returns, if ever)."""
+        self._abandon()
+
+    def _submit(self, job: _Job) -> None:
+        if self._ready is None:
+            self._ready, self._jobs = threading.Condition(), []
+            threading.Thread(target=_serve, args=(self._ready, self._jobs), daemon=True,
+                             name="portarun-plugin").start()
+        with self._ready:
+            self._jobs.append(job)
+            self._ready.notify()
+
+    def _abandon(self) -> None:
+        if self._ready is not None:
+            with self._ready:
+                self._jobs.append(_STOP)
+                self._ready.notify()
+            self._ready = None
+
+
+_STOP = _Job(lambda: None)
+
+
+def _serve(ready: threading.Condition, jobs: list[_Job]) -> None:
+    while True:
+        with ready:
+            while not jobs:
+                ready.wait()
+            job = jobs.pop(0)
+        if job is _STOP:
+            return
+        job.run()
+
+
+class _Attribute(NamedTuple):
+    """A process-wide attribute a plugin must not replace (``sys.stdout``, ``sys.excepthook``…)."""
+
+    owner: Any
+    name: str
+    label: str
+
+
+_ATTRIBUTES = (
+    _Attribute(sys, "stdin", "sys.stdin"), _Attribute(sys, "stdout", "sys.stdout"),
+    _Attribute(sys, "stderr", "sys.stderr"), _Attribute(sys, "excepthook", "sys.excepthook"),
+    _Attribute(sys, "displayhook", "sys.displayhook"), _Attribute(sys, "unraisablehook", "sys.unraisablehook"),
+    _Attribute(sys, "breakpointhook", "sys.breakpointhook"), _Attribute(threading, "excepthook", "threading.excepthook"),
+    _Attribute(warnings, "showwarning", "warnings.showwarning"),
+)
+
+
+class ProcessState:
+    """What plugin code must leave as it found it: ``os.environ``, the working folder, signal
+    handlers, the warnings filters, modules already imported, standard streams and hooks, the
+    builtins and the recursion limit; with ``paths``, ``sys.path`` and ``sys.meta_path`` too (a
+    plugin's import may extend those legitimately, as ``six`` or a namespace package does; its
+    ``detect()`` may not).
+
+    Changes by any thread during the call count: the guard cannot tell who made them."""
+
+    def __init__(self, *, paths: bool) -> None:
+        self._environ = dict(os.environ)
+        try:
+            self._cwd: str | None = os.getcwd()
+        except OSError:  # the working folder was removed: nothing to restore
+            self._cwd = None
+        self._filters = cast("list[Any]", warnings.filters)  # typeshed says Sequence; it is the list
+        self._filter_items = list(warnings.filters)
+        self._modules = dict(sys.modules)
+        self._attributes = [getattr(a.owner, a.name) for a in _ATTRIBUTES]
+        self._builtins = dict(vars(builtins))
+        self._recursion = sys.getrecursionlimit()
+        self._paths: list[tuple[str, list[Any], list[Any]]] = [
+            (name, getattr(sys, name), list(getattr(sys, name))) for name in ("path", "meta_path")] if paths else []
+        self._signals = _signal_handlers()
+
+    def restore(self) -> list[str]:
+        """Put back whatever changed; returns what that was (names only, never values)."""
+        changed: list[str] = []
+        environ = _restore_environ(self._environ)
+        if environ:
+            shown = ", ".join(sorted(environ)[:5]) + (", …" if len(environ) > 5 else "")
+            changed.append(f"os.environ ({shown})")
+        if self._cwd is not None and _cwd() != self._cwd:
+            try:
+                os.chdir(self._cwd)
+            except OSError:
+                pass
+            changed.append("the working folder")
+        if warnings.filters is not self._filters or list(warnings.filters) != self._filter_items:
+            warnings.filters = self._filters
+            warnings.resetwarnings()  # invalidates the caches of warnings already shown
+            self._filters[:] = self._filter_items
+            changed.append("the warnings filters")
+        replaced = [name for name, module in self._modules.items() if sys.modules.get(name) is not module]
+        if replaced:
+            sys.modules.update({name: self._modules[name] for name in replaced})
+            changed.append(f"sys.modules ({', '.join(sorted(replaced)[:5])})")
+        for attribute, value in zip(_ATTRIBUTES, self._attributes):
+            if getattr(attribute.owner, attribute.name) is not value:
+                setattr(attribute.owner, attribute.name, value)
+                changed.append(attribute.label)
+        if _restore_dict(vars(builtins), self._builtins):
+            changed.append("builtins")
+        if sys.getrecursionlimit() != self._recursion:
+            sys.setrecursionlimit(self._recursion)
+            changed.append("the recursion limit")
+        for name, current, items in self._paths:
+            if getattr(sys, name) is not current or current != items:
+                setattr(sys, name, current)
+                current[:] = items
+                changed.append(f"sys.{name}")
+        changed += _restore_signals(self._signals)
+        return changed
+
+
+def _cwd() -> str | None:
+    try:
+        return os.getcwd()
+    except OSError:
+        return None
+
+
+def _restore_environ(saved: dict[str, str]) -> list[str]:
+    now = dict(os.environ)
+    if now == saved:
+        return []
+    names = [k for k in now.keys() | saved.keys() if now.get(k) != saved.get(k)]
+    for name in names:
+        if name in saved:
+            os.environ[name] = saved[name]
+        else:
+            del os.environ[name]
+    return names
+
+
+_MISSING = object()
+
+
+def _restore_dict(current: dict[str, Any], saved: dict[str, Any]) -> bool:
+    changed = False
+    for name in list(current):
+        if name not in saved and name != "_":  # ``_`` is the REPL's last result
+            del current[name]
+            changed = True
+    for name, value in saved.items():
+        if current.get(name, _MISSING) is not value:
+            current[name] = value
+            changed = True
+    return changed
+
+
+def _signal_handlers() -> dict[int, Any] | None:
+    """Python-level handlers of every signal, when this is the main thread (only it can set
+    them); ``signal`` is imported only here: plugin calls are rare, and it costs at start."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    import signal
+
+    handlers = {}
+    for sig in signal.valid_signals():
+        try:
+            handlers[int(sig)] = signal.getsignal(sig)
+        except (OSError, ValueError):
+            pass
+    return handlers
+
+
+def _restore_signals(saved: dict[int, Any] | None) -> list[str]:
+    if saved is None:
+        return []
+    import signal
+
+    changed = []
+    for number, handler in saved.items():
+        if handler is None or signal.getsignal(number) is handler:
+            continue
+        try:
+            signal.signal(number, handler)
+        except (OSError, ValueError):
+            pass
+        try:
+            changed.append(f"the {signal.Signals(number).name} handler")
+        except ValueError:  # a real-time signal has no name
+            changed.append(f"the handler of signal {number}")
+    return changed
