@@ -17,6 +17,14 @@ Drive folder under ``/content/drive``). The copy is:
   together in one :class:`~portarun.errors.StagingError`; running the same call again resumes.
 - **visible**: a progress bar (:func:`portarun.progress.bar`) while copying, and a one-line
   summary (:meth:`StageResult.summary`, also logged at INFO on ``portarun.staging``).
+- **inside the source only**: a symbolic link is followed only while it points inside the
+  source folder; links that lead out of it (``/etc/ssl``, a home folder) are skipped, and so are
+  broken or looping links and special files (FIFOs, sockets, devices, which could block the
+  copy): one :class:`~portarun.errors.PortarunWarning` lists what was skipped. Pass
+  ``follow_symlinks=True`` to copy what outside links point at too (loops are still cut).
+- **consistent**: a local source file that changes while it is copied is copied again, and
+  reported as failed if it keeps changing, rather than leaving a mix of old and new bytes. A
+  destination inside the source (staging a folder into itself) is refused.
 - **careful with space**: before writing, a :class:`~portarun.errors.PortarunWarning` is issued
   when the bytes to copy exceed the free space of a local destination, or would push a folder
   past a known quota (:data:`QUOTAS`, e.g. Kaggle's 20 GB ``/kaggle/working``).
@@ -29,6 +37,7 @@ import logging
 import os
 import posixpath
 import shutil
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -195,18 +204,43 @@ def _copy_local(src: str, dst: str) -> None:
 
 
 def _part_path(dst: str) -> str:
+    """The temporary name beside ``dst``; a hash of the name where prefix and suffix would make
+    it longer than a file name may be (255 bytes on common filesystems)."""
     head, name = os.path.split(dst)
-    return os.path.join(head, f".{name}{PART_SUFFIX}")
+    part = f".{name}{PART_SUFFIX}"
+    if len(os.fsencode(part)) > 255:
+        part = f".{hashlib.sha256(os.fsencode(name)).hexdigest()[:32]}{PART_SUFFIX}"
+    return os.path.join(head, part)
+
+
+class _SourceChanged(OSError):
+    """A local source file changed while it was being copied."""
+
+
+#: How often a file that changes during its copy is tried before it is reported as failed.
+COPY_ATTEMPTS = 3
+
+
+def _signature(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 class _Copier:
     """Plans and runs one transfer from ``src`` to ``dest``."""
 
     def __init__(self, src: str, dest: str, workers: int | None, journal: Path | None,
-                 storage_options: dict[str, Any] | None, cpus: int | None = None) -> None:
-        if workers is not None and workers < 1:
-            raise StagingError(f"workers must be at least 1, got {workers}.")
+                 storage_options: dict[str, Any] | None, cpus: int | None = None,
+                 follow_symlinks: bool = False) -> None:
+        if workers is not None and (not isinstance(workers, int) or workers < 1):
+            raise StagingError(f"workers must be a whole number of at least 1, got {workers!r}.")
         self.src, self.dest = src, dest
+        self.follow_symlinks = follow_symlinks
+        #: Source entries not copied, with why (links out of the source, loops, special files).
+        self.passed_over: list[str] = []
         options = storage_options or {}
         self.sfs, self.sroot = url_to_fs(src, **(options if is_remote(src) else {}))
         self.dfs, self.droot = url_to_fs(dest, **(options if is_remote(dest) else {}))
@@ -216,6 +250,17 @@ class _Copier:
         self.workers = workers or default_workers(self.src_local, self.dst_local, cpus)
         self.journal = _Journal(None if both_local else journal)
         self._made: set[str] = set()
+        if both_local:
+            self._refuse_nesting()
+
+    def _refuse_nesting(self) -> None:
+        """A destination inside the source would be copied into itself, one level deeper on
+        every run."""
+        src, dest = os.path.realpath(self.sroot), os.path.realpath(self.droot)
+        if os.path.isdir(src) and _inside(dest, src):
+            raise StagingError(f"cannot stage {self.src} into {self.dest}: the destination is inside the source, so "
+                               "each run would copy the previous copy into itself. Choose a destination outside "
+                               "the source folder.")
 
     # -- planning ------------------------------------------------------------------------
     def tasks(self) -> list[_Task]:
@@ -252,17 +297,51 @@ class _Copier:
             return {root: (os.stat(root).st_size, "")}, False
         if not os.path.isdir(root):
             return {}, False
+        real_root = os.path.realpath(root)
         out: dict[str, tuple[int, str]] = {}
-        stack = [root]
+        # Each folder to visit carries the real paths of the folders above it: a link back to
+        # one of them is a loop.
+        stack: list[tuple[str, frozenset[str]]] = [(root, frozenset({real_root}))]
         while stack:
-            folder = stack.pop()
-            with os.scandir(folder) as entries:
-                for entry in entries:
-                    if entry.is_dir():
-                        stack.append(entry.path)
-                    elif entry.is_file():
-                        out[entry.path.replace(os.sep, "/")] = (entry.stat().st_size, "")
+            folder, above = stack.pop()
+            try:
+                entries = list(os.scandir(folder))
+            except OSError as exc:
+                self.passed_over.append(f"{folder} (cannot be listed: {exc.strerror or exc})")
+                continue
+            for entry in entries:
+                if entry.is_symlink():
+                    self._link(entry.path, real_root, above, out, stack)
+                elif entry.is_dir(follow_symlinks=False):
+                    stack.append((entry.path, above | {os.path.realpath(entry.path)}))
+                elif entry.is_file(follow_symlinks=False):
+                    out[entry.path.replace(os.sep, "/")] = (entry.stat(follow_symlinks=False).st_size, "")
+                else:
+                    self.passed_over.append(f"{entry.path} (a special file: FIFO, socket or device)")
         return out, True
+
+    def _link(self, path: str, real_root: str, above: frozenset[str], out: dict[str, tuple[int, str]],
+              stack: list[tuple[str, frozenset[str]]]) -> None:
+        """Plan a symbolic link found in the source: follow it where allowed, else note why not."""
+        try:
+            target = os.path.realpath(path, strict=True)
+            st = os.stat(target)
+        except (OSError, RuntimeError):  # dangling, or a loop of links (ELOOP)
+            self.passed_over.append(f"{path} (a broken or looping symbolic link)")
+            return
+        if not self.follow_symlinks and not _inside(target, real_root):
+            self.passed_over.append(f"{path} (a symbolic link to {target}, outside the source; "
+                                    "pass follow_symlinks=True to copy it)")
+            return
+        if stat.S_ISDIR(st.st_mode):
+            if target in above:
+                self.passed_over.append(f"{path} (a symbolic link to a folder above it: a loop)")
+            else:
+                stack.append((path, above | {target}))
+        elif stat.S_ISREG(st.st_mode):
+            out[path.replace(os.sep, "/")] = (st.st_size, "")
+        else:
+            self.passed_over.append(f"{path} (a symbolic link to a special file)")
 
     def _existing(self, tasks: list[_Task]) -> dict[str, int]:
         """Sizes of destination files that already exist, by destination path."""
@@ -330,7 +409,7 @@ class _Copier:
             part = _part_path(task.dst)
             try:
                 if self.src_local:
-                    _copy_local(task.src, part)
+                    self._copy_stable(task.src, part)
                     digest = None
                 elif task.size <= CHUNK:
                     with open(part, "wb") as out:
@@ -351,6 +430,18 @@ class _Copier:
         if digest is not None:
             self.journal.record(task, digest)
         advance(task.size)
+
+    @staticmethod
+    def _copy_stable(src: str, part: str) -> None:
+        """Copy a local file, again if it changed meanwhile (size, times or inode), so the
+        part file never holds a mix of two versions."""
+        for _ in range(COPY_ATTEMPTS):
+            before = _signature(os.stat(src))
+            _copy_local(src, part)
+            if _signature(os.stat(src)) == before:
+                return
+        raise _SourceChanged(f"it kept changing while being copied ({COPY_ATTEMPTS} tries); copy it once "
+                             "whatever writes it has finished")
 
     def _stream(self, task: _Task, write: Callable[[bytes], Any]) -> str:
         h = hashlib.sha256()
@@ -402,17 +493,24 @@ class _Copier:
 def transfer(src: str | os.PathLike[str], dest: str | os.PathLike[str], *, workers: int | None = None,
              journal: str | os.PathLike[str] | None = None, storage_options: dict[str, Any] | None = None,
              before_write: Callable[[int], None] | None = None, desc: str | None = None,
-             cpus: int | None = None) -> StageResult:
+             cpus: int | None = None, follow_symlinks: bool = False) -> StageResult:
     """Copy a file or folder ``src`` to exactly ``dest`` (created; a folder's contents land in
     it), skipping files that are already current. ``journal`` records hashes of remote sides
     (without it, a remote side is never considered current). ``before_write(n)`` is called
     with the number of bytes about to be written; ``cpus`` sizes the default thread count
-    (see :func:`default_workers`). Raises :class:`StagingError` listing the
-    files that failed after copying all others."""
+    (see :func:`default_workers`); ``follow_symlinks`` also copies what links leading out of a
+    local source point at. Raises :class:`StagingError` listing the files that failed after
+    copying all others, or before copying anything for a destination inside the source."""
     started = time.perf_counter()
     source, target = os.fspath(src), os.fspath(dest)
-    copier = _Copier(source, target, workers, None if journal is None else Path(journal), storage_options, cpus)
+    copier = _Copier(source, target, workers, None if journal is None else Path(journal), storage_options, cpus,
+                     follow_symlinks)
     tasks = copier.tasks()
+    if copier.passed_over:
+        shown = "; ".join(copier.passed_over[:5])
+        more = f"; and {len(copier.passed_over) - 5} more" if len(copier.passed_over) > 5 else ""
+        warn(f"staging {source}: {len(copier.passed_over)} entr{'y' if len(copier.passed_over) == 1 else 'ies'} "
+             f"not copied: {shown}{more}.")
     todo, done = copier.split(tasks)
     need = sum(t.size for t in todo)
     if before_write is not None and todo:
@@ -498,22 +596,26 @@ def space_check(rt: Runtime, dest: str) -> Callable[[int], None]:
 
 
 def stage(rt: Runtime, src: str | os.PathLike[str], to: str | os.PathLike[str] = "scratch", *,
-          workers: int | None = None, storage_options: dict[str, Any] | None = None) -> StageResult:
+          workers: int | None = None, storage_options: dict[str, Any] | None = None,
+          follow_symlinks: bool = False) -> StageResult:
     """Copy ``src`` (a local path or fsspec URL) into role ``to`` (as ``<role>/<name of src>``)
     or to exactly the path ``to``. See the module docstring for the guarantees."""
     source = os.fspath(src)
     dest = _destination(rt, source, to)
     return transfer(source, dest, workers=workers, journal=_journal_for(rt, source, dest),
                     storage_options=storage_options, before_write=space_check(rt, dest), cpus=rt.cpu.usable,
+                    follow_symlinks=follow_symlinks,
                     desc=f"staging {_basename(source)}")
 
 
 def stage_out(rt: Runtime, path: str | os.PathLike[str], to: str | os.PathLike[str] = "persist", *,
-              workers: int | None = None, storage_options: dict[str, Any] | None = None) -> StageResult:
+              workers: int | None = None, storage_options: dict[str, Any] | None = None,
+              follow_symlinks: bool = False) -> StageResult:
     """Copy results at ``path`` back into role ``to`` (default ``persist``, which may be a
     bucket URL) or to exactly the path/URL ``to``; same guarantees as :func:`stage`."""
     source = os.fspath(path)
     dest = _destination(rt, source, to)
     return transfer(source, dest, workers=workers, journal=_journal_for(rt, source, dest),
                     storage_options=storage_options, before_write=space_check(rt, dest), cpus=rt.cpu.usable,
+                    follow_symlinks=follow_symlinks,
                     desc=f"saving {_basename(source)}")
