@@ -22,14 +22,20 @@ DeviceKind = Literal["cuda", "xla", "mps", "cpu"]
 #: A detection below this confidence is reported by ``explain()`` but never wins; only the
 #: fallback provider (``local``) is chosen below it.
 MATCH_THRESHOLD = 0.5
+#: A detection at or above this confidence but below :data:`MATCH_THRESHOLD` "came close":
+#: ``explain()`` lists the markers it lacked (:attr:`Detection.missing`).
+CLOSE_THRESHOLD = 0.2
 
 
 class Detection(NamedTuple):
     """A provider's verdict: ``confidence`` in [0, 1] and the ``evidence`` behind it, one line
-    per fact, each starting with the weight it added (``+0.40``) or ``note``."""
+    per fact, each starting with the weight it added (``+0.40``) or ``note``. ``missing`` names
+    the strong markers of this host that were looked for and not found, so that ``explain()``
+    can say what a provider that came close lacked."""
 
     confidence: float
     evidence: tuple[str, ...]
+    missing: tuple[str, ...] = ()
 
 
 class Evidence:
@@ -40,6 +46,7 @@ class Evidence:
 
     def __init__(self) -> None:
         self._lines: list[str] = []
+        self._missing: list[str] = []
         self._total = 0.0
 
     def add(self, weight: float, fact: str, why: str) -> None:
@@ -51,11 +58,17 @@ class Evidence:
         """Record a fact that was looked at and deliberately not counted."""
         self._lines.append(f"note {fact} ({why})")
 
+    def missing(self, marker: str) -> None:
+        """Record a strong marker of this host that was looked for and is absent."""
+        self._missing.append(marker)
+
     def detection(self) -> Detection | None:
-        """The detection, or ``None`` when nothing counted."""
+        """The detection, or ``None`` when nothing was seen at all (absent markers alone are
+        not a detection)."""
+        missing = tuple(self._missing)
         if self._total <= 0:
-            return None if not self._lines else Detection(0.0, tuple(self._lines))
-        return Detection(min(round(self._total, 2), 0.99), tuple(self._lines))
+            return None if not self._lines else Detection(0.0, tuple(self._lines), missing)
+        return Detection(min(round(self._total, 2), 0.99), tuple(self._lines), missing)
 
 
 class HostLocations(NamedTuple):

@@ -1,19 +1,41 @@
 """Google Colab.
 
-Markers, weighed because they lie (sources in docs/reference/host-evidence.md §1):
+Evidence model (docs/hosts.md "How evidence is weighed"; sources in
+docs/reference/host-evidence.md §1 and in the corpus tests/fixtures/hosts/colab-*.json).
+What the Colab runtime injects into a session outweighs what its image carries, because
+Kaggle's image is built on Colab's and other images copy its layout:
 
 - ``/var/colab/hostname``: hosted Colab VMs; ``google.colab.drive`` refuses to mount without it
-  (googlecolab/colabtools ``google/colab/drive.py`` @94300b75). Not reported on Kaggle. Strong.
-- ``COLAB_JUPYTER_IP`` / ``COLAB_KERNEL_MANAGER_PROXY_HOST``: per-session kernel plumbing seen in
-  a Colab ``!env`` dump (2025-09, HOSTS.md [C5]); inherited by ``!python`` children.
-- ``COLAB_RELEASE_TAG``: Colab runtime image tag, **also set in Kaggle's image** (built on
-  Colab's; Kaggle/kagglehub PR #230). Weak.
+  (googlecolab/colabtools@94300b75 ``google/colab/drive.py``). Not reported on Kaggle. Strong.
+- Kernel plumbing, set per session by the runtime and inherited by ``!python`` children:
+  ``COLAB_JUPYTER_IP``, ``COLAB_KERNEL_MANAGER_PROXY_HOST``/``_PORT``, ``COLAB_JUPYTER_TRANSPORT``,
+  ``COLAB_LANGUAGE_SERVER_PROXY``, ``COLAB_FILE_HANDLER_ADDR``, ``COLAB_DEBUG_ADAPTER_MUX_PATH``,
+  ``COLAB_NOTEBOOK_ID`` (``env`` dumps 2023-2025: corpus colab-cpu-child-*), and before 2022
+  ``DATALAB_SETTINGS_OVERRIDES`` with ``kernelManagerProxyHost`` (corpus colab-*-2020/2021).
+- Credential proxy ``TBE_CREDS_ADDR`` / ``TBE_EPHEM_CREDS_ADDR`` / ``TBE_RUNTIME_ADDR``: the
+  addresses ``google.colab.drive`` and ``auth`` read (drive.py above; googlecolab/colabtools#4375
+  shows a local runtime failing on the missing ``TBE_CREDS_ADDR``).
+- Plumbing *and* credential proxy together are the complete session set: proof in a child
+  process that never imported ``google.colab`` (issue: such a dump scored 0.40 before).
+- ``COLAB_GPU=1``: written by the runtime when a GPU is attached (empty or ``0`` otherwise:
+  khipu-ai/practicals-2023 PR #1; corpus colab-gpu-l4-2026); people also type it by hand on
+  their own VMs (corpus neg-gce-vm-torch-xla-colab-gpu-exported), so it counts fully only with
+  an NVIDIA GPU actually visible.
+- ``COLAB_TPU_1VM=1``: Colab's TPU-VM runtimes (its start script branches on it; empty on CPU
+  runtimes: corpus colab-cpu-child-env-2025 and colab-tpu-vm-v5e-1). ``COLAB_TPU_ADDR``: legacy
+  TPU-node runtimes (WassimBenzarti/colab-ssh#14), also exported by hand on GCE VMs. Weak alone.
+- ``COLAB_RELEASE_TAG`` / ``COLAB_IMAGE_TYPE``: the image, **also set in Kaggle's image** (built
+  on Colab's; Kaggle/kagglehub PR #230; a 2026 Kaggle CPU probe shows ``COLAB_IMAGE_TYPE=cpu``).
 - ``VERTEX_PRODUCT=COLAB_ENTERPRISE``: Colab Enterprise (huggingface_hub
   ``utils/_runtime.py`` @02ecd7b9 ``is_colab_enterprise``).
-- ``google.colab`` importable: reported importable on Kaggle too. Weak.
-- ``/content``: Colab's working folder, but RunPod images use ``WORKDIR /content`` (HOSTS.md). Weak.
-- An empty ``/kaggle`` exists on Colab VMs and kagglehub mounts its cache at ``/kaggle/input``
-  there: the Kaggle provider does not count those alone.
+- Drive mounted at ``/content/drive/MyDrive`` (``My Drive`` before 2020): a FUSE mount that only
+  ``google.colab.drive`` makes, and only on a hosted runtime (drive.py above). Medium.
+- ``google.colab`` importable: also on Kaggle and on Colab's local-runtime image. Weak.
+- ``/content``: Colab's working folder, but RunPod/PyTorch images use ``WORKDIR /content``
+  (corpus neg-content-workdir-runpod-image). Weak.
+- An empty ``/kaggle`` (even ``/kaggle/working``) exists on Colab VMs and kagglehub mounts its
+  cache at ``/kaggle/input`` there (corpus colab-gpu-t4-leftover-kaggle-dirs-2026): the Kaggle
+  provider does not count those alone.
 
 Session: "at most 12 hours" for free notebooks (Colab FAQ, HOSTS.md [C1]); idle timeout unpublished.
 """
@@ -31,8 +53,18 @@ from ..registry import Register
 hookimpl = pluggy.HookimplMarker("portarun")
 
 DRIVE_MOUNT = "/content/drive"
-# "MyDrive" since 2020; older mounts show "My Drive" (HOSTS.md [F1]).
+# "MyDrive" since 2020; older mounts show "My Drive" (HOSTS.md [F1]; corpus colab-kernel-drive-*).
 DRIVE_ROOTS = ("/content/drive/MyDrive", "/content/drive/My Drive")
+
+# Per-session kernel plumbing (Colab `env` dumps 2023-2025: corpus colab-cpu-child-*,
+# colab-gpu-child-servalshell-2024).
+_KERNEL_PLUMBING = (
+    "COLAB_JUPYTER_IP", "COLAB_KERNEL_MANAGER_PROXY_HOST", "COLAB_KERNEL_MANAGER_PROXY_PORT",
+    "COLAB_JUPYTER_TRANSPORT", "COLAB_LANGUAGE_SERVER_PROXY", "COLAB_FILE_HANDLER_ADDR",
+    "COLAB_DEBUG_ADAPTER_MUX_PATH", "COLAB_NOTEBOOK_ID",
+)
+# Credential proxy addresses read by google.colab.drive (googlecolab/colabtools#4375 traceback).
+_CREDENTIAL_PROXY = ("TBE_CREDS_ADDR", "TBE_EPHEM_CREDS_ADDR", "TBE_RUNTIME_ADDR")
 
 
 class ColabProvider(Provider):
@@ -47,20 +79,58 @@ class ColabProvider(Provider):
         ev = Evidence()
         if probe.is_file("/var/colab/hostname"):
             ev.add(0.45, "file /var/colab/hostname", "present on hosted Colab VMs; Drive mounting requires it")
-        session_vars = [v for v in ("COLAB_JUPYTER_IP", "COLAB_KERNEL_MANAGER_PROXY_HOST") if probe.getenv(v)]
-        if session_vars:
-            ev.add(0.15, "env " + ", ".join(probe.env_fact(v) for v in session_vars), "Colab kernel plumbing")
-        if probe.getenv("COLAB_RELEASE_TAG"):
-            ev.add(0.15, "env " + probe.env_fact("COLAB_RELEASE_TAG"), "Colab image tag; also set on Kaggle's Colab-based image")
+        else:
+            ev.missing("file /var/colab/hostname (hosted Colab VMs)")
+        plumbing = [v for v in _KERNEL_PLUMBING if probe.getenv(v)]
+        if "kernelManagerProxyHost" in (probe.getenv("DATALAB_SETTINGS_OVERRIDES") or ""):
+            plumbing.append("DATALAB_SETTINGS_OVERRIDES")
+        if plumbing:
+            weight = 0.3 if len(plumbing) >= 3 else 0.2
+            ev.add(weight, "env " + ", ".join(plumbing), "Colab kernel plumbing, set per session by the runtime")
+        else:
+            ev.missing("Colab kernel plumbing (COLAB_JUPYTER_IP, COLAB_KERNEL_MANAGER_PROXY_HOST, ...)")
+        proxy = [v for v in _CREDENTIAL_PROXY if probe.getenv(v)]
+        if proxy:
+            ev.add(0.25, "env " + ", ".join(probe.env_fact(v) for v in proxy),
+                   "Colab's credential proxy, injected per session")
+        else:
+            ev.missing("Colab's credential proxy TBE_CREDS_ADDR")
+        if plumbing and proxy:
+            ev.add(0.2, "kernel plumbing and credential proxy together",
+                   "the complete Colab session set: proof even in a child process without google.colab")
+        cls._accelerator_evidence(probe, ev)
+        image = [v for v in ("COLAB_RELEASE_TAG", "COLAB_IMAGE_TYPE") if probe.getenv(v)]
+        if image:
+            ev.add(0.15, "env " + ", ".join(probe.env_fact(v) for v in image),
+                   "Colab's image; Kaggle's Colab-based image sets it too")
         if probe.getenv("VERTEX_PRODUCT") == "COLAB_ENTERPRISE":
             ev.add(0.4, "env VERTEX_PRODUCT=COLAB_ENTERPRISE", "Colab Enterprise runtime")
+        drive = next((root for root in DRIVE_ROOTS if probe.is_dir(root)), None)
+        if drive:
+            ev.add(0.3, f"folder {drive}", "Google Drive mounted by google.colab.drive, which works only on hosted Colab")
         if probe.has_module("google.colab"):
-            ev.add(0.1, "module google.colab importable", "Colab's own package; also present on Kaggle")
+            ev.add(0.1, "module google.colab importable", "Colab's own package; also on Kaggle and local runtimes")
         if probe.is_dir("/content"):
             ev.add(0.1, "folder /content", "Colab's working folder; other images use it too")
-        if probe.getenv("COLAB_GPU") == "":
-            ev.note("env COLAB_GPU is empty", "set empty on CPU runtimes: its presence proves nothing")
         return ev.detection()
+
+    @staticmethod
+    def _accelerator_evidence(probe: Probe, ev: Evidence) -> None:
+        """The runtime's accelerator variables, counted fully only when the hardware agrees."""
+        gpu = probe.getenv("COLAB_GPU")
+        if gpu == "1":
+            ev.add(0.3, "env COLAB_GPU=1", "set by the Colab runtime when a GPU is attached; also typed by hand")
+            if probe.gpus:
+                ev.add(0.15, f"{len(probe.gpus)} NVIDIA GPU(s) visible", "agrees with COLAB_GPU=1")
+        elif gpu is not None:
+            ev.note(f"env COLAB_GPU={gpu!r}", "empty or 0 on CPU and TPU runtimes: its presence proves nothing")
+        if probe.getenv("COLAB_TPU_1VM") == "1":
+            ev.add(0.35, "env COLAB_TPU_1VM=1", "Colab's TPU-VM runtime variable (empty on other runtimes)")
+            if probe.tpu is not None:
+                ev.add(0.15, "TPU attached", "agrees with COLAB_TPU_1VM=1")
+        if probe.getenv("COLAB_TPU_ADDR"):
+            ev.add(0.25, "env " + probe.env_fact("COLAB_TPU_ADDR"),
+                   "legacy Colab TPU-node runtime; also exported by hand on GCE VMs")
 
     def drive(self) -> Path | None:
         """The root of the mounted Google Drive, or ``None`` when it is not mounted."""

@@ -1,19 +1,30 @@
 """Kaggle Notebooks (interactive editor sessions, committed "Save & Run All" batch runs, the
 TPU VM image).
 
-Markers (sources in docs/reference/host-evidence.md §2):
+Evidence model (docs/hosts.md "How evidence is weighed"; sources in
+docs/reference/host-evidence.md §2 and the corpus tests/fixtures/hosts/kaggle-*.json). What
+Kaggle's worker injects into a session outweighs what its image carries, because the image runs
+anywhere (laptops, GCP TPU VMs) and is itself built on Colab's:
 
 - ``KAGGLE_KERNEL_RUN_TYPE`` = ``Interactive`` | ``Batch``: injected at run time into every
   kernel (used for detection by kagglehub ``env.py`` @f81f26f2 and wandb ``util.py``).
-- ``KAGGLE_URL_BASE``, ``KAGGLE_DOCKER_IMAGE``, ``KAGGLE_CONTAINER_NAME``: run-time variables
-  (Kaggle/docker-python ``patches/kaggle_web_client.py`` @2654e761; observed 2026 dumps). The
-  docker image itself sets no ``KAGGLE_*`` variable (HOSTS.md), so Kaggle's image run on a
-  laptop has none of these.
+- Session tokens ``KAGGLE_USER_SECRETS_TOKEN``, ``KAGGLE_DATA_PROXY_TOKEN``,
+  ``KAGGLE_API_V1_TOKEN``: set "at worker startup" (Kaggle/docker-python PR #473 review, 2019),
+  observed in 2020 and 2026 sessions (corpus kaggle-interactive-2020, kaggle-gpu-2026-*).
+- Run-time variables ``KAGGLE_URL_BASE``, ``KAGGLE_DOCKER_IMAGE``, ``KAGGLE_CONTAINER_NAME``,
+  ``KAGGLE_DATA_PROXY_URL``, ``KAGGLE_DATA_PROXY_PROJECT`` (Kaggle/docker-python
+  ``patches/kaggle_web_client.py`` @2654e761; kagglehub PR #27; observed dumps). The docker image
+  sets no ``KAGGLE_*`` variable (Kaggle/docker-python ``Dockerfile.tmpl`` @b4fdbdad,
+  ``tpu/Dockerfile`` @5c805377), so Kaggle's image run elsewhere has none of these.
+- The run type with a session token and a run-time variable is Kaggle's complete session set:
+  proof even without a folder (corpus kaggle-script-names-only).
 - ``kaggle_secrets`` / ``kaggle_web_client``: modules Kaggle's image adds (``Dockerfile.tmpl``
   @b4fdbdad) — also importable when that image runs on a laptop, so weak alone.
-- ``/kaggle/working`` (output, capped at 20 GB [K1][K5]) and ``/kaggle/input``: ``/kaggle/input``
-  is weak because kagglehub mounts its Colab cache there and Colab VMs carry an empty ``/kaggle``.
-- ``ISTPUVM=1``: ENV of the TPU VM image only (``tpu/Dockerfile`` @5c805377).
+- ``/kaggle/working`` (output, capped at 20 GB [K1][K5]) and ``/kaggle/input``: a Colab image
+  ships an empty ``/kaggle/working`` (corpus colab-gpu-t4-leftover-kaggle-dirs-2026) and
+  kagglehub mounts its Colab cache at ``/kaggle/input``, so neither decides alone.
+- ``ISTPUVM=1``: ENV of the TPU VM image only (``tpu/Dockerfile`` @5c805377), and copied into
+  users' own TPU VM shells (corpus neg-gcp-tpu-vm-istpuvm-*). Weak.
 - ``KAGGLE_USERNAME`` / ``KAGGLE_KEY`` / ``KAGGLE_API_TOKEN``: API credentials on laptops and CI.
   Never evidence (accelerate's "any KAGGLE* variable" rule gets this wrong).
 
@@ -31,7 +42,10 @@ from ..registry import Register
 
 hookimpl = pluggy.HookimplMarker("portarun")
 
-_RUNTIME_VARS = ("KAGGLE_URL_BASE", "KAGGLE_DOCKER_IMAGE", "KAGGLE_CONTAINER_NAME")
+_RUNTIME_VARS = ("KAGGLE_URL_BASE", "KAGGLE_DOCKER_IMAGE", "KAGGLE_CONTAINER_NAME", "KAGGLE_DATA_PROXY_URL",
+                 "KAGGLE_DATA_PROXY_PROJECT")
+# Injected per session by Kaggle's worker (Kaggle/docker-python PR #473; corpus kaggle-*).
+_SESSION_TOKENS = ("KAGGLE_USER_SECRETS_TOKEN", "KAGGLE_DATA_PROXY_TOKEN", "KAGGLE_API_V1_TOKEN")
 _CREDENTIAL_VARS = ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN")
 
 
@@ -51,18 +65,31 @@ class KaggleProvider(Provider):
             ev.add(0.4, "env " + probe.env_fact("KAGGLE_KERNEL_RUN_TYPE"), "Kaggle injects it into every kernel")
         elif run_type:
             ev.add(0.1, "env " + probe.env_fact("KAGGLE_KERNEL_RUN_TYPE"), "unexpected value; Kaggle sets Interactive or Batch")
+        else:
+            ev.missing("KAGGLE_KERNEL_RUN_TYPE (injected into every Kaggle kernel)")
+        tokens = [v for v in _SESSION_TOKENS if probe.getenv(v)]
+        if tokens:
+            # Names only: these are live credentials.
+            ev.add(0.3, "env " + ", ".join(tokens) + " set", "session tokens Kaggle's worker injects at startup")
+        else:
+            ev.missing("a Kaggle session token (KAGGLE_USER_SECRETS_TOKEN, KAGGLE_DATA_PROXY_TOKEN)")
         runtime_vars = [v for v in _RUNTIME_VARS if probe.getenv(v)]
         if runtime_vars:
             ev.add(0.15, "env " + ", ".join(runtime_vars), "set by Kaggle at run time, not by its image")
+        if run_type and tokens and runtime_vars:
+            ev.add(0.2, "run type, session token and run-time variables together",
+                   "Kaggle's complete session set: proof even without its folders")
         if probe.is_dir("/kaggle/working"):
-            ev.add(0.15, "folder /kaggle/working", "Kaggle's output folder")
+            ev.add(0.15, "folder /kaggle/working", "Kaggle's output folder; Colab images ship an empty one")
+        else:
+            ev.missing("folder /kaggle/working")
         modules = [m for m in cls.marker_modules if probe.has_module(m)]
         if modules:
             ev.add(0.15, "module " + ", ".join(modules) + " importable", "added by Kaggle's docker image")
         if probe.is_dir("/kaggle/input"):
             ev.add(0.05, "folder /kaggle/input", "weak: kagglehub mounts its Colab cache there too")
         if probe.getenv("ISTPUVM") == "1":
-            ev.add(0.05, "env ISTPUVM=1", "set by Kaggle's TPU VM image")
+            ev.add(0.05, "env ISTPUVM=1", "baked into Kaggle's TPU image; users copy it to their own TPU VMs")
         for var in _CREDENTIAL_VARS:
             if probe.getenv(var):
                 ev.note(f"env {var} set", "API credential, present on laptops and CI; not evidence")

@@ -6,7 +6,12 @@ Markers (sources in docs/reference/host-evidence.md §3):
   @46538c61 ``in_paperspace_gradient``). Strong.
 - ``PAPERSPACE_NOTEBOOK_ID`` and ``PAPERSPACE_FQDN`` (``<id>.<cluster>.paperspacegradient.com``):
   Gradient notebooks (Graphcore's GCLogger reads them).
+- ``PAPERSPACE_METRIC_WORKLOAD_ID``: the Gradient workload's id; Graphcore's Gradient notebook
+  scripts stop the running notebook with ``gradient notebooks stop --id
+  ${PAPERSPACE_METRIC_WORKLOAD_ID}`` (corpus paperspace-gradient-graphcore-setup). Medium.
 - ``PAPERSPACE_CLUSTER_ID``: also set in Paperspace's own infrastructure pods. Weak.
+- ``PAPERSPACE_NOTEBOOK_ID`` alone is typed into laptops' shells to drive the API (corpus
+  neg-laptop-paperspace-*), so it stays below the threshold on its own.
 - ``/notebooks`` (notebook files) and ``/storage`` (persistent team storage): generic names. Weak.
   ``/datasets`` is not counted at all: Deepnote mounts ``/datasets/_deepnote_work``.
 - ``PAPERSPACE_API_KEY`` / ``PS_API_KEY``: credentials on laptops and CI. Never evidence.
@@ -40,6 +45,10 @@ class PaperspaceProvider(Provider):
         ev = Evidence()
         if probe.getenv("PAPERSPACE_NOTEBOOK_REPO_ID"):
             ev.add(0.45, "env PAPERSPACE_NOTEBOOK_REPO_ID", "set in Gradient notebooks")
+        else:
+            ev.missing("PAPERSPACE_NOTEBOOK_REPO_ID (set in Gradient notebooks)")
+        if probe.getenv("PAPERSPACE_METRIC_WORKLOAD_ID"):
+            ev.add(0.4, "env PAPERSPACE_METRIC_WORKLOAD_ID", "the Gradient workload's id, set by Gradient")
         if probe.getenv("PAPERSPACE_NOTEBOOK_ID"):
             ev.add(0.25, "env PAPERSPACE_NOTEBOOK_ID", "set in Gradient notebooks")
         if (probe.getenv("PAPERSPACE_FQDN") or "").endswith("paperspacegradient.com"):
