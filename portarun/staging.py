@@ -299,11 +299,11 @@ class _Copier:
             return {}, False
         real_root = os.path.realpath(root)
         out: dict[str, tuple[int, str]] = {}
-        # Each folder to visit carries the real paths of the folders above it: a link back to
-        # one of them is a loop.
-        stack: list[tuple[str, frozenset[str]]] = [(root, frozenset({real_root}))]
+        # Each folder to visit carries its real path and those of the folders above it: a link
+        # back to one of them is a loop.
+        stack: list[tuple[str, str, frozenset[str]]] = [(root, real_root, frozenset({real_root}))]
         while stack:
-            folder, above = stack.pop()
+            folder, real, above = stack.pop()
             try:
                 entries = list(os.scandir(folder))
             except OSError as exc:
@@ -313,7 +313,8 @@ class _Copier:
                 if entry.is_symlink():
                     self._link(entry.path, real_root, above, out, stack)
                 elif entry.is_dir(follow_symlinks=False):
-                    stack.append((entry.path, above | {os.path.realpath(entry.path)}))
+                    real_dir = os.path.join(real, entry.name)  # not a link: its parent's real path + name
+                    stack.append((entry.path, real_dir, above | {real_dir}))
                 elif entry.is_file(follow_symlinks=False):
                     out[entry.path.replace(os.sep, "/")] = (entry.stat(follow_symlinks=False).st_size, "")
                 else:
@@ -321,7 +322,7 @@ class _Copier:
         return out, True
 
     def _link(self, path: str, real_root: str, above: frozenset[str], out: dict[str, tuple[int, str]],
-              stack: list[tuple[str, frozenset[str]]]) -> None:
+              stack: list[tuple[str, str, frozenset[str]]]) -> None:
         """Plan a symbolic link found in the source: follow it where allowed, else note why not."""
         try:
             target = os.path.realpath(path, strict=True)
@@ -337,7 +338,7 @@ class _Copier:
             if target in above:
                 self.passed_over.append(f"{path} (a symbolic link to a folder above it: a loop)")
             else:
-                stack.append((path, above | {target}))
+                stack.append((path, target, above | {target}))
         elif stat.S_ISREG(st.st_mode):
             out[path.replace(os.sep, "/")] = (st.st_size, "")
         else:
