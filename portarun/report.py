@@ -50,7 +50,8 @@ def host_section(rt: Runtime) -> dict[str, Any]:
         "evidence": list(rt.host.evidence), "project": rt.project, "project_origin": rt.project_origin,
         "ranking": [
             {"provider": v.provider, "confidence": v.confidence, "matched": v.matched, "error": v.error,
-             "evidence": list(v.detection.evidence) if v.detection else []}
+             "evidence": list(v.detection.evidence) if v.detection else [],
+             "missing": list(v.detection.missing) if v.detection else []}
             for v in rt.verdicts
         ],
     }

@@ -18,7 +18,7 @@ from ._manager import PluginSet
 from .errors import NotAvailableError, UnknownHostError
 from .paths import Paths, default_project, slugify
 from .probe import Probe
-from .provider import MATCH_THRESHOLD, Detection, Provider
+from .provider import CLOSE_THRESHOLD, MATCH_THRESHOLD, Detection, Provider
 from .session import SessionInfo, build_session
 
 if TYPE_CHECKING:
@@ -243,6 +243,8 @@ class Runtime:
             lines.append(f" {marker}{i}. {v.provider:<12} {v.confidence:.2f}  {status}")
             for item in v.detection.evidence if v.detection else ():
                 lines.append(f"       {item}")
+            if v.detection and v.detection.missing and CLOSE_THRESHOLD <= v.confidence < MATCH_THRESHOLD:
+                lines.append("       missing: " + "; ".join(v.detection.missing))
         if self.host.forced:
             lines.append(f"  {self.host.evidence[0]}")
         lines.append(f"Project: {self.project}")

@@ -16,6 +16,7 @@ import warnings
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import takewhile
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +126,33 @@ def test_detection_on_real_fingerprint(path: Path, tmp_path: Path) -> None:
             assert rt.device.kind == expected["accelerator"]
         if "launcher" in expected:
             assert rt.dist.launcher == expected["launcher"]
+
+
+@pytest.mark.parametrize("fixture, provider, lacking", [
+    # Colab's variable typed by hand on a TPU-node VM: Colab came close, without its session set.
+    ("neg-gce-vm-torch-xla-colab-gpu-exported", "colab", "TBE_CREDS_ADDR"),
+    # A notebook id in a laptop's shell profile: Gradient came close, without its repo id.
+    ("neg-laptop-paperspace-notebook-id-exported", "paperspace", "PAPERSPACE_NOTEBOOK_REPO_ID"),
+])
+def test_explain_says_what_a_close_provider_lacked(fixture: str, provider: str, lacking: str, tmp_path: Path) -> None:
+    with _simulated(_load(FOLDER / f"{fixture}.json"), tmp_path) as rt:
+        assert rt.host.name == "local"
+        verdict = next(v for v in rt.verdicts if v.provider == provider)
+        assert 0.2 <= verdict.confidence < 0.5
+        lines = rt.explain().splitlines()
+        start = next(i for i, ln in enumerate(lines) if re.match(rf"\s*\*?\d+\. {provider} ", ln))
+        block = list(takewhile(lambda ln: not re.match(r"\s*\*?\d+\. ", ln), lines[start + 1:]))
+        assert any(ln.strip().startswith("missing:") and lacking in ln for ln in block), block
+        from portarun.report import host_section
+
+        entry = next(e for e in host_section(rt)["ranking"] if e["provider"] == provider)
+        assert any(lacking in m for m in entry["missing"])
+
+
+def test_explain_is_silent_about_far_providers(tmp_path: Path) -> None:
+    """A provider far below the threshold gets no 'missing' line: it did not come close."""
+    with _simulated(_load(FOLDER / "neg-laptop-jupyterlab-kaggle-project.json"), tmp_path) as rt:
+        assert "missing:" not in rt.explain()
 
 
 def test_corpus_size() -> None:
