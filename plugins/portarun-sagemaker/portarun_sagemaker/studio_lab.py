@@ -48,6 +48,8 @@ class StudioLabProvider(Provider):
         home = probe.is_dir(HOME)
         if home:
             ev.add(0.2, f"folder {HOME}", "Studio Lab's persistent project storage")
+        else:
+            ev.missing(f"folder {HOME}, the Studio Lab project's persistent home")
         if probe.getenv("HOME") == HOME:
             ev.add(0.2, f"env HOME={HOME}", "the Studio Lab project's home")
         if probe.getenv("USER") == USER:
@@ -56,6 +58,8 @@ class StudioLabProvider(Provider):
         if envs or probe.is_dir(CONDA_DIR):
             where = f"{CONDA_DIR}/{envs[0]}" if envs else CONDA_DIR
             ev.add(0.2, f"conda envs {where}", "Studio Lab keeps a project's conda environments in its home")
+        else:
+            ev.missing(f"conda environments under {CONDA_DIR}")
         if probe.getenv("SAGEMAKER_INTERNAL_IMAGE_URI"):
             if home:
                 ev.add(0.2, "env SAGEMAKER_INTERNAL_IMAGE_URI with the Studio Lab home",

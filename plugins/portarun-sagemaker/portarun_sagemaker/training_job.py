@@ -196,7 +196,10 @@ class TrainingJobProvider(Provider):
             ev.add(0.35, f"env: the training toolkit's contract ({len(names)} SM_* variables, incl. "
                    + ", ".join(plumbing[:4]) + ")",
                    "exported by sagemaker-training-toolkit to the entry point it starts (environment.py to_env_vars)")
-        elif names:
+        else:
+            ev.missing("the training toolkit's SM_* contract (SM_TRAINING_ENV, SM_RESOURCE_CONFIG, SM_INPUT_CONFIG_DIR, "
+                       "SM_MODEL_DIR=/opt/ml/model, ...), which it exports to the entry point")
+        if names and not complete:
             why = (f"{', '.join(outside)} outside {BASE_DIR}: the toolkit's off-SageMaker fallback" if outside else
                    "too few of the toolkit's plumbing variables for its full contract; people set SM_* by hand on "
                    "laptops")
@@ -207,6 +210,8 @@ class TrainingJobProvider(Provider):
         if len(configs) >= 2:
             ev.add(0.15, f"files {', '.join(configs)} in {CONFIG_DIR}",
                    "written by SageMaker before the container starts (service, and local mode's write_config_files)")
+        else:
+            ev.missing(f"the config files SageMaker writes into {CONFIG_DIR} ({', '.join(PLATFORM_CONFIGS)})")
         if probe.is_file(TRAINING_JOB_CONFIG):
             ev.add(0.45, f"file {TRAINING_JOB_CONFIG}", "written by the training service only; local mode does not")
         resources = read_json(probe, RESOURCE_CONFIG)

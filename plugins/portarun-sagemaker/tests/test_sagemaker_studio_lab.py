@@ -59,3 +59,11 @@ def test_session_files_and_image_variable_identify_studio_lab_without_home_varia
 def test_image_variable_alone_is_sagemaker_studio_not_studio_lab() -> None:
     with simulate(env={"SAGEMAKER_INTERNAL_IMAGE_URI": "redacted", "HOME": "/home/sagemaker-user"}) as rt:
         assert rt.host.name == "local"
+
+
+def test_a_near_miss_names_the_studio_lab_home() -> None:
+    with simulate(env={"HOME": HOME, "USER": "studio-lab-user"}) as rt:
+        assert rt.host.name == "local"
+        verdict = next(v for v in rt.verdicts if v.provider == "sagemaker-studiolab")
+        assert verdict.detection is not None
+        assert any(HOME in m for m in verdict.detection.missing)

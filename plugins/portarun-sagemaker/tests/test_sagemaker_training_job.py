@@ -152,6 +152,18 @@ def test_contract_alone_or_layout_alone_is_not_enough(tmp_path: Path) -> None:
         assert rt.host.name == "local"
 
 
+def test_a_near_miss_says_what_was_missing(tmp_path: Path) -> None:
+    """The toolkit's contract seen without the /opt/ml layout comes close; explain() names the
+    config files it lacked, so a user on a real job sees why it answered local."""
+    env = {k: v for k, v in TOOLKIT_ENV.items() if k not in ("SM_CURRENT_INSTANCE_TYPE", "SM_RESOURCE_CONFIG")}
+    with simulate(env=env, root=tmp_path) as rt:
+        assert rt.host.name == "local"
+        verdict = next(v for v in rt.verdicts if v.provider == "sagemaker")
+        assert verdict.detection is not None
+        assert any("resourceconfig.json" in m for m in verdict.detection.missing)
+        assert "missing:" in rt.explain()
+
+
 def test_local_mode_gets_the_opt_ml_paths_and_says_it_is_local_mode(tmp_path: Path) -> None:
     """sagemaker-python-sdk local mode: the same image and /opt/ml layout under docker compose on
     a laptop; no trainingjobconfig.json, hosts algo-<n>-<suffix>, instance type "local"."""
