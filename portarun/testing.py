@@ -74,7 +74,8 @@ PRESETS: dict[str, Preset] = {
                     files=("/var/colab/hostname",), modules=("google.colab",), cpus=2, memory=int(12.7 * GIB)),
     "colab-nodrive": Preset(env=_COLAB_ENV, paths=_COLAB_PATHS, files=("/var/colab/hostname",),
                             modules=("google.colab",), cpus=2, memory=int(12.7 * GIB)),
-    "colab-tpu": Preset(env={**_COLAB_ENV, "TPU_ACCELERATOR_TYPE": "v5litepod-1"},
+    # A Colab TPU VM runtime shows COLAB_TPU_1VM=1 and TPU_ACCELERATOR_TYPE=v5e-1 (corpus colab-tpu-vm-v5e-1).
+    "colab-tpu": Preset(env={**_COLAB_ENV, "COLAB_TPU_1VM": "1", "TPU_ACCELERATOR_TYPE": "v5e-1"},
                         paths=(*_COLAB_PATHS, "/content/drive/MyDrive"), files=("/var/colab/hostname",),
                         modules=("google.colab",), cpus=44, memory=47 * GIB, tpu="v5e-1"),
     "kaggle": Preset(env=_KAGGLE_ENV, paths=_KAGGLE_PATHS, modules=_KAGGLE_MODULES, cpus=4, memory=30 * GIB),
