@@ -332,6 +332,7 @@ def _slurm(probe: Probe, evidence: list[str]) -> DistInfo | None:
         per_node = _count(probe, "SLURM_NTASKS_PER_NODE")
         nodes = next((n for n in (_count(probe, v) for v in ("SLURM_STEP_NUM_NODES", "SLURM_NNODES",
                                                                "SLURM_JOB_NUM_NODES")) if n), None)
+        nodes = nodes or _host_count(probe.getenv("SLURM_STEP_NODELIST"))
         if per_node and world % per_node == 0:
             nodes = world // per_node
         tasks = [world // nodes] * nodes if nodes and world % nodes == 0 and nodes <= 100_000 else None
@@ -347,7 +348,9 @@ def _slurm(probe: Probe, evidence: list[str]) -> DistInfo | None:
             first += count
     if local_rank is None or node is None:
         raise _Ignored("SLURM_LOCALID/SLURM_NODEID unset and no tasks-per-node layout to derive them from")
-    local_world = tasks[node] if tasks is not None and node < len(tasks) else local_rank + 1
+    if tasks is not None and len(set(tasks)) > 1 and node >= len(tasks):
+        raise _Ignored(f"node {node} is outside SLURM_STEP_TASKS_PER_NODE's {len(tasks)} nodes")
+    local_world = (tasks[min(node, len(tasks) - 1)] if tasks else local_rank + 1)
     _below(probe, "SLURM_LOCALID", local_rank, "tasks on this node", local_world)
     _agrees_with_torch(probe, rank, local_rank, world)
     evidence.insert(0, "slurm: " + ", ".join(_shown(probe, v) for v in ("SLURM_PROCID", world_var)
@@ -376,6 +379,34 @@ def _first_node(nodelist: str | None) -> str | None:
     if not match:
         return None
     return match.group(1) + (match.group(2) or "")
+
+
+def _host_items(nodelist: str) -> list[str]:
+    """Top-level items of a node list, split at commas and spaces outside brackets."""
+    items: list[str] = []
+    depth, current = 0, ""
+    for char in nodelist:
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if depth == 0 and (char == "," or char.isspace()):
+            items, current = items + [current] if current else items, ""
+        else:
+            current += char
+    return items + [current] if current else items
+
+
+def _host_count(nodelist: str | None) -> int | None:
+    """How many hosts a SLURM node list names (``n[1-3],m5`` → 4); ``None`` if unreadable."""
+    total = 0
+    for item in _host_items(nodelist or ""):
+        match = re.fullmatch(r"[^\[\]]+(?:\[([0-9,\-\s]+)\])?[^\[\]]*", item)
+        if not match:
+            return None
+        for part in (match.group(1) or "0").split(","):
+            low, _, high = part.strip().partition("-")
+            if not low.isdigit() or (high and not (high.isdigit() and int(high) >= int(low))) or len(low + high) > 12:
+                return None
+            total += int(high) - int(low) + 1 if high else 1
+    return total if 0 < total <= 100_000 else None
 
 
 def _slurm_port(job_id: str | None) -> int | None:
