@@ -57,7 +57,8 @@ def _plugin_of(*classes: type[Provider]) -> types.SimpleNamespace:
 def test_third_party_provider_wins_by_confidence() -> None:
     with plugin(_plugin_of(_provider("acme", 0.95))):
         assert "acme" in portarun.providers()
-        with simulate("kaggle") as rt:
+        # A matched Kaggle session (0.55) that a more confident third-party provider outranks.
+        with simulate(env={"KAGGLE_KERNEL_RUN_TYPE": "Interactive"}, paths=["/kaggle/working"]) as rt:
             assert rt.host.name == "acme"
             assert rt.paths.output == rt.probe.path("/acme/out")
     assert "acme" not in portarun.providers()  # unregistered on exit
