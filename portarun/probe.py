@@ -176,27 +176,34 @@ class Probe:
         return PlatformFacts(system=platform.system(), machine=platform.machine())
 
     @cached_property
-    def started_at(self) -> float:
-        """When this host's session began, as a Unix time: the start of PID 1 (the container or
-        VM init, which is when a Colab or Kaggle session started), else this process's start."""
+    def process_started_at(self) -> float:
+        """When this process (a script, or the notebook kernel itself) started, as a Unix time:
+        from ``/proc/self/stat``, else when portarun was imported. The local session clock."""
         if self.started_at_override is not None:
             return self.started_at_override
-        started = _pid1_start(self.root)
-        return started if started is not None else _process_start()
+        started = _proc_start(Path("/"), "self")
+        return started if started is not None else _imported_at
+
+    @cached_property
+    def host_started_at(self) -> float:
+        """When this host's container or VM started, as a Unix time: the start of its PID 1
+        (which is when a Colab or Kaggle session began), else :attr:`process_started_at`.
+        On a laptop this is the machine's boot, which is why only hosted providers use it
+        (:meth:`portarun.provider.Provider.session_start`)."""
+        if self.started_at_override is not None:
+            return self.started_at_override
+        started = _proc_start(self.root, "1")
+        return started if started is not None else self.process_started_at
 
 
-def _process_start() -> float:
-    return time.time() - time.monotonic() + _monotonic_at_start
+_imported_at = time.time()
 
 
-_monotonic_at_start = time.monotonic()
-
-
-def _pid1_start(root: Path) -> float | None:
-    """PID 1's start time from ``/proc/1/stat`` field 22 (clock ticks after boot) plus ``btime``
-    from ``/proc/stat`` (proc(5))."""
+def _proc_start(root: Path, pid: str) -> float | None:
+    """A process's start time from ``/proc/<pid>/stat`` field 22 (clock ticks after boot) plus
+    ``btime`` from ``/proc/stat`` (proc(5)); ``None`` where there is no ``/proc``."""
     try:
-        stat = (root / "proc/1/stat").read_text()
+        stat = (root / "proc" / pid / "stat").read_text()
         ticks = int(stat.rsplit(")", 1)[1].split()[19])
         btime = next(
             int(line.split()[1])

@@ -127,6 +127,18 @@ class Provider(ABC):
         """The host's session limit; unlimited by default."""
         return SessionLimits(limit=None, source="no session limit known for this host")
 
+    #: Whether the host starts a fresh container or VM for each session, so that its PID 1
+    #: started when the session did (Colab, Kaggle). ``False`` (the default) starts the
+    #: session clock with this process: on a laptop PID 1 started at boot, days ago.
+    session_per_container: ClassVar[bool] = False
+
+    def session_start(self) -> float:
+        """When this session started, as a Unix time: PID 1's start where
+        :attr:`session_per_container`, else this process's (the kernel's, in a notebook)."""
+        if self.session_per_container:
+            return self.probe.host_started_at
+        return self.probe.process_started_at
+
     def device_order(self) -> tuple[DeviceKind, ...]:
         """Accelerator kinds in order of preference on this host."""
         return ("cuda", "xla", "mps", "cpu")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, overload
 
 from ._manager import PluginSet
 from .errors import NotAvailableError, UnknownHostError
-from .paths import Paths, default_project, slugify
+from .paths import Paths, ProjectId, default_project, project_folder
 from .probe import Probe
 from .provider import CLOSE_THRESHOLD, MATCH_THRESHOLD, Detection, Provider
 from .session import SessionInfo, build_session
@@ -181,10 +181,15 @@ def build_runtime(probe: Probe, *, host: str | None = None, project: str | None 
     provider = cls(probe)
     if argv0 is None and not probe.simulated:
         argv0 = sys.argv[0] if sys.argv else None
-    project_name = slugify(project) if project else default_project(probe, argv0)
-    paths = plugins.pm.hook.portarun_resolve_paths(provider=provider, project=project_name)
-    session = build_session(provider.session_limits(), probe.started_at, probe.in_kernel,
-                            probe.getenv("PORTARUN_SESSION_LIMIT"))
+    project_id = (ProjectId(project_folder(project), f"detect(project={project!r})"[:300]) if project
+                  else default_project(probe, argv0))
+    if forced_name and not verdict.matched:
+        _warn_forced(forced_name, "detect(host=...)" if host else "PORTARUN_HOST", verdict, verdicts[0])
+    paths = plugins.pm.hook.portarun_resolve_paths(provider=provider, project=project_id.name)
+    session = build_session(provider.session_limits(), provider.session_start(), probe.in_kernel,
+                            probe.getenv("PORTARUN_SESSION_LIMIT"),
+                            "the host container's start (PID 1)" if cls.session_per_container
+                            else "this process's start")
     info = plugins.info_for_provider(cls)
     evidence = verdict.detection.evidence if verdict.detection else ()
     if forced_name:
@@ -194,7 +199,23 @@ def build_runtime(probe: Probe, *, host: str | None = None, project: str | None 
         evidence=evidence, plugin=info.name, version=info.version, forced=bool(forced_name),
     )
     return Runtime(probe=probe, provider=provider, host=host_info, paths=paths, session=session,
-                   project=project_name, verdicts=tuple(verdicts), device_request=device)
+                   project=project_id.name, verdicts=tuple(verdicts), device_request=device,
+                   project_origin=project_id.origin)
+
+
+def _warn_forced(name: str, how: str, forced: Verdict, detected: Verdict) -> None:
+    """Warn that a forced host has no evidence here: its paths belong to another platform."""
+    import warnings
+
+    from .errors import PortarunWarning
+
+    found = "nothing here looks like it" if forced.confidence <= 0 else f"its evidence is weak ({forced.confidence:.2f})"
+    warnings.warn(
+        f"{how}={name} forces the {name} provider, but {found}; detection found {detected.provider!r}. "
+        f"The paths it hands out belong to that other platform: nothing is created there until something is "
+        f"written, and writes may land in unexpected folders of this machine. Drop {how}={name} unless you mean "
+        f"to imitate {name} (tests can use portarun.testing.simulate).",
+        PortarunWarning, stacklevel=4)
 
 
 class Runtime:
@@ -206,13 +227,15 @@ class Runtime:
 
     def __init__(self, *, probe: Probe, provider: Provider, host: HostInfo, paths: Paths,
                  session: SessionInfo, project: str, verdicts: tuple[Verdict, ...],
-                 device_request: str | None = None) -> None:
+                 device_request: str | None = None, project_origin: str = "") -> None:
         self.probe = probe
         self.provider = provider
         self.host = host
         self.paths = paths
         self.session = session
         self.project = project
+        #: Where the project's name came from (``script '/home/me/exp/train.py'``, ``PORTARUN_PROJECT=...``).
+        self.project_origin = project_origin
         self.verdicts = verdicts
         self.device_request = device_request
 
@@ -247,12 +270,15 @@ class Runtime:
                 lines.append("       missing: " + "; ".join(v.detection.missing))
         if self.host.forced:
             lines.append(f"  {self.host.evidence[0]}")
-        lines.append(f"Project: {self.project}")
+        lines.append(f"Project: {self.project} (from {self.project_origin})" if self.project_origin
+                     else f"Project: {self.project}")
         lines.append("Paths:")
         lines.extend(f"  {role:<12} {value}" for role, value in self.paths.as_dict().items())
+        lines.extend(f"  note: {note}" for note in self.paths.notes)
         limit = self.session.limit
         lines.append(f"Session: limit {limit if limit is not None else 'none'} ({self.session.source}); "
-                     f"interactive={self.session.interactive}")
+                     f"started {self.session.started_at.isoformat(timespec='seconds')} "
+                     f"({self.session.start_source}); interactive={self.session.interactive}")
         from ._redact import redact  # paths, evidence and errors may hold s3://key:secret@...
 
         return redact("\n".join(lines))

@@ -1,10 +1,15 @@
 """The session's time budget: when it started, the host's limit, and the time left.
 
+The clock starts with this process (the kernel's, in a notebook) unless the host's provider
+says each session is a fresh container (:attr:`~portarun.provider.Provider.session_per_container`):
+then it starts with the container's PID 1.
+
 ``PORTARUN_SESSION_LIMIT`` overrides the host's limit: ``12h``, ``90m``, ``45s``, ``1h30m``, a
 number of seconds, or ``none`` for no limit.
 """
 from __future__ import annotations
 
+import math
 import re
 import time
 from datetime import datetime, timedelta, timezone
@@ -37,12 +42,14 @@ def parse_duration(text: str, source: str = "PORTARUN_SESSION_LIMIT") -> timedel
 
 class SessionInfo(NamedTuple):
     """When the session started, its limit (``None``: unlimited) and where that number comes
-    from, and whether this process is an interactive notebook kernel."""
+    from, whether this process is an interactive notebook kernel, and what the start is
+    (``start_source``: this process, or the host's container)."""
 
     started_at: datetime
     limit: timedelta | None
     source: str
     interactive: bool
+    start_source: str = "this process's start"
 
     @property
     def deadline(self) -> datetime | None:
@@ -57,10 +64,16 @@ class SessionInfo(NamedTuple):
         return max(timedelta(0), deadline - datetime.now(timezone.utc))
 
 
-def build_session(limits: SessionLimits, started_at: float, interactive: bool, override: str | None) -> SessionInfo:
-    """Combine the provider's limits with the ``PORTARUN_SESSION_LIMIT`` override."""
+def build_session(limits: SessionLimits, started_at: float, interactive: bool, override: str | None,
+                  start_source: str = "this process's start") -> SessionInfo:
+    """Combine the provider's limits with the ``PORTARUN_SESSION_LIMIT`` override. A start in
+    the future or not a finite time (a malformed ``/proc``) counts as now."""
     limit, source = limits.limit, limits.source
     if override:
         limit, source = parse_duration(override), "PORTARUN_SESSION_LIMIT"
-    start = datetime.fromtimestamp(min(started_at, time.time()), tz=timezone.utc)
-    return SessionInfo(started_at=start, limit=limit, source=source, interactive=interactive)
+    now = time.time()
+    if not (math.isfinite(started_at) and 0 < started_at <= now):
+        started_at = now
+    start = datetime.fromtimestamp(started_at, tz=timezone.utc)
+    return SessionInfo(started_at=start, limit=limit, source=source, interactive=interactive,
+                       start_source=start_source)

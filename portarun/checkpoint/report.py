@@ -11,14 +11,13 @@ def checkpoints_section(rt: Runtime) -> dict[str, Any]:
     """Where the project's checkpoints live and each published one: step, time, size."""
     from .checkpointer import Checkpointer
 
-    ckpt = Checkpointer(rt.paths.checkpoints, handle_signals=False, mode="blocking")
     try:
-        found = ckpt.list()
+        found = Checkpointer(rt.paths.checkpoints, handle_signals=False, mode="blocking").list()
         error = None
-    except Exception as exc:  # unreachable bucket, missing credentials: report it, do not fail the report
+    except Exception as exc:  # unreachable host or bucket, missing credentials: report it, do not fail the report
         found, error = [], f"{type(exc).__name__}: {exc}"
     return {
-        "location": ckpt.root,
+        "location": str(rt.paths.checkpoints),
         "count": len(found),
         "error": error,
         "checkpoints": [{"step": i.step, "saved_at": i.saved_at.isoformat(timespec="seconds"), "size_bytes": i.size,

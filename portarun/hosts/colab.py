@@ -72,6 +72,7 @@ class ColabProvider(Provider):
 
     name = "colab"
     display_name = "Google Colab"
+    session_per_container = True  # each runtime is a fresh container (/.dockerenv, docker-id HOSTNAME: docs/reference/host-evidence.md §1)
     marker_modules = ("google.colab",)
 
     @classmethod

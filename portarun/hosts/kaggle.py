@@ -54,6 +54,7 @@ class KaggleProvider(Provider):
 
     name = "kaggle"
     display_name = "Kaggle"
+    session_per_container = True  # a container per session (KAGGLE_CONTAINER_NAME injected at run time; files persist only if saved: HOSTS.md [K4])
     priority = 10  # Kaggle's image is Colab's plus more: on a tie, the more specific host wins.
     marker_modules = ("kaggle_secrets", "kaggle_web_client")
 

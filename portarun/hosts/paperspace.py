@@ -39,6 +39,7 @@ class PaperspaceProvider(Provider):
 
     name = "paperspace"
     display_name = "Paperspace Gradient"
+    session_per_container = True  # each 6-hour session starts the notebook container afresh; only /storage, /notebooks persist (HOSTS.md [P1][P2])
 
     @classmethod
     def detect(cls, probe: Probe) -> Detection | None:
