@@ -180,7 +180,9 @@ def build_runtime(probe: Probe, *, host: str | None = None, project: str | None 
     cls = registry[verdict.provider]
     provider = cls(probe)
     if argv0 is None and not probe.simulated:
-        argv0 = sys.argv[0] if sys.argv else None
+        # __main__.__file__ is absolute (Python >= 3.9), so a script that changes folder before
+        # detect() keeps its project; sys.argv[0] may be relative.
+        argv0 = getattr(sys.modules.get("__main__"), "__file__", None) or (sys.argv[0] if sys.argv else None)
     project_id = (ProjectId(project_folder(project), f"detect(project={project!r})"[:300]) if project
                   else default_project(probe, argv0))
     if forced_name and not verdict.matched:

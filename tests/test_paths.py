@@ -365,3 +365,13 @@ def test_info_shows_a_scripts_project_and_lists_the_projects_found(tmp_path) -> 
     scripted = json.loads(info("--script", "exp/train.py", "--json"))
     assert scripted["host"]["project"] == project and scripted["checkpoints"]["count"] == 1
     assert json.loads(info("--project", project, "--json"))["checkpoints"]["count"] == 1
+
+
+def test_a_script_that_changes_folder_before_detect_keeps_its_project(tmp_path) -> None:
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    script = tmp_path / "exp/train.py"
+    script.write_text(_PRINT_PROJECT)
+    expected = _run(Path("exp/train.py"), tmp_path)
+    script.write_text(f"import os\nos.chdir({str(tmp_path / 'elsewhere')!r})\n" + _PRINT_PROJECT)
+    assert _run(Path("exp/train.py"), tmp_path) == expected
