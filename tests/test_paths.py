@@ -375,3 +375,17 @@ def test_a_script_that_changes_folder_before_detect_keeps_its_project(tmp_path) 
     expected = _run(Path("exp/train.py"), tmp_path)
     script.write_text(f"import os\nos.chdir({str(tmp_path / 'elsewhere')!r})\n" + _PRINT_PROJECT)
     assert _run(Path("exp/train.py"), tmp_path) == expected
+
+
+def test_a_project_name_with_bytes_that_are_not_utf8(tmp_path) -> None:
+    """PORTARUN_PROJECT from os.environb: a folder name without the stray byte, distinct from the clean name."""
+    env = {k.encode(): v.encode() for k, v in os.environ.items() if not k.startswith("PORTARUN_")}
+    env.update({b"HOME": os.fsencode(str(tmp_path)), b"PORTARUN_HOST": b"local"})
+    code = "import portarun; rt = portarun.detect(); print(rt.project); print(rt.explain())"
+    outputs = []
+    for name in (b"exp\xff", b"exp"):
+        proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                              env={**env, b"PORTARUN_PROJECT": name}, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        outputs.append(proc.stdout.decode("utf-8").splitlines()[0])
+    assert outputs[1] == "exp" and outputs[0].startswith("exp-") and outputs[0] != "exp"
