@@ -72,7 +72,8 @@ class ColabProvider(Provider):
 
     name = "colab"
     display_name = "Google Colab"
-    session_per_container = True  # each runtime is a fresh container (/.dockerenv, docker-id HOSTNAME: docs/reference/host-evidence.md §1)
+    # Each runtime is a fresh container: /.dockerenv, a docker-id HOSTNAME (docs/reference/host-evidence.md §1).
+    session_per_container = True
     marker_modules = ("google.colab",)
 
     @classmethod

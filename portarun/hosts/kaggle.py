@@ -54,7 +54,8 @@ class KaggleProvider(Provider):
 
     name = "kaggle"
     display_name = "Kaggle"
-    session_per_container = True  # a container per session (KAGGLE_CONTAINER_NAME injected at run time; files persist only if saved: HOSTS.md [K4])
+    # A container per session: KAGGLE_CONTAINER_NAME is injected at run time; files outlive it only if saved (HOSTS.md [K4]).
+    session_per_container = True
     priority = 10  # Kaggle's image is Colab's plus more: on a tie, the more specific host wins.
     marker_modules = ("kaggle_secrets", "kaggle_web_client")
 

@@ -39,7 +39,8 @@ class PaperspaceProvider(Provider):
 
     name = "paperspace"
     display_name = "Paperspace Gradient"
-    session_per_container = True  # each 6-hour session starts the notebook container afresh; only /storage, /notebooks persist (HOSTS.md [P1][P2])
+    # Each (6-hour) session starts the notebook container afresh; only /storage, /notebooks persist (HOSTS.md [P1][P2]).
+    session_per_container = True
 
     @classmethod
     def detect(cls, probe: Probe) -> Detection | None:
