@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import socket
 import subprocess
 import sys
 import warnings
@@ -275,3 +277,65 @@ def check_two(results: list[dict[str, object]]) -> None:
 @pytest.mark.slow
 def test_real_torchrun_two_processes_gloo(tmp_path: Path) -> None:
     check_two(run_two(tmp_path, ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]))
+
+
+def free_port() -> int:
+    """A free port in 15000-24999, the range SLURM's port convention (15000 + 4 digits) covers."""
+    for candidate in random.sample(range(15000, 25000), 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            return candidate
+    raise AssertionError("no free port in 15000-24999")
+
+
+def hand_launch(tmp_path: Path, per_rank: list[dict[str, str]]) -> list[dict[str, object]]:
+    """Start one real process per entry of ``per_rank`` with exactly those launcher variables,
+    as the launcher would, and collect what each worker saw after a gloo all_reduce."""
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    out = tmp_path / "out"
+    out.mkdir()
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("PORTARUN_", "OMP_NUM_THREADS"))
+            and k not in {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID"}
+            and not k.startswith(("SLURM_", "OMPI_", "PMI_", "SKYPILOT_", "JSM_", "LSB_", "PET_"))}
+    base.update(PYTHONPATH=str(REPO) + os.pathsep + base.get("PYTHONPATH", ""), PORTARUN_DEVICE="cpu")
+    procs = [subprocess.Popen([sys.executable, str(script), str(out)], cwd=tmp_path, env={**base, **env},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for env in per_rank]
+    logs = [p.communicate(timeout=180)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), logs
+    return [json.loads((out / f"rank{r}.json").read_text()) for r in range(len(per_rank))]
+
+
+def check_hand_launch(results: list[dict[str, object]], launcher: str) -> None:
+    assert [(r["rank"], r["world_size"], r["launcher"]) for r in results] == [(0, 2, launcher), (1, 2, launcher)]
+    assert all(r["sum"] == 3.0 and r["backend"] == "gloo" for r in results)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["env", "deepspeed", "slurm", "mpi", "skypilot"])
+def test_init_distributed_for_each_new_launcher(tmp_path: Path, launcher: str) -> None:
+    port = str(free_port())
+    master = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port}
+    per_rank = {
+        "env": lambda r: {**master, "RANK": str(r), "WORLD_SIZE": "2"},
+        "deepspeed": lambda r: {**master, "RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": "2", "LOCAL_SIZE": "2",
+                                "CROSS_RANK": "0", "CROSS_SIZE": "1"},
+        # srun's variables only: the rendezvous is the node list's first host and 15000 + the job id's last digits
+        "slurm": lambda r: {"SLURM_JOB_ID": str(int(port) - 15000), "SLURM_STEP_ID": "0", "SLURM_PROCID": str(r),
+                            "SLURM_LOCALID": str(r), "SLURM_NTASKS": "2", "SLURM_NODEID": "0",
+                            "SLURM_STEP_NODELIST": "127.0.0.1", "SLURM_STEP_TASKS_PER_NODE": "2"},
+        "mpi": lambda r: {**master, "OMPI_COMM_WORLD_RANK": str(r), "OMPI_COMM_WORLD_SIZE": "2",
+                          "OMPI_COMM_WORLD_LOCAL_RANK": str(r), "OMPI_COMM_WORLD_LOCAL_SIZE": "2"},
+        "skypilot": lambda r: {"MASTER_PORT": port, "SKYPILOT_NODE_RANK": str(r), "SKYPILOT_NUM_NODES": "2",
+                               "SKYPILOT_NODE_IPS": "127.0.0.1\n127.0.0.1", "SKYPILOT_NUM_GPUS_PER_NODE": "0"},
+    }[launcher]
+    check_hand_launch(hand_launch(tmp_path, [per_rank(0), per_rank(1)]), launcher)
+
+
+def test_skypilot_without_a_port_is_a_clear_error() -> None:
+    env = {"SKYPILOT_NODE_RANK": "0", "SKYPILOT_NUM_NODES": "2", "SKYPILOT_NODE_IPS": "10.0.0.1\n10.0.0.2"}
+    with simulate(env=env) as rt, pytest.raises(DistributedError, match="MASTER_PORT"):
+        rt.init_distributed()
