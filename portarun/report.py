@@ -212,7 +212,7 @@ def _summary_rows(data: dict[str, Any]) -> list[tuple[str, str]]:
     rows.append(("project", f"{data['host'].get('project', '-')} (from {data['host'].get('project_origin') or '-'})"))
     projects = data.get("projects", {})
     if isinstance(projects.get("found"), dict) and set(projects["found"]) - {data["host"].get("project")}:
-        others = ", ".join(f"{name} ({count} checkpoints)" if isinstance(count, int) else f"{name} ({count})"
+        others = ", ".join(f"{name} ({count} checkpoint{'' if count == 1 else 's'})" if isinstance(count, int) else f"{name} ({count})"
                            for name, count in projects["found"].items())
         rows += [("  found", others), ("  pick", projects["hint"])]
     paths = data.get("paths", {})

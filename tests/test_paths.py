@@ -359,7 +359,7 @@ def test_info_shows_a_scripts_project_and_lists_the_projects_found(tmp_path) -> 
         return proc.stdout
 
     plain = info()
-    assert f"{project} (1 checkpoints)" in plain and "--script train.py" in plain
+    assert f"{project} (1 checkpoint)" in plain and "--script train.py" in plain
     import json
 
     scripted = json.loads(info("--script", "exp/train.py", "--json"))
