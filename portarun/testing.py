@@ -16,37 +16,36 @@ from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
+import os
 import shutil
 import sys
 import tempfile
 import types
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from . import runtime as _runtime
 from .catalog import gpu_from_name, tpu_from_spec
-from .errors import UnknownHostError
+from .errors import PortarunError, UnknownHostError, warn
 from .facts import CpuFacts, GpuFacts, MemoryFacts, PlatformFacts, ShmFacts, TpuFacts
 from .probe import Probe
 from .units import parse_size
 
-GIB = 1024**3
-
-
 @dataclass(frozen=True)
 class Preset:
-    """A host as simulate() builds it: environment, folders, files, modules, typical hardware.
-    Values come from real environment dumps (docs/reference/host-evidence.md)."""
+    """A host as simulate() builds it: environment, folders, files, modules, and the TPU of a TPU
+    host (nothing else: CPUs and memory are the real machine's unless ``simulate`` is told
+    otherwise, so code under test sizes itself to what really runs it). Values come from real
+    environment dumps (docs/reference/host-evidence.md)."""
 
     env: Mapping[str, str]
     paths: tuple[str, ...] = ()
     files: tuple[str, ...] = ()
     modules: tuple[str, ...] = ()
-    cpus: int | None = None
-    memory: int | None = None
     kernel: bool = True
     tpu: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -71,22 +70,22 @@ _KAGGLE_MODULES = ("kaggle_secrets", "kaggle_web_client", "google.colab")
 PRESETS: dict[str, Preset] = {
     "local": Preset(env={"HOME": "/home/user"}, kernel=False),
     "colab": Preset(env=_COLAB_ENV, paths=(*_COLAB_PATHS, "/content/drive/MyDrive"),
-                    files=("/var/colab/hostname",), modules=("google.colab",), cpus=2, memory=int(12.7 * GIB)),
+                    files=("/var/colab/hostname",), modules=("google.colab",)),
     "colab-nodrive": Preset(env=_COLAB_ENV, paths=_COLAB_PATHS, files=("/var/colab/hostname",),
-                            modules=("google.colab",), cpus=2, memory=int(12.7 * GIB)),
+                            modules=("google.colab",)),
     # A Colab TPU VM runtime shows COLAB_TPU_1VM=1 and TPU_ACCELERATOR_TYPE=v5e-1 (corpus colab-tpu-vm-v5e-1).
     "colab-tpu": Preset(env={**_COLAB_ENV, "COLAB_TPU_1VM": "1", "TPU_ACCELERATOR_TYPE": "v5e-1"},
                         paths=(*_COLAB_PATHS, "/content/drive/MyDrive"), files=("/var/colab/hostname",),
-                        modules=("google.colab",), cpus=44, memory=47 * GIB, tpu="v5e-1"),
-    "kaggle": Preset(env=_KAGGLE_ENV, paths=_KAGGLE_PATHS, modules=_KAGGLE_MODULES, cpus=4, memory=30 * GIB),
+                        modules=("google.colab",), tpu="v5e-1"),
+    "kaggle": Preset(env=_KAGGLE_ENV, paths=_KAGGLE_PATHS, modules=_KAGGLE_MODULES),
     "kaggle-batch": Preset(env={**_KAGGLE_ENV, "KAGGLE_KERNEL_RUN_TYPE": "Batch"}, paths=_KAGGLE_PATHS,
-                           modules=_KAGGLE_MODULES, cpus=4, memory=30 * GIB, kernel=False),
+                           modules=_KAGGLE_MODULES, kernel=False),
     "kaggle-tpu": Preset(env={**_KAGGLE_ENV, "ISTPUVM": "1", "TPU_ACCELERATOR_TYPE": "v3-8"},
-                         paths=_KAGGLE_PATHS, modules=_KAGGLE_MODULES, cpus=96, memory=330 * GIB, tpu="v5e-8"),
+                         paths=_KAGGLE_PATHS, modules=_KAGGLE_MODULES, tpu="v5e-8"),
     "paperspace": Preset(
         env={"HOME": "/root", "PAPERSPACE_NOTEBOOK_REPO_ID": "r1x2y3z", "PAPERSPACE_NOTEBOOK_ID": "n8mwcw7u7e",
              "PAPERSPACE_FQDN": "n8mwcw7u7e.clg07azjl.paperspacegradient.com", "PAPERSPACE_CLUSTER_ID": "clg07azjl"},
-        paths=("/notebooks", "/storage", "/datasets"), cpus=8, memory=30 * GIB),
+        paths=("/notebooks", "/storage", "/datasets")),
 }
 
 
@@ -127,6 +126,35 @@ def _stand_in(name: str, added: list[str]) -> None:
     added.append(name)
 
 
+def _drive_mount(mountpoint: str, force_remount: bool = False, timeout_ms: int = 120000,
+                 readonly: bool = False) -> None:
+    """Colab's ``drive.mount`` as a simulation has it: Drive's folder appears at ``mountpoint``."""
+    os.makedirs(os.path.join(os.path.expanduser(mountpoint), "MyDrive"), exist_ok=True)
+
+
+def _nothing(*args: object, **kwargs: object) -> None:
+    """Colab's ``drive.flush_and_unmount`` and ``files.download`` as a simulation has them: there
+    is no Drive to flush and no browser to download to."""
+
+
+#: The parts of Colab's own modules that portarun calls, given to the stand-in ``google.colab``
+#: so that simulated Colab behaves and stays quiet: Drive's ``mount`` and ``flush_and_unmount``
+#: (googlecolab/colabtools@94300b75:google/colab/drive.py) and the browser download
+#: ``download(filename)`` (googlecolab/colabtools google/colab/files.py).
+_STAND_IN_APIS: Mapping[str, Mapping[str, Callable[..., None]]] = {
+    "google.colab.drive": {"mount": _drive_mount, "flush_and_unmount": _nothing},
+    "google.colab.files": {"download": _nothing},
+}
+
+
+def _add_stand_in_apis(added: list[str]) -> None:
+    for name, functions in _STAND_IN_APIS.items():
+        if name.rpartition(".")[0] in added:  # only under a stand-in, never a real google.colab
+            _stand_in(name, added)
+            for attribute, function in functions.items():
+                setattr(sys.modules[name], attribute, function)
+
+
 def _remove_stand_ins(added: list[str]) -> None:
     for name in reversed(added):
         module = sys.modules.pop(name, None)
@@ -139,7 +167,24 @@ def _remove_stand_ins(added: list[str]) -> None:
 def _gpus(gpus: Sequence[str | GpuFacts] | None) -> tuple[GpuFacts, ...] | None:
     if gpus is None:
         return None
-    return tuple(g if isinstance(g, GpuFacts) else gpu_from_name(g, i) for i, g in enumerate(gpus))
+    if isinstance(gpus, (str, bytes)) or not isinstance(gpus, Iterable):
+        raise PortarunError(f"gpus={gpus!r} is not a list of GPU model names; pass e.g. gpus=['Tesla T4'] * 2.")
+    out = []
+    for i, g in enumerate(gpus):
+        if not isinstance(g, (str, GpuFacts)):
+            raise PortarunError(f"gpus[{i}]={g!r} is neither a GPU model name (like 'Tesla T4') nor a GpuFacts.")
+        out.append(g if isinstance(g, GpuFacts) else gpu_from_name(g, i))
+    return tuple(out)
+
+
+#: More CPUs than any machine has: a count past it is a typo, not a simulation.
+_MAX_CPUS = 1 << 16
+
+
+def _cpu_count(cpus: object) -> int:
+    if isinstance(cpus, bool) or not isinstance(cpus, int) or not 1 <= cpus <= _MAX_CPUS:
+        raise PortarunError(f"cpus={cpus!r} is not a CPU count; pass a whole number from 1 to {_MAX_CPUS}.")
+    return cpus
 
 
 @contextmanager
@@ -174,53 +219,96 @@ def simulate(
     if host is not None and host not in PRESETS:
         raise UnknownHostError(host, PRESETS, "simulated host")
     preset = PRESETS[host] if host else Preset(env={})
-    made_root = root is None
-    base = Path(tempfile.mkdtemp(prefix="portarun-sim-")) if root is None else Path(root)
-    base.mkdir(parents=True, exist_ok=True)
-    base = base.resolve()
-    for folder in (*preset.paths, *paths):
-        (base / folder.lstrip("/")).mkdir(parents=True, exist_ok=True)
-    for file in (*preset.files, *files):
-        target = base / file.lstrip("/")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.touch()
     all_modules = frozenset((*preset.modules, *modules))
-    cpu = cpus if isinstance(cpus, CpuFacts) or cpus is None else CpuFacts(logical=cpus, affinity=cpus)
-    if cpu is None and preset.cpus:
-        cpu = CpuFacts(logical=preset.cpus, affinity=preset.cpus)
-    mem_value = memory if memory is not None else preset.memory
-    mem = mem_value if isinstance(mem_value, MemoryFacts) or mem_value is None else MemoryFacts(
-        total=parse_size(mem_value, "memory"), available=parse_size(mem_value, "memory"))
-    shm_facts = shm if isinstance(shm, ShmFacts) or shm is None else ShmFacts(
-        path=str(base / "dev/shm"), total=parse_size(shm, "shm"), free=parse_size(shm, "shm"))
+    # Every keyword is checked before anything is created, so a refused one leaves nothing behind.
+    cpu = cpus if isinstance(cpus, CpuFacts) or cpus is None else CpuFacts(logical=_cpu_count(cpus),
+                                                                             affinity=_cpu_count(cpus))
+    mem = memory if isinstance(memory, MemoryFacts) or memory is None else MemoryFacts(
+        total=parse_size(memory, "memory"), available=parse_size(memory, "memory"))
+    shm_given = shm if isinstance(shm, ShmFacts) else None
+    shm_size = None if isinstance(shm, ShmFacts) or shm is None else parse_size(shm, "shm")
     tpu_value = tpu if tpu is not None else preset.tpu
     tpu_facts = tpu_value if isinstance(tpu_value, TpuFacts) or tpu_value is None else tpu_from_spec(tpu_value)
+    gpu_facts = _gpus(gpus)
     probe_env = {**preset.env, **(env or {})}
-    probe = Probe(
-        env=probe_env, root=base, modules=all_modules, host_modules=_host_modules(probe_env),
-        simulated=True, kernel=preset.kernel if kernel is None else kernel, cpu_override=cpu,
-        memory_override=mem, shm_override=shm_facts, gpus_override=_gpus(gpus), tpu_override=tpu_facts,
-        platform_override=PlatformFacts(*platform) if platform else None,
-        started_at_override=started_at.timestamp() if started_at else None,
-    )
+    host_modules = _host_modules(probe_env)
+    made_root = root is None
+    base = Path(tempfile.mkdtemp(prefix="portarun-sim-")) if root is None else Path(root)
     added: list[str] = []
     saved_cache = dict(_runtime._cache)
+    probe: Probe | None = None
     try:
+        base.mkdir(parents=True, exist_ok=True)
+        base = base.resolve()
+        for folder in (*preset.paths, *paths):
+            (base / folder.lstrip("/")).mkdir(parents=True, exist_ok=True)
+        for file in (*preset.files, *files):
+            target = base / file.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.touch()
+        shm_facts = shm_given if shm_size is None else ShmFacts(
+            path=str(base / "dev/shm"), total=shm_size, free=shm_size)
+        probe = Probe(
+            env=probe_env, root=base, modules=all_modules, host_modules=host_modules,
+            simulated=True, kernel=preset.kernel if kernel is None else kernel, cpu_override=cpu,
+            memory_override=mem, shm_override=shm_facts, gpus_override=gpu_facts, tpu_override=tpu_facts,
+            platform_override=PlatformFacts(*platform) if platform else None,
+            started_at_override=started_at.timestamp() if started_at else None,
+        )
         for name in sorted(all_modules):
             _stand_in(name, added)
+        _add_stand_in_apis(added)
         _runtime._probe_stack.append(probe)
         _runtime._cache.clear()
         rt = _runtime.detect(project=project)
         _runtime._cache[(None, None, None)] = rt
         yield rt
     finally:
-        if _runtime._probe_stack and _runtime._probe_stack[-1] is probe:
-            _runtime._probe_stack.pop()
-        _runtime._cache.clear()
-        _runtime._cache.update(saved_cache)
-        _remove_stand_ins(added)
-        if made_root:
-            shutil.rmtree(base, ignore_errors=True)
+        try:
+            _close_checkpointers(base)
+        finally:
+            if probe is not None and _runtime._probe_stack and _runtime._probe_stack[-1] is probe:
+                _runtime._probe_stack.pop()
+            _runtime._cache.clear()
+            _runtime._cache.update(saved_cache)
+            _remove_stand_ins(added)
+            if made_root:
+                _remove_root(base)
+
+
+def _close_checkpointers(root: Path) -> None:
+    """Finish the saves of checkpointers writing under the simulated ``root`` (and flush the
+    stand-in Drive) while the simulation still stands: at interpreter exit, where a
+    checkpointer would otherwise close, the root and the stand-in modules are gone."""
+    checkpointer = sys.modules.get("portarun.checkpoint.checkpointer")  # never imported here
+    live = getattr(checkpointer, "_LIVE", None)
+    if live is None:
+        return
+    for ck in list(live):
+        if Path(ck.root).is_relative_to(root):
+            try:
+                ck.close()
+            except Exception as exc:
+                warn(f"the last checkpoint save to {ck.root} failed: {exc}")
+            live.discard(ck)
+
+
+def _remove_root(base: Path) -> None:
+    """Remove a temporary root whatever the code under test left in it (read-only folders
+    included)."""
+    def unlock(function: Any, path: str, *_: Any) -> None:
+        os.chmod(os.path.dirname(path), 0o700)
+        if os.path.isdir(path) and not os.path.islink(path):
+            os.chmod(path, 0o700)
+        function(path)
+
+    try:
+        if sys.version_info >= (3, 12):
+            shutil.rmtree(base, onexc=unlock)
+        else:
+            shutil.rmtree(base, onerror=unlock)
+    except OSError as exc:
+        warn(f"could not remove the simulation's temporary root {base}: {exc}")
 
 
 @contextmanager

@@ -3,12 +3,18 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
+import subprocess
 import sys
+import tempfile
+import warnings
+from pathlib import Path
 
 import pytest
 
 import portarun
 from portarun.errors import PortarunError, UnknownHostError
+from portarun.probe import Probe
 from portarun.testing import presets, simulate
 
 
@@ -88,3 +94,83 @@ def test_bad_hardware_keywords(kwargs, message) -> None:
     with pytest.raises(PortarunError, match=message):
         with simulate(**kwargs):
             pass
+
+
+# -- a simulation leaves nothing behind and says nothing about its own stand-ins ----------
+
+_COLAB_SESSION = """
+import warnings
+import portarun
+from portarun.testing import simulate
+
+warnings.simplefilter("error", portarun.PortarunWarning)
+with simulate("colab") as rt:
+    assert rt.paths.checkpoints.is_relative_to(rt.probe.path("/content/drive/MyDrive"))
+    rt.checkpoints.save({"w": [1.0, 2.0]}, step=1)        # on the simulated Drive
+    rt.checkpoints.wait()
+    sample = rt.probe.path("/content/sample_submission.csv")
+    sample.write_text("id,target\\n1,0\\n2,0\\n")
+    rt.submit({"id": [1, 2], "target": [0.5, 0.25]}, sample=sample)  # offered for download on Colab
+print("done")
+"""
+
+
+def test_colab_stand_ins_raise_no_warnings_during_or_after_the_block(tmp_path) -> None:
+    """Colab's Drive flush (also at interpreter exit) and download offer, against the stand-in
+    google.colab: under ``error::PortarunWarning`` a user's suite must not fail."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTARUN_")}
+    env["TMPDIR"] = str(tmp_path)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])  # this checkout's portarun
+    result = subprocess.run([sys.executable, "-c", _COLAB_SESSION],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "done", result.stderr[-3000:]
+    assert "Warning" not in result.stderr and "Exception ignored" not in result.stderr, result.stderr[-3000:]
+    assert os.listdir(tmp_path) == []  # the temporary root is gone, and nothing wrote after it
+
+
+@pytest.fixture
+def temp_folder(tmp_path, monkeypatch) -> Path:
+    """The temporary folder simulate() makes its roots in."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def test_temporary_roots_are_removed_on_errors_and_when_nested(temp_folder: Path) -> None:
+    with pytest.raises(ZeroDivisionError):
+        with simulate("kaggle"):
+            1 / 0
+    with simulate("kaggle") as outer:
+        with simulate("colab") as inner:
+            assert outer.probe.root != inner.probe.root
+            assert sorted(temp_folder.iterdir()) == sorted([outer.probe.root, inner.probe.root])
+        assert list(temp_folder.iterdir()) == [outer.probe.root]
+    with simulate("paperspace") as rt:  # a folder the code under test made read-only
+        locked = rt.paths.output / "locked"
+        (locked / "inner").mkdir(parents=True)
+        (locked / "inner" / "file").write_text("x")
+        locked.chmod(0o500)
+        (locked / "inner").chmod(0o500)
+    assert list(temp_folder.iterdir()) == []
+
+
+@pytest.mark.parametrize("kwargs", [{"memory": "lots"}, {"gpus": ["Voodoo 5"]}, {"tpu": "v9z"}, {"shm": "-1"}])
+def test_a_refused_keyword_leaves_no_root(temp_folder: Path, kwargs) -> None:
+    with pytest.raises(PortarunError):
+        with simulate("kaggle", **kwargs):
+            pass
+    assert list(temp_folder.iterdir()) == []
+
+
+@pytest.mark.parametrize("host", presets())
+def test_presets_read_unset_hardware_from_the_real_machine(host: str) -> None:
+    """As documented: a preset names a host, not a machine; asking for hardware still works."""
+    real = Probe.real()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", portarun.PortarunWarning)  # colab-nodrive's "Drive is not mounted"
+        with simulate(host) as rt:
+            assert rt.probe.cpu == real.cpu and rt.probe.memory.total == real.memory.total
+            assert rt.loader.facts.cpus <= real.cpu.usable
+        with simulate(host, cpus=96, memory="330G") as rt:
+            assert rt.probe.cpu.usable == 96 and rt.probe.memory.total == 330 * 1024**3
