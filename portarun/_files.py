@@ -1,7 +1,9 @@
-"""Small files written whole or not at all, and on/off environment flags."""
+"""Small files read without surprises or written whole or not at all, and on/off environment
+flags."""
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 _OFF = ("0", "false", "no", "off")
@@ -13,6 +15,36 @@ def flag(value: str | None, default: bool) -> bool:
     if value is None or not value.strip():
         return default
     return value.strip().lower() not in _OFF
+
+
+def read_small(path: str | os.PathLike[str], limit: int = 1 << 20) -> bytes | None:
+    """At most ``limit`` bytes of the regular file at ``path``, or ``None`` when it is missing,
+    unreadable or not a regular file. Never blocks: the file is opened non-blocking, so a FIFO or
+    device planted where a kernel, driver or cache file should be is refused instead of hanging
+    the reader (proc and sysfs files are regular files to ``fstat``)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except (OSError, ValueError):  # missing, no permission, ENAMETOOLONG, a NUL byte
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        chunks: list[bytes] = []
+        left = limit
+        while left > 0 and (chunk := os.read(fd, min(left, 1 << 16))):
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def read_small_text(path: str | os.PathLike[str], limit: int = 1 << 20) -> str | None:
+    """:func:`read_small` decoded as UTF-8 with undecodable bytes replaced."""
+    data = read_small(path, limit)
+    return None if data is None else data.decode("utf-8", errors="replace")
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str, *, durable: bool = False) -> None:

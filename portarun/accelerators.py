@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ._files import read_small_text
 from .catalog import gpu_spec
 from .facts import GpuFacts, TpuFacts
 
@@ -121,6 +122,9 @@ def parse_information(text: str) -> dict[str, str]:
     return out
 
 
+_MAX_NAME = 96
+
+
 def read_proc_gpus(root: Path) -> tuple[GpuFacts, ...]:
     """Every GPU the NVIDIA driver lists under ``root/proc/driver/nvidia/gpus``, ordered by
     device minor number (``/dev/nvidia<minor>``, the physical index SLURM and nvidia-smi use),
@@ -132,16 +136,17 @@ def read_proc_gpus(root: Path) -> tuple[GpuFacts, ...]:
         return ()
     entries: list[tuple[int, str, dict[str, str]]] = []
     for folder in folders:
-        try:
-            info = parse_information((folder / "information").read_text(errors="replace"))
-        except OSError:
+        text = read_small_text(folder / "information", 1 << 16)
+        if text is None:
             continue
+        info = parse_information(text)
         minor = info.get("Device Minor", "")
         entries.append((int(minor) if minor.isdigit() else 1_000_000 + len(entries), folder.name, info))
     entries.sort()
     gpus = []
     for index, (_, bus, info) in enumerate(entries):
-        name = info.get("Model", "NVIDIA GPU")
+        # A driver file names the model in a few words; anything else is not a model name.
+        name = info.get("Model", "").strip()[:_MAX_NAME] or "NVIDIA GPU"
         spec = gpu_spec(name)
         gpus.append(GpuFacts(
             index=index, name=name, uuid=info.get("GPU UUID") or None,
@@ -285,11 +290,8 @@ def read_tpu(probe: Probe) -> TpuFacts | None:
         return None
     generations: list[str] = []
     for dev in devices:
-        try:
-            vendor = (dev / "vendor").read_text().strip().lower()
-            device = (dev / "device").read_text().strip().lower()
-        except OSError:
-            continue
+        vendor = (read_small_text(dev / "vendor", 64) or "").strip().lower()
+        device = (read_small_text(dev / "device", 64) or "").strip().lower()
         if vendor == GOOGLE_PCI_VENDOR and device in TPU_PCI_DEVICES:
             generations.append(TPU_PCI_DEVICES[device])
     if not generations:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .accelerators import has_mps
 from .catalog import TPU_SPECS
+from ._files import read_small_text
 from .errors import DeviceError, PortarunWarning
 from .provider import DeviceKind
 from .errors import warn
@@ -188,12 +189,9 @@ def _build(probe: Probe, kind: DeviceKind, local_rank: int) -> DeviceInfo:
 
 
 def _cpu_name(probe: Probe) -> str:
-    try:
-        text = probe.path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        return "CPU"
+    text = read_small_text(probe.path("/proc/cpuinfo")) or ""
     match = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
-    return match.group(1).strip() if match else "CPU"
+    return match.group(1).strip()[:96] if match else "CPU"
 
 
 def _amp_override(probe: Probe, info: DeviceInfo) -> DeviceInfo:

@@ -21,23 +21,31 @@ from .provider import SessionLimits
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
 
 
+#: The longest limit accepted: a century, far past any session, and within what datetimes hold.
+_LONGEST = 100 * 365 * 24 * 3600
+
+
 def parse_duration(text: str, source: str = "PORTARUN_SESSION_LIMIT") -> timedelta | None:
     """Parse ``12h``, ``90m``, ``1h30m``, ``45s``, plain seconds, or ``none`` (→ ``None``)."""
     value = text.strip().lower().replace(" ", "")
     if value in ("none", "0", "unlimited", "off"):
         return None
+    error = PortarunError(f"{source}={text!r} is not a duration. Use forms like '12h', '90m', '1h30m', '3600' "
+                          "(seconds) or 'none'.")
     try:
-        return timedelta(seconds=float(value))
+        seconds_only: float | None = float(value)
     except ValueError:
-        pass
-    match = _DURATION.match(value)
-    if not value or not match or not any(match.groups()):
-        raise PortarunError(
-            f"{source}={text!r} is not a duration. Use forms like '12h', '90m', '1h30m', '3600' "
-            "(seconds) or 'none'."
-        )
-    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
-    return timedelta(hours=hours, minutes=minutes, seconds=seconds)
+        seconds_only = None
+    if seconds_only is None:
+        match = _DURATION.match(value)
+        if not value or not match or not any(match.groups()):
+            raise error
+        hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+        seconds_only = hours * 3600 + minutes * 60 + seconds
+    # inf, nan, negative, or so long that the deadline would pass datetime's year 9999
+    if not math.isfinite(seconds_only) or seconds_only < 0 or seconds_only > _LONGEST:
+        raise error
+    return timedelta(seconds=seconds_only)
 
 
 class SessionInfo(NamedTuple):

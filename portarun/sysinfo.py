@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from ._files import read_small
 from .facts import CpuFacts, MemoryFacts, ShmFacts
 
 # cgroup v1 reports "no limit" as the largest page-aligned signed 64-bit value; anything at or
@@ -30,10 +31,24 @@ _UNLIMITED = 2**62
 
 
 def _read(path: Path) -> str | None:
+    """A kernel file's stripped text, or ``None`` (missing, unreadable, not UTF-8, or not a
+    regular file: see :func:`~portarun._files.read_small`)."""
+    data = read_small(path)
     try:
-        return path.read_text().strip()
-    except (OSError, UnicodeDecodeError):
+        return None if data is None else data.decode("utf-8").strip()
+    except UnicodeDecodeError:
         return None
+
+
+#: Deeper than any real cgroup hierarchy (systemd and Kubernetes nest about ten levels).
+_MAX_DEPTH = 64
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):  # a name too long (ENAMETOOLONG), a NUL byte
+        return False
 
 
 def _int(text: str | None) -> int | None:
@@ -122,6 +137,8 @@ def cgroup_dirs(root: Path, controller: str) -> Iterator[Path]:
             yield base
         return
     controllers, path = (v1 or v2)[0]
+    if ".." in PurePosixPath(path).parts:  # a cgroup path never climbs: this one is forged
+        return
     version = 2 if controllers == "" else 1
     mount_dir: Path | None = None
     rel = path.lstrip("/")
@@ -132,13 +149,13 @@ def cgroup_dirs(root: Path, controller: str) -> Iterator[Path]:
             break
     if mount_dir is None:
         mount_dir = _heuristic_mount(root, controllers, controller)
-    here = mount_dir / rel
-    while True:
-        if here.is_dir():
+    parts = PurePosixPath(rel).parts
+    if len(parts) > _MAX_DEPTH:  # real hierarchies are a few levels deep: this one is forged
+        return
+    for depth in range(len(parts), -1, -1):
+        here = mount_dir.joinpath(*parts[:depth])
+        if _is_dir(here):
             yield here
-        if here == mount_dir or mount_dir not in here.parents:
-            break
-        here = here.parent
 
 
 def _cpu_limit(folder: Path) -> float | None:

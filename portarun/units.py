@@ -1,6 +1,7 @@
 """Byte sizes in and out: ``parse_size("64M")`` and ``format_size(67108864)``."""
 from __future__ import annotations
 
+import math
 import re
 
 from .errors import PortarunError
@@ -12,13 +13,19 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE
 def parse_size(value: int | float | str, what: str = "size") -> int:
     """Bytes from an int or a string like ``64M``, ``30G``, ``12.7GiB``, ``512MB`` (powers of
     1024). Raises :class:`~portarun.errors.PortarunError` on anything else."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+    error = PortarunError(f"{what} {value!r} is not a size; use bytes or a string like '64M', '30G', '1.5T'.")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value) or value < 0:
+            raise error
         return int(value)
     match = _SIZE.match(str(value))
     if not match:
-        raise PortarunError(f"{what} {value!r} is not a size; use bytes or a string like '64M', '30G', '1.5T'.")
+        raise error
     number, unit = match.groups()
-    return int(float(number) * _UNITS[unit.lower()])
+    size = float(number) * _UNITS[unit.lower()]
+    if not math.isfinite(size):
+        raise error
+    return int(size)
 
 
 def format_size(n: int | None) -> str:
