@@ -134,7 +134,7 @@ def _counts(probe: Probe, names: tuple[str, ...]) -> list[int]:
     return [v for v in (_count(probe, n) for n in names) if v is not None]
 
 
-def _below(probe: Probe, low: str, value: int, high: str, limit: int) -> None:
+def _below(low: str, value: int, high: str, limit: int) -> None:
     if value >= limit:
         raise _Ignored(f"{low}={value} is not below {high}={limit}")
 
@@ -160,7 +160,7 @@ def _local_world(probe: Probe, name: str, local_rank: int, world: int, evidence:
     if size is None:
         evidence.append(f"{name} unset: processes on this node taken as at least {local_rank + 1}")
         return local_rank + 1
-    _below(probe, "LOCAL_RANK", local_rank, name, size)
+    _below("local rank", local_rank, name, size)
     if size > world:
         raise _Ignored(f"{name}={size} is larger than the world size {world}")
     return size
@@ -176,7 +176,7 @@ def _build(launcher: str, rank: int, local_rank: int, world: int, local_world: i
 def _torch_ranks(probe: Probe, launcher: str, evidence: list[str]) -> DistInfo:
     """``RANK``/``WORLD_SIZE`` with ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE``, ``GROUP_RANK`` when set."""
     rank, world = _counts(probe, ("RANK", "WORLD_SIZE"))
-    _below(probe, "RANK", rank, "WORLD_SIZE", world)
+    _below("RANK", rank, "WORLD_SIZE", world)
     local_rank = _count(probe, "LOCAL_RANK")
     if local_rank is None:  # one process per node, as in a PyTorchJob pod
         local_rank, local_world = 0, 1
@@ -205,9 +205,9 @@ def _deepspeed(probe: Probe, evidence: list[str]) -> DistInfo | None:
     rank, local_rank, world, local_size, node, nodes = _counts(
         probe, ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_SIZE", "CROSS_RANK", "CROSS_SIZE"))
     _counts(probe, ("MASTER_PORT",))
-    _below(probe, "RANK", rank, "WORLD_SIZE", world)
-    _below(probe, "LOCAL_RANK", local_rank, "LOCAL_SIZE", local_size)
-    _below(probe, "CROSS_RANK", node, "CROSS_SIZE", nodes)
+    _below("RANK", rank, "WORLD_SIZE", world)
+    _below("LOCAL_RANK", local_rank, "LOCAL_SIZE", local_size)
+    _below("CROSS_RANK", node, "CROSS_SIZE", nodes)
     if local_size > world:
         raise _Ignored(f"LOCAL_SIZE={local_size} is larger than WORLD_SIZE={world}")
     evidence.insert(0, "deepspeed: " + ", ".join(_shown(probe, v) for v in ("RANK", "LOCAL_SIZE", "CROSS_RANK")))
@@ -220,8 +220,8 @@ def _lsf(probe: Probe, evidence: list[str]) -> DistInfo | None:
         return None
     rank, local_rank, world, job = _counts(
         probe, ("JSM_NAMESPACE_RANK", "JSM_NAMESPACE_LOCAL_RANK", "JSM_NAMESPACE_SIZE", "LSB_JOBID"))
-    _below(probe, "JSM_NAMESPACE_RANK", rank, "JSM_NAMESPACE_SIZE", world)
-    _below(probe, "JSM_NAMESPACE_LOCAL_RANK", local_rank, "JSM_NAMESPACE_SIZE", world)
+    _below("JSM_NAMESPACE_RANK", rank, "JSM_NAMESPACE_SIZE", world)
+    _below("JSM_NAMESPACE_LOCAL_RANK", local_rank, "JSM_NAMESPACE_SIZE", world)
     evidence.append(f"lsf: processes on this node taken as at least {local_rank + 1}, node rank unknown "
                     "(jsrun sets no per-node count)")
     evidence.insert(0, "lsf: " + ", ".join(_shown(probe, v) for v in ("JSM_NAMESPACE_RANK", "JSM_NAMESPACE_SIZE",
@@ -271,7 +271,7 @@ def _mpi(probe: Probe, evidence: list[str]) -> DistInfo | None:
         what = "MPICH/Intel MPI " + ", ".join(_shown(probe, v) for v in ("PMI_RANK", "PMI_SIZE"))
     else:
         return None
-    _below(probe, "MPI rank", rank, "MPI size", world)
+    _below("MPI rank", rank, "MPI size", world)
     step = _slurm_step(probe)
     if step == (rank, world):
         return None  # srun started these tasks (srun --mpi=...): SLURM's reader decides
@@ -325,7 +325,7 @@ def _slurm(probe: Probe, evidence: list[str]) -> DistInfo | None:
         raise _Ignored(f"SLURM_JOB_NAME={job_name} marks an interactive job")
     world_var = "SLURM_STEP_NUM_TASKS" if probe.getenv("SLURM_STEP_NUM_TASKS") is not None else "SLURM_NTASKS"
     rank, world = _counts(probe, ("SLURM_PROCID", world_var))
-    _below(probe, "SLURM_PROCID", rank, world_var, world)
+    _below("SLURM_PROCID", rank, world_var, world)
     local_rank, node = _count(probe, "SLURM_LOCALID"), _count(probe, "SLURM_NODEID")
     tasks = _expand_tasks(probe.getenv("SLURM_STEP_TASKS_PER_NODE"))
     if tasks is None or sum(tasks) != world:
@@ -351,7 +351,7 @@ def _slurm(probe: Probe, evidence: list[str]) -> DistInfo | None:
     if tasks is not None and len(set(tasks)) > 1 and node >= len(tasks):
         raise _Ignored(f"node {node} is outside SLURM_STEP_TASKS_PER_NODE's {len(tasks)} nodes")
     local_world = (tasks[min(node, len(tasks) - 1)] if tasks else local_rank + 1)
-    _below(probe, "SLURM_LOCALID", local_rank, "tasks on this node", local_world)
+    _below("SLURM_LOCALID", local_rank, "tasks on this node", local_world)
     _agrees_with_torch(probe, rank, local_rank, world)
     evidence.insert(0, "slurm: " + ", ".join(_shown(probe, v) for v in ("SLURM_PROCID", world_var)
                                              + tuple(v for v in ("SLURM_LOCALID", "SLURM_STEP_ID")
@@ -425,7 +425,7 @@ def _skypilot(probe: Probe, evidence: list[str]) -> DistInfo | None:
     ips = [ip.strip() for ip in (probe.getenv("SKYPILOT_NODE_IPS") or "").splitlines() if ip.strip()]
     if len(ips) != nodes:
         raise _Ignored(f"SKYPILOT_NODE_IPS lists {len(ips)} hosts for SKYPILOT_NUM_NODES={nodes}")
-    _below(probe, "SKYPILOT_NODE_RANK", rank, "SKYPILOT_NUM_NODES", nodes)
+    _below("SKYPILOT_NODE_RANK", rank, "SKYPILOT_NUM_NODES", nodes)
     evidence.insert(0, "skypilot: " + ", ".join(_shown(probe, v) for v in ("SKYPILOT_NODE_RANK", "SKYPILOT_NUM_NODES"))
                     + " (one process per node; start torchrun with --nproc_per_node=$SKYPILOT_NUM_GPUS_PER_NODE "
                     "for one per GPU)")

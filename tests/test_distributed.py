@@ -51,7 +51,7 @@ def test_inconsistent_torchrun_values_are_ignored() -> None:
     with pytest.warns(PortarunWarning, match="contradict each other"):
         d = dist_of({**TORCHRUN, "LOCAL_RANK": "2"})  # LOCAL_RANK must be < LOCAL_WORLD_SIZE
     assert d.launcher is None and d.evidence[0] == (
-        "ignored torchrun variables: LOCAL_RANK=2 is not below LOCAL_WORLD_SIZE=2")
+        "ignored torchrun variables: local rank=2 is not below LOCAL_WORLD_SIZE=2")
 
 
 def test_rank_typed_by_a_user_warns_and_is_ignored() -> None:
