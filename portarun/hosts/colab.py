@@ -30,6 +30,9 @@ Kaggle's image is built on Colab's and other images copy its layout:
   ``utils/_runtime.py`` @02ecd7b9 ``is_colab_enterprise``).
 - Drive mounted at ``/content/drive/MyDrive`` (``My Drive`` before 2020): a FUSE mount that only
   ``google.colab.drive`` makes, and only on a hosted runtime (drive.py above). Medium.
+- ``/content/adc.json``: the application-default credentials ``google.colab.auth`` writes on a
+  hosted runtime (``GOOGLE_APPLICATION_CREDENTIALS=/content/adc.json`` in a 2020 Colab ``env``:
+  corpus colab-runtime-child-env-2020; read back in corpus colab-legacy-tpu-node-kernel). Weak.
 - ``google.colab`` importable: also on Kaggle and on Colab's local-runtime image. Weak.
 - ``/content``: Colab's working folder, but RunPod/PyTorch images use ``WORKDIR /content``
   (corpus neg-content-workdir-runpod-image). Weak.
@@ -110,6 +113,8 @@ class ColabProvider(Provider):
         drive = next((root for root in DRIVE_ROOTS if probe.is_dir(root)), None)
         if drive:
             ev.add(0.3, f"folder {drive}", "Google Drive mounted by google.colab.drive, which works only on hosted Colab")
+        if probe.is_file("/content/adc.json"):
+            ev.add(0.1, "file /content/adc.json", "credentials google.colab.auth writes on a hosted runtime")
         if probe.has_module("google.colab"):
             ev.add(0.1, "module google.colab importable", "Colab's own package; also on Kaggle and local runtimes")
         if probe.is_dir("/content"):
