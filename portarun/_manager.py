@@ -32,7 +32,7 @@ import pluggy
 from . import hookspecs
 from ._entrypoints import portarun_entry_points
 from ._files import flag
-from ._isolation import MAX_LINE, Outcome, ProcessState, Worker, budget, clean_text, describe_error
+from ._isolation import MAX_LINE, Guard, Outcome, Worker, budget, clean_text, describe_error
 from .errors import PluginError, warn
 from .provider import Detection, Provider
 
@@ -118,19 +118,20 @@ class PluginSet:
         if autoload or allowed:
             for ep in portarun_entry_points(self.env):
                 found.setdefault(ep.name, (ep.value, ep.distribution, ep.version))
+        guard = Guard(paths=False)
         for name, module in BUILTIN_PLUGINS.items():
             if name not in blocked:
-                self._register(PluginInfo(name, module, "portarun", _own_version(), builtin=True))
+                self._register(PluginInfo(name, module, "portarun", _own_version(), builtin=True), guard)
         for name, (module, dist, version) in sorted(found.items()):
             if name in BUILTIN_PLUGINS and module == BUILTIN_PLUGINS[name]:
                 continue
             if name in blocked or (allowed and name not in allowed) or (not autoload and name not in allowed):
                 continue
-            self._register(PluginInfo(name, module, dist, version, builtin=False))
+            self._register(PluginInfo(name, module, dist, version, builtin=False), guard)
 
-    def _register(self, info: PluginInfo) -> None:
+    def _register(self, info: PluginInfo, guard: Guard) -> None:
         module = info.module.split(":")[0]
-        outcome, changed = self.guarded(info, lambda: importlib.import_module(module), paths=False)
+        outcome, changed = self.guarded(info, lambda: importlib.import_module(module), guard)
         self._changed(info, "while loading", changed, "")
         problem = outcome.problem(self.budget)
         if problem is None:
@@ -144,19 +145,14 @@ class PluginSet:
             return
         self.infos.append(info)
 
-    def guarded(self, info: PluginInfo, call: Callable[[], Any], *, paths: bool,
+    def guarded(self, info: PluginInfo, call: Callable[[], Any], guard: Guard,
                 worker: Worker | None = None) -> tuple[Outcome, list[str]]:
         """Run plugin code: inline for portarun's own, else within the time budget, with every
         exception caught and the process state put back afterwards. Returns the outcome and
         what the code changed in the process (:class:`~portarun._isolation.ProcessState`)."""
         if info.builtin:
             return Worker(None).call(call), []
-        state = ProcessState(paths=paths)
-        try:
-            outcome = (worker or self._worker).call(call)
-        finally:
-            changed = state.restore()
-        return outcome, changed
+        return guard.run(worker or self._worker, call)
 
     def _changed(self, info: PluginInfo, during: str, changed: list[str], consequence: str) -> None:
         if changed:
@@ -175,21 +171,21 @@ class PluginSet:
                            key=lambda impl: (not self.info_for(impl.plugin_name).builtin,
                                              order.get(impl.plugin_name, len(order)), impl.plugin_name))
             collected: dict[str, type[Provider]] = {}
-            worker = Worker(self.budget)
+            worker, guard = Worker(self.budget), Guard(paths=True)
             try:
                 for impl in impls:
-                    self._collect(impl.function, self.info_for(impl.plugin_name), collected, worker)
+                    self._collect(impl.function, self.info_for(impl.plugin_name), collected, worker, guard)
             finally:
                 worker.close()
             self._providers = dict(sorted(collected.items()))
         return self._providers
 
     def _collect(self, hook: Callable[..., object], info: PluginInfo, into: dict[str, type[Provider]],
-                 worker: Worker) -> None:
+                 worker: Worker, guard: Guard) -> None:
         # What the hook registers is checked here, after it returns: a hook abandoned past the
         # budget may still call ``register`` from its thread, and that must change nothing.
         registered: list[object] = []
-        outcome, changed = self.guarded(info, lambda: hook(register=registered.append), paths=True, worker=worker)
+        outcome, changed = self.guarded(info, lambda: hook(register=registered.append), guard, worker)
         self._changed(info, "in portarun_register_providers", changed, "")
         problem = outcome.problem(self.budget)
         if problem is not None:
@@ -227,7 +223,7 @@ class PluginSet:
         limit, problem = budget(probe.env)
         if problem:
             warn(problem)
-        worker = Worker(limit)
+        worker, guard = Worker(limit), Guard(paths=True)
         try:
             for cls in self.providers().values():
                 info = self.info_for_provider(cls)
@@ -237,7 +233,7 @@ class PluginSet:
                          "overran its time budget in an earlier detection; it was skipped.", self.env)
                     yield cls, None, "still running an earlier detect()"
                     continue
-                outcome, changed = self.guarded(info, _bound(cls.detect, view), paths=True, worker=worker)
+                outcome, changed = self.guarded(info, _bound(cls.detect, view), guard, worker)
                 if outcome.done is not None:
                     self._late[cls] = outcome.done
                 problem = outcome.problem(limit)
