@@ -3,38 +3,47 @@ and deliver it.
 
 1. ``data`` becomes a table of CSV cells: a pandas DataFrame (pandas is not imported unless
    one is passed), a dict of columns, a list of rows (mappings, or sequences in the sample's
-   column order), or the path of an existing CSV file.
+   column order), or the path of an existing UTF-8 CSV file.
 2. The table is checked against the sample submission — ``sample=`` or the one found under
    ``rt.paths.input`` (Kaggle: ``/kaggle/input/competitions/<slug>/sample_submission.csv`` in the
    2026 layout, ``/kaggle/input/<slug>/sample_submission.csv`` before; host-evidence.md §2):
    same columns in the same order, same row count, the same set of ids (the sample's first
    column, when its values are unique), no missing values, values of the sample's types.
-   Rows are written in the sample's id order. Any failure raises
+   Rows are written in the sample's id order. Without a sample only the basic checks run
+   (header, shape, empty, missing and non-finite cells): a :class:`~portarun.errors.PortarunWarning`
+   says so and the result's ``checks`` is ``"basic"``. Any failure raises
    :class:`~portarun.errors.SubmissionError` listing what to change, and nothing is written.
 3. The file is written atomically (temporary file, fsync, rename) to ``rt.paths.output /
    filename`` — ``/kaggle/working/submission.csv`` on Kaggle, the file a code competition scores.
+   A write that fails (disk full, read-only folder, a folder in the way) raises
+   ``SubmissionError`` and leaves the previous file as it was.
 4. The ``portarun_submit`` hook delivers it. The built-in implementation (``trylast``, so a
    provider plugin can replace it) uploads it when ``rt.paths.output`` is a bucket URL, submits
    it through the official ``kaggle`` package when ``competition=`` is given off Kaggle
    (``dry_run=True`` shows the exact call instead), and offers it for download on Colab.
+
+Cost: every step is linear in the number of cells and runs over whole columns (set operations,
+``map`` over a column), not a Python loop per row: a million-row submission is checked in about
+the time pandas takes to read and write it (``benchmarks/bench_submit.py``).
 """
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import math
 import os
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import methodcaller
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any
 
-from ._files import write_text_atomic
-from .errors import PortarunWarning, SubmissionError
+from ._files import write_bytes_atomic
+from .errors import SubmissionError, warn
 from .paths import is_remote, join
-from .errors import warn
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -48,17 +57,39 @@ SAMPLE_NAMES = frozenset({"sample_submission.csv", "samplesubmission.csv"})
 PLATFORM_SUBMITS = {"kaggle": "On Kaggle, submit from the notebook: its /kaggle/working/{name} is what the "
                               "competition scores (Output → Submit, or 'Submit to competition')."}
 SHOWN = 5  # examples per problem in an error message
+#: The longest file or folder name, in bytes, on Linux filesystems (NAME_MAX in the kernel's
+#: include/uapi/linux/limits.h); NTFS and APFS allow 255 characters too.
+NAME_MAX = 255
 _INDEX_COLUMN = re.compile(r"^(Unnamed: 0|index|level_0)$")
 _INT = re.compile(r"^[+-]?\d+$")
 _BOOLS = frozenset({"true", "false"})
+#: Spellings of NaN and infinity that float() accepts; no metric scores them.
+_NON_FINITE = frozenset({"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"})
+#: Characters that make csv.writer quote a cell (delimiter, quote, line ends).
+_NEEDS_QUOTES = (",", '"', "\n", "\r")
 
 
 @dataclass(frozen=True)
 class Table:
-    """A CSV table as text cells: the header and the rows."""
+    """A CSV table as text cells, column by column: a million-row table is a few lists of
+    strings, not a million row lists. ``ragged`` holds the line numbers (1-based, header = 1)
+    of rows whose cell count differs from the header's; ``columns`` is then empty. ``plain``:
+    known to hold no comma, quote or line end in any cell (CSV read without quotes), so it is
+    written without looking for cells to quote."""
 
     header: tuple[str, ...]
-    rows: list[list[str]]
+    columns: tuple[Sequence[str], ...]
+    ragged: tuple[int, ...] = ()
+    plain: bool = False
+
+    @property
+    def nrows(self) -> int:
+        """The number of data rows."""
+        return len(self.columns[0]) if self.columns else 0
+
+    def rows(self) -> Iterable[tuple[str, ...]]:
+        """The data rows, in order."""
+        return zip(*self.columns)
 
 
 @dataclass(frozen=True)
@@ -66,10 +97,12 @@ class Submission:
     """A written (and possibly sent) submission.
 
     ``path`` is the local file; ``uploaded_to`` its copy when ``rt.paths.output`` is remote;
-    ``sample`` the file it was validated against (``None``: basic checks only); ``reordered``
-    whether rows were put in the sample's id order; ``sent`` whether an API received it;
-    ``plan`` the exact API call made (or, with ``dry_run``, that would be made); ``notes`` what
-    else happened or what to do next.
+    ``sample`` the file it was validated against; ``checks`` what was checked: ``"sample"``
+    (everything, against a sample submission) or ``"basic"`` (no sample was given or found:
+    header, shape, empty, missing and non-finite cells only; ids, row count, column names and
+    types were not checked); ``reordered`` whether rows were put in the sample's id order;
+    ``sent`` whether an API received it; ``plan`` the exact API call made (or, with
+    ``dry_run``, that would be made); ``notes`` what else happened or what to do next.
     """
 
     path: Path
@@ -85,6 +118,7 @@ class Submission:
     uploaded_to: str | None = None
     response: Any = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    checks: str = "basic"
 
 
 # -- reading data into a table --------------------------------------------------------------
@@ -105,45 +139,119 @@ def _is_dataframe(data: Any) -> bool:
     return type(data).__module__.split(".")[0] == "pandas" and hasattr(data, "to_csv") and hasattr(data, "index")
 
 
-def _read_csv_text(text: str) -> Table:
+def _parse_csv(text: str, what: str) -> Table:
+    """``text`` as a table. CSV without quotes (what pandas writes for numbers and plain ids)
+    is split column-wise with str methods; anything else goes through :mod:`csv`. Blank lines
+    are skipped, as :mod:`csv` does."""
+    if not text.strip():
+        raise SubmissionError(f"{what} is empty: it has no header row. Nothing was written.",
+                              [("empty", f"{what} has no header row")])
+    if '"' not in text and "\r" not in text:
+        lines = text.split("\n")
+        if lines[-1] == "":
+            lines.pop()  # the final line end
+        if "" in lines:
+            lines = [line for line in lines if line]
+        header, body = tuple(lines[0].split(",")), lines[1:]
+        width = len(header)
+        if not body:
+            return Table(header, tuple([] for _ in header))
+        if set(map(methodcaller("count", ","), body)) == {width - 1}:
+            cells = ",".join(body).split(",")
+            return Table(header, tuple(cells[j::width] for j in range(width)), plain=True)
+    return _parse_csv_module(text, what)
+
+
+def _parse_csv_module(text: str, what: str) -> Table:
     reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
-    if header is None:
-        raise SubmissionError("the submission is empty: it has no header row.", [("empty", "no header row")])
-    return Table(tuple(header), [row for row in reader if row])
+    rows: list[list[str]] = []
+    try:
+        for row in reader:
+            if row:
+                rows.append(row)
+    except csv.Error as exc:
+        raise SubmissionError(
+            f"{what} cannot be read as CSV at line {reader.line_num}: {exc}. Fix that line (a cell over "
+            f"{csv.field_size_limit()} characters needs csv.field_size_limit() raised first). Nothing was written.",
+            [("csv", f"line {reader.line_num}: {exc}")]) from None
+    header, body = tuple(rows[0]), rows[1:]
+    ragged = tuple(i + 2 for i, row in enumerate(body) if len(row) != len(header))
+    if ragged:
+        return Table(header, (), ragged)
+    return Table(header, tuple(map(list, zip(*body))) if body else tuple([] for _ in header))
 
 
-def _from_dataframe(df: Any) -> Table:
+def _read_csv_file(path: Path, what: str) -> Table:
+    """A CSV file as a table, or :class:`SubmissionError` for a missing, unreadable or
+    non-UTF-8 file (naming the byte offset and line, never the content)."""
+    try:
+        if not path.is_file():
+            raise SubmissionError(f"{what} {path} is not a file. Pass a DataFrame, a dict of columns, a list of "
+                                  "rows, or the path of an existing CSV file.", [("input", f"no file {path}")])
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SubmissionError(f"cannot read {what} {path}: {exc.strerror or type(exc).__name__}.",
+                              [("input", f"unreadable {path}")]) from None
+    try:
+        return _parse_csv(data.decode("utf-8-sig"), f"{what} {path}")
+    except UnicodeDecodeError as exc:
+        offset = exc.start
+    line, byte = data.count(b"\n", 0, offset) + 1, data[offset]
+    raise SubmissionError(
+        f"{what} {path} is not UTF-8: byte {offset} (line {line}) is 0x{byte:02x}. Save it as UTF-8 "
+        "(pandas: df.to_csv(path, index=False, encoding='utf-8')). Nothing was written.",
+        [("encoding", f"{path}: byte {offset}, line {line}")])
+
+
+def _from_dataframe(df: Any, what: str) -> Table:
     names = [n for n in getattr(df.index, "names", [df.index.name]) if n is not None]
     if names:
         raise SubmissionError(
             f"the DataFrame's index holds the column(s) {names}, which to_csv(index=False) would drop. "
             "Call df.reset_index() so they become columns (or df.reset_index(drop=True) to discard them). "
             "Nothing was written.", [("index_column", f"index named {names}")])
-    return _read_csv_text(df.to_csv(index=False))
+    return _parse_csv(df.to_csv(index=False), what)
 
 
-def to_table(data: Any, columns: Sequence[str] | None = None) -> Table:
+def _column(name: str, values: Any) -> list[str]:
+    if hasattr(values, "tolist") and not isinstance(values, (str, bytes)):
+        values = values.tolist()  # numpy array, pandas Series: Python scalars in one C call
+    if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Iterable):
+        raise SubmissionError(
+            f"column {name!r} is a single {type(values).__name__}, not a column of values. A dict maps each "
+            "column name to its values ({'id': [1, 2], 'target': [0.5, 0.7]}); for one row pass a list of "
+            "one dict ([{'id': 1, 'target': 0.5}]). Nothing was written.", [("input", f"{name}: scalar")])
+    return list(map(_cell, values))
+
+
+def _from_rows(rows: list[list[str]], header: tuple[str, ...]) -> Table:
+    ragged = tuple(i + 2 for i, row in enumerate(rows) if len(row) != len(header))
+    if ragged:
+        return Table(header, (), ragged)
+    return Table(header, tuple(map(list, zip(*rows))) if rows else tuple([] for _ in header))
+
+
+def to_table(data: Any, columns: Sequence[str] | None = None, what: str = "the submission") -> Table:
     """``data`` as a :class:`Table`; ``columns`` (the sample's) name the cells of rows given
     as plain sequences. Raises :class:`SubmissionError` for shapes it cannot read."""
     if _is_dataframe(data):
-        return _from_dataframe(data)
+        return _from_dataframe(data, what)
     if isinstance(data, (str, os.PathLike)):
-        path = Path(os.fspath(data))
-        if not path.is_file():
-            raise SubmissionError(f"{path} is not a file. Pass a DataFrame, a dict of columns, a list of rows, "
-                                  "or the path of an existing CSV file.", [("input", f"no file {path}")])
-        return _read_csv_text(path.read_text(encoding="utf-8-sig"))
+        text = os.fspath(data)
+        if "\0" in str(text):
+            raise SubmissionError(f"the path of {what} {text!r} contains a NUL character, which no file name can "
+                                  "hold. Check how the path was built.", [("input", "NUL in path")])
+        return _read_csv_file(Path(text), what)
     if isinstance(data, Mapping):
         header = tuple(str(k) for k in data)
-        cols = [list(v) for v in data.values()]
+        cols = [_column(h, v) for h, v in zip(header, data.values())]
         lengths = {len(c) for c in cols}
         if len(lengths) > 1:
             detail = ", ".join(f"{h}: {len(c)}" for h, c in zip(header, cols))
             raise SubmissionError(f"the columns have different lengths ({detail}); give every column one value "
                                   "per row. Nothing was written.", [("shape", detail)])
-        return Table(header, [[_cell(v) for v in row] for row in zip(*cols)])
-    if isinstance(data, Sequence) and not isinstance(data, bytes):
+        return Table(header, tuple(cols))
+    if isinstance(data, Sequence) and not isinstance(data, (str, bytes)):
         rows = list(data)
         if rows and all(isinstance(r, Mapping) for r in rows):
             header = tuple(str(k) for k in rows[0])
@@ -151,13 +259,17 @@ def to_table(data: Any, columns: Sequence[str] | None = None) -> Table:
             if bad:
                 raise SubmissionError(f"rows {bad[:SHOWN]} have different keys from the first row {list(header)}; "
                                       "give every row the same keys. Nothing was written.", [("shape", f"rows {bad[:SHOWN]}")])
-            return Table(header, [[_cell(r[k]) for k in r] for r in rows])
+            return _from_rows([[_cell(v) for v in r.values()] for r in rows], header)
         if columns is None:
             raise SubmissionError("rows given as plain sequences need the column names: pass a list of dicts, a "
                                   "dict of columns or a DataFrame, or a sample= whose header names them.",
                                   [("input", "no column names")])
-        return Table(tuple(columns), [[_cell(v) for v in r] for r in rows])
-    raise SubmissionError(f"cannot read a submission from {type(data).__name__}. Pass a DataFrame, a dict of "
+        if any(isinstance(r, (str, bytes)) or not isinstance(r, Iterable) for r in rows):
+            raise SubmissionError("each row must be a sequence of cells (a tuple or list) or a dict; got "
+                                  f"{type(next(r for r in rows if isinstance(r, (str, bytes)) or not isinstance(r, Iterable))).__name__}. "
+                                  "Nothing was written.", [("input", "row is not a sequence")])
+        return _from_rows([[_cell(v) for v in r] for r in rows], tuple(columns))
+    raise SubmissionError(f"cannot read {what} from {type(data).__name__}. Pass a DataFrame, a dict of "
                           "columns, a list of rows or the path of a CSV file.", [("input", type(data).__name__)])
 
 
@@ -180,25 +292,25 @@ def find_samples(rt: Runtime, competition: str | None = None) -> list[Path]:
 def _sample_for(rt: Runtime, sample: Any, competition: str | None) -> tuple[Table | None, Path | None]:
     if sample is not None:
         path = Path(os.fspath(sample)) if isinstance(sample, (str, os.PathLike)) else None
-        return to_table(sample), path
+        return to_table(sample, what="the sample"), path
     found = find_samples(rt, competition)
     if len(found) > 1:
         listed = ", ".join(str(p) for p in found)
         raise SubmissionError(f"found several sample submissions ({listed}); pass sample= with the right one, or "
                               "competition='<slug>'. Nothing was written.", [("sample", listed)])
-    return (to_table(found[0]), found[0]) if found else (None, None)
+    return (to_table(found[0], what="the sample"), found[0]) if found else (None, None)
 
 
 # -- validation -----------------------------------------------------------------------------
-def _kind_of(values: Sequence[str]) -> str:
-    present = [v for v in values if v != ""]
-    if present and all(v.lower() in _BOOLS for v in present):
+def _kind_of(values: Iterable[str]) -> str:
+    present = set(values)  # a sample's target column is often one repeated value
+    present.discard("")
+    if present and _BOOLS.issuperset(map(str.lower, present)):
         return "bool"
-    if present and all(_INT.match(v) for v in present):
+    if present and all(map(_INT.match, present)):
         return "number"
     try:
-        for v in present:
-            float(v)
+        all(map(float, present))
     except ValueError:
         return "text"
     return "number" if present else "text"
@@ -215,6 +327,19 @@ def _fits(value: str, kind: str) -> bool:
     return True
 
 
+def _all_fit(column: Sequence[str], kind: str) -> bool:
+    """Whether every cell of ``column`` fits ``kind``: one pass of C-level ``map``s; the cells
+    that do not are then found by :func:`_fits`, only when there are some."""
+    if kind == "bool":
+        return _BOOLS.issuperset(map(str.lower, column))
+    if kind == "number":
+        try:
+            return all(map(math.isfinite, map(float, column)))
+        except ValueError:
+            return False
+    return True
+
+
 def _examples(items: Sequence[Any]) -> str:
     shown = ", ".join(repr(i) for i in items[:SHOWN])
     return shown + (f" and {len(items) - SHOWN} more" if len(items) > SHOWN else "")
@@ -226,25 +351,74 @@ def _basic_problems(table: Table, expected: tuple[str, ...] = ()) -> list[tuple[
     if index_cols:
         problems.append(("index_column", f"column(s) {index_cols} look like a saved DataFrame index: drop them, "
                                          "write with df.to_csv(index=False) or read with index_col=0"))
-    dupes = sorted({h for h in table.header if table.header.count(h) > 1})
+    counts = Counter(table.header)
+    dupes = sorted(h for h, n in counts.items() if n > 1)
     if dupes:
         problems.append(("columns", f"duplicate column names {dupes}: give each column one name"))
-    ragged = [i + 2 for i, r in enumerate(table.rows) if len(r) != len(table.header)]
-    if ragged:
-        problems.append(("shape", f"lines {_examples(ragged)} do not have {len(table.header)} cells"))
-    missing = [(i, table.header[j]) for i, r in enumerate(table.rows) for j, v in enumerate(r)
-               if j < len(table.header) and v.strip() == ""]
+    if table.ragged:
+        problems.append(("shape", f"lines {_examples(table.ragged)} do not have {len(table.header)} cells"))
+        return problems
+    if table.nrows == 0:
+        problems.append(("empty", "the header is there but no rows: predict one row per test example"))
+    missing: list[tuple[int, str]] = []
+    for name, column in zip(table.header, table.columns):
+        if "" in column or "" in map(str.strip, column):
+            missing += [(i, name) for i, v in enumerate(column) if not v.strip()]
     if missing:
+        missing.sort()
         problems.append(("missing_values", f"{len(missing)} empty or NaN cells, e.g. (row, column) "
                                            f"{_examples(missing)}: fill them (e.g. with the sample's value)"))
     return problems
 
 
+def _non_finite_problems(table: Table) -> list[tuple[str, str]]:
+    """Cells spelled as NaN or infinity, in any column (used when there is no sample whose
+    types would catch them)."""
+    bad: list[tuple[int, str, str]] = []
+    for name, column in zip(table.header, table.columns):
+        if _NON_FINITE.intersection(map(str.lower, map(str.strip, column))):
+            bad += [(i, name, v) for i, v in enumerate(column) if v.strip().lower() in _NON_FINITE]
+    if not bad:
+        return []
+    bad.sort()
+    return [("non_finite", f"{len(bad)} NaN or infinite cells, e.g. (row, column, value) {_examples(bad)}: no "
+                           "metric scores them; clip or fill them")]
+
+
+def _id_problems(ids: Sequence[str], id_keys: set[str], sample_ids: Sequence[str], sample_set: set[str],
+                 id_name: str) -> list[tuple[str, str]]:
+    """Duplicate, missing and unexpected ids. ``id_keys`` are the submission's distinct ids,
+    ``sample_set`` the sample's: set comparisons, and lists of examples only when there is a
+    problem to show."""
+    problems: list[tuple[str, str]] = []
+    if len(id_keys) != len(ids):
+        dupes = [i for i, n in Counter(ids).items() if n > 1]
+        problems.append(("duplicate_ids", f"ids {_examples(dupes)} appear more than once in column "
+                                          f"{id_name!r}: keep one row per id"))
+    if not id_keys >= sample_set:
+        missing_ids = [i for i in sample_ids if i not in id_keys]
+        problems.append(("missing_ids", f"{len(missing_ids)} sample ids are missing, e.g. {_examples(missing_ids)}: "
+                                        "predict every id of the sample"))
+    if len(id_keys) != len(sample_set) or problems:
+        unknown = [i for i in id_keys if i not in sample_set]
+        if unknown:
+            problems.append(("unexpected_ids", f"{len(unknown)} ids are not in the sample, e.g. {_examples(unknown)} "
+                                               f"(sample ids look like {_examples(list(sample_ids[:2]))})"))
+    return problems
+
+
 def validate(table: Table, sample: Table | None) -> tuple[Table, bool, list[tuple[str, str]]]:
     """Check ``table`` (against ``sample`` if given). Returns the table in the sample's id order,
-    whether rows were reordered, and the problems found (empty when valid)."""
+    whether rows were reordered, and the problems found (empty when valid). Linear in the number
+    of cells: each column is hashed into a set at most once."""
     problems = _basic_problems(table, sample.header if sample else ())
-    if sample is None or any(k in ("shape", "columns") for k, _ in problems):
+    if sample is None:
+        return table, False, problems + ([] if table.ragged else _non_finite_problems(table))
+    if sample.ragged:
+        raise SubmissionError(f"the sample itself has rows of the wrong width (lines {_examples(sample.ragged)}); "
+                              "check that sample= is the competition's sample submission.",
+                              [("sample", "ragged sample")])
+    if any(k in ("shape", "columns") for k, _ in problems):
         return table, False, problems
     if table.header != sample.header:
         missing = [c for c in sample.header if c not in table.header]
@@ -256,72 +430,115 @@ def validate(table: Table, sample: Table | None) -> tuple[Table, bool, list[tupl
         else:
             problems.append(("column_order", f"columns are in the order {list(table.header)}; the sample's is "
                                              f"{list(sample.header)}: reorder them, e.g. df[{list(sample.header)}]"))
-    if len(table.rows) != len(sample.rows):
-        problems.append(("row_count", f"{len(table.rows)} rows; the sample has {len(sample.rows)}: predict exactly "
+    if table.nrows != sample.nrows:
+        problems.append(("row_count", f"{table.nrows} rows; the sample has {sample.nrows}: predict exactly "
                                       "one row per sample row"))
     if any(k in ("columns",) for k, _ in problems) or set(table.header) != set(sample.header):
         return table, False, problems
-    position = [table.header.index(c) for c in sample.header]
-    rows = [[r[p] for p in position] for r in table.rows]
-    for j, name in enumerate(sample.header[1:], 1):
-        kind = _kind_of([r[j] for r in sample.rows])
-        bad = [(i, r[j]) for i, r in enumerate(rows) if r[j].strip() != "" and not _fits(r[j], kind)]
-        if bad:
-            problems.append(("types", f"column {name!r} must hold {kind} values like the sample's, but rows have "
-                                      f"{_examples(bad)}: convert them"))
-    sample_ids = [r[0] for r in sample.rows]
+    columns = [table.columns[table.header.index(c)] for c in sample.header]
+    for name, column, sample_column in zip(sample.header[1:], columns[1:], sample.columns[1:]):
+        kind = _kind_of(sample_column)
+        if not _all_fit(column, kind):
+            bad = [(i, v) for i, v in enumerate(column) if v.strip() != "" and not _fits(v, kind)]
+            if bad:
+                problems.append(("types", f"column {name!r} must hold {kind} values like the sample's, but rows "
+                                          f"have {_examples(bad)}: convert them"))
+    ids, sample_ids = columns[0], sample.columns[0]
     reordered = False
-    if len(set(sample_ids)) == len(sample_ids):
-        ids = [r[0] for r in rows]
-        counts = Counter(ids)
-        seen = set(counts)
-        dupes = [i for i, n in counts.items() if n > 1]
-        if dupes:
-            problems.append(("duplicate_ids", f"ids {_examples(dupes)} appear more than once in column "
-                                              f"{sample.header[0]!r}: keep one row per id"))
-        missing_ids = [i for i in sample_ids if i not in seen]
-        if missing_ids:
-            problems.append(("missing_ids", f"{len(missing_ids)} sample ids are missing, e.g. {_examples(missing_ids)}: "
-                                            "predict every id of the sample"))
-        unknown = [i for i in dict.fromkeys(ids) if i not in set(sample_ids)]
-        if unknown:
-            problems.append(("unexpected_ids", f"{len(unknown)} ids are not in the sample, e.g. {_examples(unknown)} "
-                                               f"(sample ids look like {_examples(sample_ids[:2])})"))
-        if not problems and ids != sample_ids:
-            by_id = {r[0]: r for r in rows}
-            rows, reordered = [by_id[i] for i in sample_ids], True
-    return Table(sample.header, rows), reordered, problems
+    if list(ids) != list(sample_ids):
+        # Fast path, one hash join: index each id's other cells, then pop them in the sample's
+        # order. n distinct ids popped by n sample ids without a KeyError (a sample id that is
+        # missing, or repeated, finds nothing) are exactly the sample's ids, both unique, and
+        # the popped cells are the rows in the sample's order. Otherwise the problems are
+        # worked out from sets.
+        rest = list(zip(*columns[1:])) if len(columns) > 2 else (columns[1] if len(columns) == 2 else ids)
+        index = dict(zip(ids, rest))
+        popped: list[Any] | None = None
+        if len(index) == len(ids) == len(sample_ids):
+            try:
+                popped = list(map(index.pop, sample_ids))
+            except KeyError:
+                pass
+        if popped is not None:
+            if not problems:
+                others = [popped] if len(columns) == 2 else list(map(list, zip(*popped))) if len(columns) > 2 else []
+                columns = [sample_ids, *others]
+                reordered = True
+        else:
+            sample_set = set(sample_ids)
+            if len(sample_set) == len(sample_ids):  # ids are checked only when the sample's are unique
+                problems += _id_problems(ids, set(ids), sample_ids, sample_set, sample.header[0])
+    return Table(sample.header, tuple(columns), plain=table.plain), reordered, problems
 
 
 # -- writing --------------------------------------------------------------------------------
 def check_filename(filename: str | os.PathLike[str]) -> PurePosixPath:
     """``filename`` as a safe relative path under the output folder, or :class:`SubmissionError`:
-    no absolute path, drive, ``..``, backslash, or name other than ``*.csv``."""
-    text = os.fspath(filename)
-    problem = None
+    no absolute path, drive, ``..``, backslash, NUL or other control character, part longer
+    than :data:`NAME_MAX` bytes, or name other than ``*.csv``."""
+    raw: object = os.fspath(filename)
+    if not isinstance(raw, str):
+        raise SubmissionError(f"filename {raw!r} is {type(raw).__name__}; pass a str such as 'submission.csv'. "
+                              "Nothing was written.", [("filename", "not a str")])
+    text, problem = raw, None
     if not text or text != text.strip():
         problem = "it is empty or has surrounding spaces"
+    elif any(ord(c) < 32 or c == "\x7f" for c in text):
+        problem = "it contains a control character (NUL, newline, ...), which file names cannot or should not hold"
     elif "\\" in text or PureWindowsPath(text).drive or PurePosixPath(text).is_absolute():
         problem = "it is an absolute path (or has a backslash or drive)"
     elif any(part in ("..", ".") for part in PurePosixPath(text).parts) or "//" in text:
         problem = "it has '.' or '..' parts that lead outside the output folder"
     elif not text.lower().endswith(".csv"):
         problem = "submissions are written as CSV, so the name must end in .csv"
+    elif any(len(part.encode("utf-8", "surrogateescape")) > NAME_MAX for part in PurePosixPath(text).parts):
+        problem = f"a part of it is longer than {NAME_MAX} bytes, the longest file name filesystems allow"
     if problem:
-        raise SubmissionError(f"filename {text!r} is not allowed: {problem}. Use a plain name such as "
+        shown = text if len(text) <= 80 else text[:60] + f"... ({len(text)} characters)"
+        raise SubmissionError(f"filename {shown!r} is not allowed: {problem}. Use a plain name such as "
                               "'submission.csv' (a subfolder like 'subs/v2.csv' is fine). Nothing was written.",
                               [("filename", problem)])
     return PurePosixPath(text)
 
 
-def write_atomic(path: Path, table: Table) -> None:
-    """Write ``table`` as CSV to ``path``: a temporary file beside it, fsync, then rename, so
-    ``path`` holds the old file or the whole new one, never part of it."""
+def csv_bytes(table: Table) -> bytes:
+    """``table`` as UTF-8 CSV with ``\\n`` line ends, quoted as :mod:`csv` quotes (only cells
+    that need it). Tables with no cell to quote, the common case, are joined directly."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(table.header)
-    writer.writerows(table.rows)
-    write_text_atomic(path, buffer.getvalue(), durable=True)
+    plain = table.nrows > 0 and len(table.header) > 0 and (table.plain or not any(
+        mark in joined for joined in map("".join, table.columns) for mark in _NEEDS_QUOTES))
+    if plain:
+        buffer.write("\n".join(map(",".join, table.rows())))
+        buffer.write("\n")
+    else:
+        writer.writerows(table.rows())
+    return buffer.getvalue().encode("utf-8")
+
+
+def write_atomic(path: Path, table: Table) -> None:
+    """Write ``table`` as CSV to ``path``: a temporary file beside it, fsync, then rename, so
+    ``path`` holds the old file or the whole new one, never part of it. A failed write raises
+    :class:`SubmissionError` saying what happened and that the previous file is intact."""
+    previous = "the previous file there is intact" if path.is_file() else "nothing was written there"
+    if path.is_dir():
+        raise SubmissionError(f"cannot write the submission to {path}: a folder of that name is in the way. Remove or "
+                              "rename it, or pass another filename. Nothing was written.", [("write", "folder in the way")])
+    data = csv_bytes(table)
+    try:
+        write_bytes_atomic(path, data, durable=True)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            what, advice = "the disk is full", "free some space (or write to another folder with PORTARUN_OUTPUT_DIR)"
+        elif exc.errno == errno.ENAMETOOLONG:
+            what, advice = "the path is too long", "use a shorter filename or output folder"
+        elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            what, advice = "the folder is not writable", "point PORTARUN_OUTPUT_DIR at a writable folder"
+        else:
+            what, advice = exc.strerror or type(exc).__name__, "check the output folder"
+        raise SubmissionError(f"could not write the submission ({len(data):,} bytes) to {path}: {what}. {advice}; "
+                              f"{previous} and the partial file was removed.", [("write", what)]) from None
 
 
 def submit(rt: Runtime, data: Any, filename: str | os.PathLike[str] = "submission.csv", *, sample: Any = None,
@@ -335,6 +552,12 @@ def submit(rt: Runtime, data: Any, filename: str | os.PathLike[str] = "submissio
         against = f" against the sample {sample_path}" if sample_path else (" against the sample" if sample_table else "")
         lines = "\n".join(f"  - [{kind}] {text}" for kind, text in problems)
         raise SubmissionError(f"the submission is not valid{against}:\n{lines}\nNothing was written.", problems)
+    checks = "basic" if sample_table is None else "sample"
+    if sample_table is None:
+        where = "" if is_remote(rt.paths.input) else f" under {rt.paths.input}"
+        warn(f"no sample submission was given or found{where}, so {name} got only basic checks (header, shape, "
+             "empty, missing and non-finite cells): its ids, row count, column names and types were NOT checked. "
+             "Pass sample='.../sample_submission.csv' to validate it.")
     folder = Path(rt.paths.output) if not is_remote(rt.paths.output) else Path(rt.paths.scratch) / "submissions"
     target = folder.joinpath(*name.parts)
     try:
@@ -343,9 +566,14 @@ def submit(rt: Runtime, data: Any, filename: str | os.PathLike[str] = "submissio
     except ValueError:
         raise SubmissionError(f"{name} resolves outside the output folder {folder} (through a symlink). Use a "
                               "plain file name. Nothing was written.", [("filename", "outside the output folder")]) from None
+    except OSError as exc:
+        raise SubmissionError(f"cannot create the folder {target.parent} for the submission: "
+                              f"{exc.strerror or type(exc).__name__}. Nothing was written.",
+                              [("write", "folder not created")]) from None
     write_atomic(target, table)
     options = {"filename": str(name), "competition": competition, "message": message, "dry_run": dry_run,
-               "sample": sample_path, "rows": len(table.rows), "columns": table.header, "reordered": reordered}
+               "sample": sample_path, "rows": table.nrows, "columns": table.header, "reordered": reordered,
+               "checks": checks}
     from .runtime import plugin_set
 
     result: Submission = plugin_set(rt.probe.env).pm.hook.portarun_submit(runtime=rt, path=target, options=options)
@@ -413,6 +641,9 @@ def deliver(runtime: Runtime, path: Path, options: dict[str, Any]) -> Submission
         uploaded = str(join(rt.paths.output, options["filename"]))
         fs, remote = url_to_fs(uploaded)
         fs.put_file(str(path), remote)
+    if options.get("checks") == "basic":
+        notes.append("only basic checks ran: no sample submission, so ids, row count, column names and types "
+                     "were not checked")
     plan, response, sent = None, None, False
     if competition:
         message = message or f"{options['filename']} via portarun"
@@ -434,4 +665,5 @@ def deliver(runtime: Runtime, path: Path, options: dict[str, Any]) -> Submission
     return Submission(path=path, rows=int(options["rows"]), columns=tuple(options["columns"]),
                       sample=options.get("sample"), reordered=bool(options.get("reordered")),
                       competition=competition, message=message, dry_run=dry_run, sent=sent, plan=plan,
-                      uploaded_to=uploaded, response=response, notes=tuple(notes))
+                      uploaded_to=uploaded, response=response, notes=tuple(notes),
+                      checks=str(options.get("checks", "basic")))

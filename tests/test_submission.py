@@ -29,6 +29,14 @@ def kaggle_host(tmp_path: Path, **kw):
     return simulate("kaggle", root=root, **kw)
 
 
+def local_host(tmp_path: Path, **kw):
+    """Simulated local machine with the titanic sample in ./data/titanic (local input is ./data)."""
+    root = tmp_path / "host"
+    (root / "data/titanic").mkdir(parents=True)
+    (root / "data/titanic/sample_submission.csv").write_text(SAMPLE)
+    return simulate("local", root=root, **kw)
+
+
 def written(rt) -> list[str]:
     out = Path(rt.paths.output)
     return sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
@@ -140,19 +148,27 @@ def test_colab_writes_to_drive_and_offers_download(tmp_path):
 def test_colab_without_kernel_does_not_offer_download(tmp_path):
     with simulate("colab", root=tmp_path / "host", modules=["google.colab.files"], kernel=False) as rt:
         sys.modules["google.colab.files"].download = lambda path: pytest.fail("no browser outside the kernel")
-        assert rt.submit(GOOD).notes == ()
+        sample = tmp_path / "sample.csv"
+        sample.write_text(SAMPLE)
+        assert rt.submit(GOOD, sample=sample).notes == ()
 
 
 def test_local_without_sample_runs_basic_checks_and_accepts_a_csv_path(tmp_path):
     source = tmp_path / "mine.csv"
     source.write_text("id,pred\n1,0.5\n2,0.25\n")
     with simulate("local", root=tmp_path / "host") as rt:
-        sub = rt.submit(source)
-        assert sub.sample is None and sub.path == Path(rt.paths.output) / "submission.csv"
+        with pytest.warns(portarun.PortarunWarning, match="only basic checks.*NOT checked.*sample=") as caught:
+            sub = rt.submit(source)
+        assert caught[0].filename == __file__  # attributed to the caller's line
+        assert sub.sample is None and sub.checks == "basic" and sub.path == Path(rt.paths.output) / "submission.csv"
+        assert any("basic checks" in note for note in sub.notes)
         assert sub.path.read_text() == source.read_text()
         with pytest.raises(SubmissionError) as info:
             rt.submit({"id": [1, 2], "pred": [0.5, float("nan")]}, "other.csv")
         assert info.value.kinds == ("missing_values",)
+        with pytest.raises(SubmissionError) as info:
+            rt.submit({"id": [1, 2], "pred": [0.5, float("inf")]}, "other.csv")
+        assert info.value.kinds == ("non_finite",)
         assert not (Path(rt.paths.output) / "other.csv").exists()
 
 
@@ -189,7 +205,7 @@ CREDS = {"KAGGLE_USERNAME": "someone", "KAGGLE_KEY": "0123456789abcdef"}
 
 
 def test_api_submission_off_kaggle(tmp_path):
-    with simulate("local", root=tmp_path / "host", env=CREDS, modules=["kaggle"]) as rt:
+    with local_host(tmp_path, env=CREDS, modules=["kaggle"]) as rt:
         api = sys.modules["kaggle"].api = FakeKaggleApi()
         sub = rt.submit(GOOD, competition="titanic", message="first try")
     assert api.calls == [(str(sub.path), "first try", "titanic")]
@@ -199,7 +215,7 @@ def test_api_submission_off_kaggle(tmp_path):
 
 
 def test_dry_run_shows_the_call_and_sends_nothing(tmp_path):
-    with simulate("local", root=tmp_path / "host", env=CREDS, modules=["kaggle"]) as rt:
+    with local_host(tmp_path, env=CREDS, modules=["kaggle"]) as rt:
         api = sys.modules["kaggle"].api = FakeKaggleApi()
         sub = rt.submit(GOOD, competition="titanic", dry_run=True)
     assert api.calls == [] and not sub.sent and sub.dry_run
@@ -211,13 +227,15 @@ def test_token_file_counts_as_credentials(tmp_path):
     root = tmp_path / "host"
     (root / "home/user/.kaggle").mkdir(parents=True)
     (root / "home/user/.kaggle/kaggle.json").write_text('{"username": "u", "key": "k"}')
+    (root / "data/titanic").mkdir(parents=True)
+    (root / "data/titanic/sample_submission.csv").write_text(SAMPLE)
     with simulate("local", root=root, modules=["kaggle"]) as rt:
         api = sys.modules["kaggle"].api = FakeKaggleApi()
         assert rt.submit(GOOD, competition="titanic").sent and len(api.calls) == 1
 
 
 def test_missing_credentials_say_how_to_fix(tmp_path):
-    with simulate("local", root=tmp_path / "host", modules=["kaggle"]) as rt:
+    with local_host(tmp_path, modules=["kaggle"]) as rt:
         sys.modules["kaggle"].api = FakeKaggleApi()
         with pytest.raises(SubmissionError) as info:
             rt.submit(GOOD, competition="titanic", dry_run=True)
@@ -227,14 +245,14 @@ def test_missing_credentials_say_how_to_fix(tmp_path):
 
 @pytest.mark.skipif(importlib.util.find_spec("kaggle") is not None, reason="the real kaggle package is installed here")
 def test_missing_package_says_how_to_fix(tmp_path):
-    with simulate("local", root=tmp_path / "host", env=CREDS) as rt:
+    with local_host(tmp_path, env=CREDS) as rt:
         with pytest.raises(SubmissionError) as info:
             rt.submit(GOOD, competition="titanic")
     assert info.value.kinds == ("kaggle_package",) and "pip install kaggle" in str(info.value)
 
 
 def test_rejected_credentials_are_reported_without_exiting(tmp_path):
-    with simulate("local", root=tmp_path / "host", env=CREDS) as rt:
+    with local_host(tmp_path, env=CREDS) as rt:
         # the real package calls exit(1) on import when authentication fails
         sys.meta_path.insert(0, _ExitingFinder())
         try:
@@ -287,7 +305,7 @@ def test_a_plugin_overrides_delivery(tmp_path):
 
 def test_remote_output_is_uploaded(tmp_path, s3):
     url = f"s3://{s3.test_bucket}/out"
-    with simulate("local", root=tmp_path / "host", env={"PORTARUN_OUTPUT_DIR": url}) as rt:
+    with local_host(tmp_path, env={"PORTARUN_OUTPUT_DIR": url}) as rt:
         sub = rt.submit(GOOD)
     assert sub.uploaded_to == f"{url}/submission.csv"
     assert s3.cat_file(f"{s3.test_bucket}/out/submission.csv") == sub.path.read_bytes()
