@@ -31,7 +31,13 @@ GOOD = ("portarun-sagemaker", "portarun-lightning", "portarun-runpod")
 BROKEN = "portarun-example-broken"
 #: Entry-point name → the providers it registers, for the good distributions.
 GOOD_PLUGINS = {"sagemaker": ("sagemaker", "sagemaker-studiolab"), "lightning": ("lightning",), "runpod": ("runpod",)}
-BROKEN_PLUGINS = ("example-broken-import", "example-broken-detect", "example-broken-type")
+BROKEN_PLUGINS = ("example-broken-import", "example-broken-detect", "example-broken-type", "example-broken-exit",
+                  "example-broken-hang", "example-broken-impostor")
+#: What each broken plugin's warning says, after its name and version.
+BROKEN_WARNINGS = ("failed to load", "raised in detect()", "returned float", "raised in detect(): SystemExit",
+                   "detect() did not return within 0.5 s", "registered a second provider named 'kaggle'")
+#: The hanging plugin is given up on after this long, instead of the default 5 s.
+QUICK = {"PORTARUN_PLUGIN_TIMEOUT": "0.5"}
 
 
 def dist_version(distribution: str) -> str:
@@ -149,23 +155,29 @@ BROKEN_REPORT = (
     "with warnings.catch_warnings(record=True) as caught:\n"
     "    warnings.simplefilter('always')\n"
     "    providers = sorted(portarun.providers())\n"
-    "    with simulate(env={}) as rt:\n"
+    "    with simulate(env={'PORTARUN_PLUGIN_TIMEOUT': '0.5'}) as rt:\n"
     "        host = rt.host.name\n"
     "        errors = {v.provider: v.error for v in rt.verdicts if v.error}\n"
     "print(json.dumps({'providers': providers, 'host': host, 'errors': errors,\n"
+    "                  'kaggle': portarun.providers()['kaggle'].__module__,\n"
     "                  'warnings': [str(w.message) for w in caught if issubclass(w.category, portarun.PortarunWarning)]}))\n"
 )
 
 
 def test_broken_plugins_are_skipped_with_a_warning_naming_plugin_and_version(installed: Installed) -> None:
-    report = run_json(BROKEN_REPORT, [installed.broken])
+    report = run_json(BROKEN_REPORT, [installed.broken], QUICK)
     label = f"({BROKEN} {dist_version(BROKEN)})"
     assert report["host"] == "local"
-    assert "example-broken-detect" in report["providers"] and "example-broken-type" in report["providers"]
+    for provider in ("example-broken-detect", "example-broken-type", "example-broken-exit", "example-broken-hang"):
+        assert provider in report["providers"]
     assert report["errors"] == {"example-broken-detect": "RuntimeError: example-broken-detect fails on purpose",
-                                "example-broken-type": "returned float"}
-    assert len(report["warnings"]) == 3, report["warnings"]
-    for plugin, what in zip(BROKEN_PLUGINS, ("failed to load", "raised in detect()", "returned float")):
+                                "example-broken-type": "returned float",
+                                "example-broken-exit": "SystemExit: example-broken-exit exits on purpose",
+                                "example-broken-hang": ("did not return within 0.5 s "
+                                                        "(set PORTARUN_PLUGIN_TIMEOUT to change the limit)")}
+    assert report["kaggle"] == "portarun.hosts.kaggle"  # the impostor did not replace it
+    assert len(report["warnings"]) == len(BROKEN_PLUGINS), report["warnings"]
+    for plugin, what in zip(BROKEN_PLUGINS, BROKEN_WARNINGS):
         message = next(w for w in report["warnings"] if f"'{plugin}' {label}" in w)
         assert what in message and "PORTARUN_STRICT=1" in message
 
@@ -177,7 +189,7 @@ def test_strict_mode_raises_plugin_error(installed: Installed, plugin: str) -> N
         "try:\n    portarun.providers()\n    portarun.detect()\n    print(json.dumps(None))\n"
         "except PluginError as exc:\n    print(json.dumps(str(exc)))\n"
     )
-    env = {"PORTARUN_STRICT": "1", "PORTARUN_PLUGINS": plugin}
+    env = {"PORTARUN_STRICT": "1", "PORTARUN_PLUGINS": plugin, **QUICK}
     error = run_json(code, [installed.broken], env)
     assert error is not None and f"'{plugin}' ({BROKEN} {dist_version(BROKEN)})" in error
 
