@@ -58,9 +58,12 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, *, durable: bo
     crash must not lose). The folder is created; the temporary file is removed on any failure."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    part = target.with_name(f".{target.name}.{os.getpid()}.portarun-part")
+    # A new name that no one can have planted a link at (O_EXCL, random part), short whatever
+    # the target's length, so any name the filesystem allows can be written.
+    part = target.with_name(f".{target.name[:64]}.{os.getpid()}.{os.urandom(4).hex()}.portarun-part")
     try:
-        with open(part, "wb") as f:
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        with open(fd, "wb") as f:
             f.write(data)
             if durable:
                 f.flush()
