@@ -18,13 +18,14 @@ What a plugin hands portarun is checked before use: provider classes when they a
 from __future__ import annotations
 
 import copy
+import functools
 import importlib
 import math
 import re
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from types import MappingProxyType
+from types import MappingProxyType, ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pluggy
@@ -136,7 +137,8 @@ class PluginSet:
         problem = outcome.problem(self.budget)
         if problem is None:
             try:
-                self.pm.register(outcome.value, name=info.name)
+                self.pm.register(outcome.value if info.builtin else self._isolate_paths_hook(outcome.value, info),
+                                 name=info.name)
             except Exception as exc:  # pluggy refuses a name taken or a malformed hook
                 problem = describe_error(exc)
         if problem is not None:
@@ -144,6 +146,39 @@ class PluginSet:
             fail(f"portarun plugin {info.label} failed to load and was skipped: {problem}.", self.env)
             return
         self.infos.append(info)
+
+    def _isolate_paths_hook(self, module: Any, info: PluginInfo) -> Any:
+        """``module``, or where it implements ``portarun_resolve_paths`` (which ``detect()``
+        calls), a copy whose implementation runs isolated like ``detect()``: within the time
+        budget, exceptions caught, the process guarded. If it fails or answers something other
+        than a :class:`~portarun.paths.Paths` or ``None``, it is reported and answers ``None``,
+        so the next implementation (at last portarun's own) decides the paths."""
+        hook = getattr(module, "portarun_resolve_paths", None)
+        options = getattr(hook, "portarun_impl", None)
+        if not (callable(hook) and isinstance(options, dict) and isinstance(module, ModuleType)) or \
+                options.get("wrapper") or options.get("hookwrapper"):
+            return module  # a wrapper must yield to pluggy itself: it is left as it is
+
+        @functools.wraps(hook)  # the same hookimpl options and argument names for pluggy
+        def portarun_resolve_paths(*args: Any) -> Any:
+            from .paths import Paths
+
+            outcome, changed = self.guarded(info, lambda: hook(*args), Guard(paths=True), Worker(self.budget))
+            problem = outcome.problem(self.budget)
+            if problem is None and changed:
+                problem = f"it changed the process: {', '.join(changed)} (put back)"
+            if problem is None and not (outcome.value is None or isinstance(outcome.value, Paths)):
+                problem = f"it returned {type(outcome.value).__name__}, not a portarun.paths.Paths or None"
+            if problem is not None:
+                fail(f"portarun plugin {info.label} failed in portarun_resolve_paths: {problem}; the paths come "
+                     "from the next implementation (portarun's own unless another plugin answers).", self.env)
+                return None
+            return outcome.value
+
+        isolated = ModuleType(module.__name__, module.__doc__)
+        isolated.__dict__.update(vars(module))
+        isolated.__dict__["portarun_resolve_paths"] = portarun_resolve_paths
+        return isolated
 
     def guarded(self, info: PluginInfo, call: Callable[[], Any], guard: Guard,
                 worker: Worker | None = None) -> tuple[Outcome, list[str]]:

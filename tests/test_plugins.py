@@ -450,3 +450,40 @@ def test_a_plugin_may_extend_sys_path_while_it_loads(entry_point, tmp_path) -> N
             assert rt.host.name == "acme"
     finally:
         sys.path.remove(vendored)
+
+
+@pytest.mark.parametrize("body, problem", [
+    ("raise SystemExit(2)", "SystemExit: 2"),
+    ("import time; time.sleep(6)", "did not return within 0.3 s"),
+    ("return 'not paths'", "it returned str, not a portarun.paths.Paths or None"),
+    ("import os; os.environ['PORTARUN_TEST_PLANTED'] = '1'", "it changed the process: os.environ (PORTARUN_TEST_PLANTED)"),
+])
+def test_a_failing_paths_hook_falls_back_to_portaruns_own_paths(entry_point, body: str, problem: str) -> None:
+    """``detect()`` calls the ``portarun_resolve_paths`` hooks too: a plugin's broken one must
+    not break it either."""
+    before = dict(os.environ)
+    entry_point(f"""
+        import portarun
+
+        @portarun.hookimpl
+        def portarun_resolve_paths(provider, project):
+            {body}
+    """)
+    with pytest.warns(portarun.PortarunWarning,
+                      match=rf"'ep-test' \(ep-test-dist 1.0\) failed in portarun_resolve_paths: .*{re.escape(problem)}"):
+        with simulate("kaggle", env={"PORTARUN_PLUGIN_TIMEOUT": "0.3"}) as rt:
+            assert rt.paths.output == rt.probe.path("/kaggle/working")
+    assert dict(os.environ) == before
+
+
+def test_a_working_paths_hook_from_an_entry_point_still_decides(entry_point) -> None:
+    entry_point("""
+        import portarun
+        from portarun.paths import resolve
+
+        @portarun.hookimpl
+        def portarun_resolve_paths(provider, project):
+            return resolve(provider, project + "-mine")
+    """)
+    with simulate("kaggle", project="exp") as rt:
+        assert rt.paths.checkpoints.parent.name == "exp-mine"
