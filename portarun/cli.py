@@ -19,6 +19,7 @@ Runner = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, str] = {
     "info": "portarun.cli:info_command",
     "launch": "portarun.launch:launch_command",
+    "monitor": "portarun.monitor.cli:monitor_command",
 }
 
 

@@ -13,9 +13,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from datetime import timedelta
 from pathlib import Path
-from typing import ClassVar, Literal, NamedTuple
+from typing import TYPE_CHECKING, ClassVar, Literal, NamedTuple
 
 from .probe import Probe
+
+if TYPE_CHECKING:
+    from .monitor.budgets import Budget
 
 DeviceKind = Literal["cuda", "xla", "mps", "cpu"]
 
@@ -142,6 +145,12 @@ class Provider(ABC):
     def device_order(self) -> tuple[DeviceKind, ...]:
         """Accelerator kinds in order of preference on this host."""
         return ("cuda", "xla", "mps", "cpu")
+
+    def budgets(self) -> tuple[Budget, ...]:
+        """Quotas and prices this host publishes (weekly accelerator hours, a price per hour),
+        each with its source and the date it was read, for the run monitor's estimates
+        (:mod:`portarun.monitor.budgets`). Default: none known."""
+        return ()
 
     def cpu_hint(self) -> int | None:
         """A CPU count the host publishes that is truer than what the kernel shows (RunPod's

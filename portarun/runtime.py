@@ -20,6 +20,7 @@ from .paths import Paths, ProjectId, default_project, project_folder
 from .probe import Probe
 from .provider import CLOSE_THRESHOLD, MATCH_THRESHOLD, Detection, Provider
 from .session import SessionInfo, build_session
+from .errors import warn
 
 if TYPE_CHECKING:
     import os
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from .distributed import DistInfo
     from .facts import CpuFacts
     from .loader import LoaderOptions
+    from .monitor import Monitor
     from .secrets import Secret
     from .staging import StageResult
     from .submission import Submission
@@ -169,9 +171,11 @@ def build_runtime(probe: Probe, *, host: str | None = None, project: str | None 
     plugins = plugin_set(probe.env)
     verdicts = rank(probe, plugins)
     registry = plugins.providers()
-    forced_name = host or probe.getenv("PORTARUN_HOST") or None
+    forced_name = (host or probe.getenv("PORTARUN_HOST") or "").strip() or None
     if forced_name:
         source = "host" if host else "host in PORTARUN_HOST"
+        # Provider names are lower case; `PORTARUN_HOST=Kaggle` means kaggle.
+        forced_name = forced_name if forced_name in registry else forced_name.lower()
         if forced_name not in registry:
             raise UnknownHostError(forced_name, registry, source)
         verdict = next(v for v in verdicts if v.provider == forced_name)
@@ -207,17 +211,12 @@ def build_runtime(probe: Probe, *, host: str | None = None, project: str | None 
 
 def _warn_forced(name: str, how: str, forced: Verdict, detected: Verdict) -> None:
     """Warn that a forced host has no evidence here: its paths belong to another platform."""
-    import warnings
-
-    from .errors import PortarunWarning
-
     found = "nothing here looks like it" if forced.confidence <= 0 else f"its evidence is weak ({forced.confidence:.2f})"
-    warnings.warn(
+    warn(
         f"{how}={name} forces the {name} provider, but {found}; detection found {detected.provider!r}. "
         f"The paths it hands out belong to that other platform: nothing is created there until something is "
         f"written, and writes may land in unexpected folders of this machine. Drop {how}={name} unless you mean "
-        f"to imitate {name} (tests can use portarun.testing.simulate).",
-        PortarunWarning, stacklevel=4)
+        f"to imitate {name} (tests can use portarun.testing.simulate).")
 
 
 class Runtime:
@@ -440,25 +439,39 @@ class Runtime:
         return resolve(self, ref)
 
     def stage(self, src: str | os.PathLike[str], to: str | os.PathLike[str] = "scratch", *, workers: int | None = None,
-              storage_options: dict[str, Any] | None = None) -> StageResult:
+              storage_options: dict[str, Any] | None = None, follow_symlinks: bool = False) -> StageResult:
         """Copy a file or folder (local path or fsspec URL) to fast local disk: into role ``to``
         as ``<role>/<name>``, or to exactly the path ``to``. Parallel, resumable (files with the
         same size and SHA-256 are skipped), atomic per file, with a progress bar; warns before
-        exceeding free space or a host quota. The result is path-like and has ``.summary()``.
-        Raises :class:`~portarun.errors.StagingError`. See docs/data.md."""
+        exceeding free space or a host quota. Symbolic links leading out of a local source are
+        skipped with a warning unless ``follow_symlinks=True``. The result is path-like and has
+        ``.summary()``. Raises :class:`~portarun.errors.StagingError`. See docs/data.md."""
         from .staging import stage
 
-        return stage(self, src, to, workers=workers, storage_options=storage_options)
+        return stage(self, src, to, workers=workers, storage_options=storage_options, follow_symlinks=follow_symlinks)
 
     def stage_out(self, path: str | os.PathLike[str], to: str | os.PathLike[str] = "persist", *,
-                  workers: int | None = None,
-                  storage_options: dict[str, Any] | None = None) -> StageResult:
+                  workers: int | None = None, storage_options: dict[str, Any] | None = None,
+                  follow_symlinks: bool = False) -> StageResult:
         """Copy results at ``path`` back to lasting storage: role ``to`` (default ``persist``,
         possibly a bucket URL) as ``<role>/<name>``, or exactly the path/URL ``to``. Same
         guarantees as :meth:`stage`."""
         from .staging import stage_out
 
-        return stage_out(self, path, to, workers=workers, storage_options=storage_options)
+        return stage_out(self, path, to, workers=workers, storage_options=storage_options,
+                         follow_symlinks=follow_symlinks)
+
+    # --- run monitor (portarun/monitor/) --------------------------------------------------
+    def monitor(self, **options: Any) -> Monitor:
+        """A :class:`~portarun.monitor.Monitor` of this run, to use as a context manager: it
+        samples CPU, RAM, GPUs, ``/dev/shm``, disks and session time in a background thread,
+        times the loop's wait for data (``mon.wrap(loader)`` or ``with mon.step():``), writes
+        a timeline under ``paths.output/monitor``, warns once before RAM or disk run out, and
+        reports with advice (``mon.report()``). ``options``: see the class. Needs psutil
+        (``pip install portarun[monitor]``). See docs/monitor.md."""
+        from .monitor import Monitor
+
+        return Monitor(self, **options)
 
     # --- integrations (issue 7) ----------------------------------------------------------
     def configure_caches(self) -> dict[str, str]:

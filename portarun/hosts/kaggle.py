@@ -33,12 +33,16 @@ Session: 12 h CPU/GPU, 9 h TPU per session (Kaggle notebook docs, 2nd-hand, HOST
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import pluggy
 
 from ..probe import Probe
 from ..provider import Detection, Evidence, HostLocations, Provider, SessionLimits
 from ..registry import Register
+
+if TYPE_CHECKING:
+    from ..monitor.budgets import Budget
 
 hookimpl = pluggy.HookimplMarker("portarun")
 
@@ -111,6 +115,18 @@ class KaggleProvider(Provider):
             # /kaggle/working is saved with a committed version (and with the Persistence setting).
             persist=p("/kaggle/working"), cache=self.probe.home / ".cache",
         )
+
+    def budgets(self) -> tuple[Budget, ...]:
+        # Weekly accelerator quotas, second-hand (no official page found; HOSTS.md [K8]-[K10]). TPU: 20 h
+        # [K10] vs 30 h in The Kaggle Book [K9]; the lower is used so that an estimate never reassures.
+        from ..monitor.budgets import Budget  # only when a monitor starts: detect() stays light
+
+        return (Budget("Kaggle weekly GPU quota", "accelerator_hours", "gpu", 30, "h/week",
+                       "https://huggingface.co/Khawn2u/Llama-3.1-8b-Chain-Of-Thought-GGUF/discussions/1 "
+                       "(\"weekly 30hrs\"; Kaggle calls the quota floating: kaggle.com/product-feedback/173129)", "2026-11-30"),
+                Budget("Kaggle weekly TPU quota", "accelerator_hours", "tpu", 20, "h/week",
+                       "https://portal.yandex.com.tr/yaozet/programming/kaggle-tpu-training-guide-id2-LYvZCM9B "
+                       "(\"Maximum 20 hours per week\")", "2026-11-30"))
 
     def session_limits(self) -> SessionLimits:
         if self.is_tpu_vm():

@@ -1,0 +1,83 @@
+"""The report: a summary of the measurements, advice computed from them, and a PNG plot."""
+from __future__ import annotations
+
+import base64
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .advice import Summary, advise, facts, summarize
+from .timeline import read_timeline
+
+#: Said when matplotlib is missing, instead of a plot.
+NO_MATPLOTLIB = ("no plot: matplotlib is not installed. Install it with `pip install portarun[plot]` "
+                 "(or `pip install matplotlib`) and run the report again.")
+
+
+@dataclass
+class Report:
+    """A run's report: the ``summary`` (measurements), the ``advice`` lines, the ``png`` written
+    (``None`` without one) and ``note`` (why there is no plot). ``str(report)`` is the text;
+    in Jupyter it shows with the plot inline."""
+
+    timeline: Path
+    summary: Summary
+    facts: list[str]
+    advice: list[str]
+    png: Path | None
+    note: str | None = None
+
+    def text(self) -> str:
+        """The report as plain text."""
+        lines = ["Run monitor report: " + str(self.timeline), *("  " + f for f in self.facts)]
+        lines.append("Advice:" if self.advice else "Advice: none; nothing measured called for a change.")
+        lines.extend("  - " + a for a in self.advice)
+        if self.summary.alerts:
+            lines.append("Warnings during the run:")
+            lines.extend("  ! " + a for a in self.summary.alerts)
+        if self.png is not None:
+            lines.append(f"Plot: {self.png}")
+        if self.note:
+            lines.append(self.note)
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.text()
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        image = ""
+        if self.png is not None and self.png.is_file():
+            data = base64.b64encode(self.png.read_bytes()).decode()
+            image = f'<img src="data:image/png;base64,{data}" style="max-width:100%"/>'
+        return f"<pre>{escape(self.text())}</pre>{image}"
+
+
+def build_report(path: str | os.PathLike[str], *, png: str | os.PathLike[str] | None = None, plot: bool = True) -> Report:
+    """Read the timeline at ``path`` (finished or still being written) and build its report.
+    With ``plot`` and matplotlib installed, the figure is saved as ``png`` (default: the
+    timeline's path with ``.png``). Raises :class:`~portarun.monitor.timeline.TimelineError`
+    for a file that is not a timeline."""
+    timeline = read_timeline(path)
+    summary = summarize(timeline)
+    written: Path | None = None
+    note: str | None = None
+    if plot:
+        try:
+            from .plot import figure
+
+            fig = figure(timeline)
+        except ImportError:
+            note = NO_MATPLOTLIB
+        else:
+            written = Path(png) if png is not None else timeline.path.with_suffix(".png")
+            written.parent.mkdir(parents=True, exist_ok=True)
+            partial = written.with_name(f".{written.name}.{os.getpid()}.part")
+            try:  # a reader (a notebook refreshing the image) never sees half a PNG
+                fig.savefig(partial, dpi=90, format="png")
+                os.replace(partial, written)
+            finally:
+                partial.unlink(missing_ok=True)
+    return Report(timeline=timeline.path, summary=summary, facts=facts(summary), advice=advise(summary),
+                  png=written, note=note)

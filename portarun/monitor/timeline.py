@@ -1,0 +1,122 @@
+"""The run's timeline on disk: JSON lines, appended safely, readable while the run goes on.
+
+Each record is one line written with a single ``os.write`` on a file opened with ``O_APPEND``,
+so a reader never sees two records interleaved and, at worst, a last line cut short by a crash
+or by a write still under way; :func:`read_timeline` skips such a line (and any line that is not
+a JSON object) and counts it in :attr:`Timeline.skipped`.
+
+Records (``type``): ``start`` (host, CPUs usable, memory limit, GPUs, quotas, budgets, session
+limit, thresholds), ``loader`` (the wrapped loader's ``num_workers``), ``sample`` (one per
+interval), ``alert`` (a threshold crossed) and ``end``. docs/monitor.md lists their fields.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import PortarunError
+
+#: The timeline format's version, in the ``start`` record.
+VERSION = 1
+
+
+class TimelineError(PortarunError):
+    """A timeline file cannot be read: missing, not a file, or holding no monitor records."""
+
+
+class TimelineWriter:
+    """Appends records to ``path`` (its folder is created on the first write). Thread-safe:
+    each record is one ``write`` call on an ``O_APPEND`` descriptor."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self._lock = threading.Lock()
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Append ``record`` as one JSON line."""
+        data = (json.dumps(record, separators=(",", ":"), allow_nan=False, default=str) + "\n").encode()
+        with self._lock:
+            if self._fd is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0),
+                                   0o644)
+            view = memoryview(data)
+            while view:  # a regular file takes it whole; a short write (a full disk) ends in OSError
+                written = os.write(self._fd, view)
+                view = view[written:]
+
+    def close(self) -> None:
+        """Close the file (later writes reopen it)."""
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+
+@dataclass
+class Timeline:
+    """A timeline read back: its ``path``, the ``start`` record, the ``samples``, ``alerts``,
+    ``loaders``, the ``end`` record (``None`` while the run goes on or after a crash) and how
+    many lines were ``skipped`` (torn or foreign)."""
+
+    path: Path
+    start: dict[str, Any]
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    loaders: list[dict[str, Any]] = field(default_factory=list)
+    end: dict[str, Any] | None = None
+    skipped: int = 0
+
+    @property
+    def running(self) -> bool:
+        """Whether the run had not ended when the file was read (or died without an end)."""
+        return self.end is None
+
+
+def read_timeline(path: str | os.PathLike[str]) -> Timeline:
+    """Read a timeline, also while the monitor is still appending to it. Raises
+    :class:`TimelineError` when the file is missing or holds no ``start`` record."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise TimelineError(f"no monitor timeline at {p}. Timelines are written under rt.paths.output/monitor "
+                            "by rt.monitor(); pass the path of a .jsonl file it wrote.") from None
+    except OSError as exc:
+        raise TimelineError(f"cannot read the monitor timeline {p}: {exc.strerror or exc}.") from None
+    start: dict[str, Any] | None = None
+    timeline = Timeline(path=p, start={})
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            timeline.skipped += 1
+            continue
+        if not isinstance(record, dict):
+            timeline.skipped += 1
+            continue
+        kind = record.get("type")
+        if kind == "start" and start is None:
+            start = record
+        elif kind == "sample":
+            timeline.samples.append(record)
+        elif kind == "alert":
+            timeline.alerts.append(record)
+        elif kind == "loader":
+            timeline.loaders.append(record)
+        elif kind == "end":
+            timeline.end = record
+        else:
+            timeline.skipped += 1
+    if start is None:
+        raise TimelineError(f"{p} holds no monitor start record: it is not a timeline written by rt.monitor().")
+    timeline.start = start
+    return timeline
