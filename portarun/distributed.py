@@ -72,9 +72,8 @@ _COUNT = re.compile(r"[0-9]{1,9}")
 _SLURM_INTERACTIVE_NAMES = ("bash", "interactive")
 _SLURM_STEP_VARS = ("SLURM_STEP_ID", "SLURM_STEPID", "SLURM_STEP_NUM_TASKS", "SLURM_STEP_NODELIST",
                     "SLURM_STEP_TASKS_PER_NODE")
-# Launchers whose workers init with env:// (torch reads the variables itself; under torchrun this
-# also joins the agent's store instead of opening a second server on MASTER_PORT).
-_ENV_INIT = ("torchrun", "env", "deepspeed", "kubeflow")
+# Launchers whose workers init with env://: torch reads the same variables itself.
+_ENV_INIT = ("env", "deepspeed", "kubeflow")
 
 
 @dataclass(frozen=True)
@@ -139,9 +138,12 @@ def _below(low: str, value: int, high: str, limit: int) -> None:
         raise _Ignored(f"{low}={value} is not below {high}={limit}")
 
 
-def _port(probe: Probe, name: str) -> int | None:
-    """A TCP port from ``name`` (1-65535); ``None`` when unset; :class:`_Ignored` otherwise."""
+def _port(probe: Probe, name: str, zero_ok: bool = False) -> int | None:
+    """A TCP port from ``name`` (1-65535); ``None`` when unset, or when 0 and ``zero_ok``;
+    :class:`_Ignored` otherwise."""
     port = _count(probe, name)
+    if port == 0 and zero_ok:
+        return None
     if port is not None and not 0 < port < 65536:
         raise _Ignored(f"{_shown(probe, name)} is not a TCP port (1-65535)")
     return port
@@ -188,8 +190,9 @@ def _torch_ranks(probe: Probe, launcher: str, evidence: list[str]) -> DistInfo:
     node = group if group is not None else rank // local_world
     evidence.insert(0, f"{launcher}: " + ", ".join(_shown(probe, v) for v in ("RANK", "LOCAL_RANK", "WORLD_SIZE")
                                                    if probe.getenv(v) is not None))
+    # torchrun --master_port=0 hands its workers MASTER_PORT=0: they join the agent's store instead.
     return _build(launcher, rank, local_rank, world, local_world, node, evidence,
-                  _addr(probe, "MASTER_ADDR"), _port(probe, "MASTER_PORT"))
+                  _addr(probe, "MASTER_ADDR"), _port(probe, "MASTER_PORT", zero_ok=launcher == "torchrun"))
 
 
 def _torchrun(probe: Probe, evidence: list[str]) -> DistInfo | None:
@@ -555,6 +558,8 @@ def init_distributed(rt: Runtime, backend: str | None = None, timeout: timedelta
         import torch_xla.distributed.xla_backend  # noqa: F401  registers the xla backend and xla://
 
         kwargs["init_method"] = "xla://"
+    elif info.launcher == "torchrun":  # torch's own contract, including the agent's store
+        kwargs["init_method"] = "env://"
     elif not info.master_addr or info.master_port is None:
         raise DistributedError(
             f"cannot start the process group for this {info.launcher} launch: the rendezvous address is unknown. "

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -130,6 +131,14 @@ def test_torchrun_without_master_variables_is_still_torchrun() -> None:
     assert (d.launcher, d.rank, d.local_rank, d.world_size, d.node_rank, d.master_addr) == (
         "torchrun", 3, 1, 4, 1, None)
     assert d.local_world_size == 2 and any("LOCAL_WORLD_SIZE unset" in e for e in d.evidence)
+
+
+def test_torchrun_master_port_zero_means_the_agents_store() -> None:
+    d = dist_of({**TORCHRUN, "MASTER_PORT": "0"})  # what `torchrun --master_port=0` gives its workers
+    assert (d.launcher, d.rank, d.master_port) == ("torchrun", 3, None)
+    with pytest.warns(PortarunWarning):  # torch's env:// cannot use port 0 without torchrun's agent
+        plain = {k: v for k, v in TORCHRUN.items() if k != "TORCHELASTIC_RUN_ID"}
+        assert dist_of({**plain, "MASTER_PORT": "0"}).launcher is None
 
 
 def test_env_contract_and_notebook_ranks() -> None:
@@ -319,7 +328,7 @@ def check_hand_launch(results: list[dict[str, object]], launcher: str) -> None:
 def test_init_distributed_for_each_new_launcher(tmp_path: Path, launcher: str) -> None:
     port = str(free_port())
     master = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port}
-    per_rank = {
+    per_rank: Callable[[int], dict[str, str]] = {
         "env": lambda r: {**master, "RANK": str(r), "WORLD_SIZE": "2"},
         "deepspeed": lambda r: {**master, "RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": "2", "LOCAL_SIZE": "2",
                                 "CROSS_RANK": "0", "CROSS_SIZE": "1"},
