@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import fsspec  # type: ignore[import-untyped,unused-ignore]
 
-from ._files import write_text_atomic
+from ._files import read_small_text, write_text_atomic
 from .errors import LoaderError
 from .loader import LoaderOptions, PipeCollate, Transfer, sample_batch, signature
 from .paths import is_remote, join
@@ -122,10 +122,16 @@ def cache_path(options: LoaderOptions) -> str | None:
 
 
 def _load(path: str) -> dict[str, Any]:
+    """The cache, or ``{}`` when it is missing, unreadable or malformed (a local one is read
+    without blocking on a planted FIFO, and at most 16 MiB of it)."""
     try:
-        with fsspec.open(path, "r") as f:
-            data = json.load(f)
-    except (OSError, ValueError):
+        if is_remote(path):
+            with fsspec.open(path, "r") as f:
+                text: str | None = f.read()
+        else:
+            text = read_small_text(path, 16 << 20)
+        data = json.loads(text) if text else {}
+    except (OSError, ValueError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -163,8 +169,11 @@ def autotune(options: LoaderOptions, dataset: Any, batch_size: int, budget_s: fl
     path = cache_path(options)
     cache = _load(path) if path else {}
     hit = cache.get(key)
-    if not refresh and isinstance(hit, dict) and _fits(options, hit.get("transfer", ""), hit.get("num_workers", 0),
-                                                       hit.get("prefetch_factor")):
+    # A cached answer is used only if it is one of the settings autotune would time here now:
+    # an entry edited by hand or by another machine cannot start 10**9 workers.
+    if (not refresh and isinstance(hit, dict)
+            and (hit.get("num_workers"), hit.get("prefetch_factor"), hit.get("transfer")) in candidates(options)
+            and _fits(options, hit["transfer"], hit["num_workers"], hit["prefetch_factor"])):
         return options.with_workers(
             int(hit["num_workers"]), hit.get("prefetch_factor"), hit["transfer"],
             f"autotuned {hit.get('at', '?')}: {hit.get('items_per_s', 0):.0f} items/s, fastest of "

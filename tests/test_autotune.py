@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +82,37 @@ def test_autotune_measures_caches_and_reuses(capfd: pytest.CaptureFixture[str],
         assert again.num_workers == tuned.num_workers
         rt.loader.autotune(ds, 16, budget_s=2)  # another batch size: another key
         assert len(json.loads(path.read_text())) == 2
+
+
+@pytest.mark.parametrize("tampered", [{"num_workers": 10**9, "prefetch_factor": 2, "transfer": "shared_memory"},
+                                      {"num_workers": "abc", "prefetch_factor": 2, "transfer": "shared_memory"},
+                                      {"num_workers": 1, "prefetch_factor": -3, "transfer": "shared_memory"},
+                                      {"num_workers": 1, "prefetch_factor": 2, "transfer": "teleport"}])
+def test_a_tampered_cache_entry_is_not_used(tampered: dict[str, object]) -> None:
+    with simulate(cpus=2, shm="1G") as rt:
+        ds = Busy()
+        tuned = rt.loader.autotune(ds, 8, budget_s=2)
+        path = Path(cache_path(tuned) or "")
+        cache = json.loads(path.read_text())
+        (key,) = cache
+        cache[key].update(tampered)
+        path.write_text(json.dumps(cache))
+        again = rt.loader.autotune(ds, 8, budget_s=2)
+        assert again.reasons["num_workers"].startswith("autotuned:")  # measured again, not "autotuned <date>"
+        assert (again.num_workers, again.prefetch_factor, again.transfer) in candidates(again)
+
+
+def test_a_fifo_at_the_cache_path_does_not_block() -> None:
+    with simulate(cpus=2, shm="1G") as rt:
+        ds = Busy()
+        path = Path(cache_path(rt.loader) or "")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.mkfifo(path)
+        done: list[object] = []
+        worker = threading.Thread(target=lambda: done.append(rt.loader.autotune(ds, 8, budget_s=1)), daemon=True)
+        worker.start()
+        worker.join(timeout=60)
+        assert done, "autotune blocked on a FIFO at its cache path"
 
 
 def test_dataloader_autotune_uses_the_tuned_settings() -> None:
