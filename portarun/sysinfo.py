@@ -149,11 +149,11 @@ def cgroup_dirs(root: Path, controller: str) -> Iterator[Path]:
             break
     if mount_dir is None:
         mount_dir = _heuristic_mount(root, controllers, controller)
-    parts = PurePosixPath(rel).parts
-    if len(parts) > _MAX_DEPTH:  # real hierarchies are a few levels deep: this one is forged
+    levels = PurePosixPath(rel).parts
+    if len(levels) > _MAX_DEPTH:  # real hierarchies are a few levels deep: this one is forged
         return
-    for depth in range(len(parts), -1, -1):
-        here = mount_dir.joinpath(*parts[:depth])
+    for depth in range(len(levels), -1, -1):
+        here = mount_dir.joinpath(*levels[:depth])
         if _is_dir(here):
             yield here
 

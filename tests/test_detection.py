@@ -160,7 +160,7 @@ def test_override_forces_a_provider() -> None:
 
 def test_unknown_host_lists_the_known_ones() -> None:
     with simulate("local"):
-        with pytest.raises(UnknownHostError, match=r"unknown host 'kagle'; known: colab, kaggle, local, paperspace"):
+        with pytest.raises(UnknownHostError, match=r"unknown host 'kagle'; did you mean 'kaggle'\? known: colab, kaggle, (.+, )?local, paperspace"):
             portarun.detect(host="kagle")
     with pytest.raises(UnknownHostError, match="PORTARUN_HOST"):
         with simulate(env={"PORTARUN_HOST": "nope"}):
