@@ -3,6 +3,7 @@ through the portarun_submit hook (Kaggle API stand-in at the package boundary, C
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -309,3 +310,268 @@ def test_remote_output_is_uploaded(tmp_path, s3):
         sub = rt.submit(GOOD)
     assert sub.uploaded_to == f"{url}/submission.csv"
     assert s3.cat_file(f"{s3.test_bucket}/out/submission.csv") == sub.path.read_bytes()
+
+
+# -- cost: linear in the number of rows ------------------------------------------------------
+class CountedId(str):
+    """An id cell that counts how often it is hashed: every set or dict it enters, every lookup."""
+
+    hashes = 0
+
+    def __hash__(self) -> int:
+        CountedId.hashes += 1
+        return str.__hash__(self)
+
+
+def _hashes_per_row(n: int, shuffle: bool, problem: str | None = None) -> float:
+    import random
+
+    from portarun.submission import Table, validate
+
+    sample_ids = [CountedId(i) for i in range(n)]
+    ids = [CountedId(i) for i in range(n)]
+    if shuffle:
+        random.Random(n).shuffle(ids)
+    if problem == "missing":
+        ids[0] = CountedId("not-an-id")
+    elif problem == "duplicate":
+        ids[0] = CountedId(ids[1])
+    sample = Table(("id", "target"), (sample_ids, ["0.5"] * n))
+    table = Table(("id", "target"), (ids, [repr(i / n) for i in range(n)]))
+    CountedId.hashes = 0
+    checked, reordered, problems = validate(table, sample)
+    assert bool(problems) == (problem is not None) and reordered == (shuffle and problem is None)
+    if reordered:
+        assert list(checked.columns[0]) == sample_ids
+    return CountedId.hashes / n
+
+
+@pytest.mark.parametrize("shuffle, problem", [(True, None), (False, None), (True, "missing"), (True, "duplicate")])
+def test_id_checks_hash_each_id_a_bounded_number_of_times(shuffle, problem):
+    """Structural proof of linear cost: the hashes per row stay the same from 1,000 to 8,000 rows
+    (the old code rebuilt the sample's id set for every id: n hashes per row)."""
+    small, large = _hashes_per_row(1000, shuffle, problem), _hashes_per_row(8000, shuffle, problem)
+    assert large <= 6 and large <= small + 0.01, (small, large)
+
+
+# -- hostile input ---------------------------------------------------------------------------
+@pytest.mark.parametrize("name, problem", [
+    ("sub\0mission.csv", "control character"),
+    ("sub\nmission.csv", "control character"),
+    ("x" * 300 + ".csv", "longer than 255 bytes"),
+    ("subs/" + "é" * 130 + ".csv", "longer than 255 bytes"),  # 264 bytes in UTF-8
+])
+def test_unusable_filenames_are_refused_before_anything_is_read(tmp_path, name, problem):
+    with kaggle_host(tmp_path) as rt:
+        with pytest.raises(SubmissionError, match=problem) as info:
+            rt.submit(GOOD, name)
+        assert info.value.kinds == ("filename",) and written(rt) == []
+    assert len(str(info.value)) < 600
+
+
+def test_a_name_of_255_bytes_is_written(tmp_path):
+    with kaggle_host(tmp_path) as rt:
+        sub = rt.submit(GOOD, "x" * 251 + ".csv")
+        assert sub.path.name == "x" * 251 + ".csv" and written(rt) == [sub.path.name]
+
+
+@pytest.mark.parametrize("which", ["sample", "data"])
+def test_a_file_that_is_not_utf8_names_the_byte_and_line_not_the_content(tmp_path, which):
+    bad = tmp_path / "latin1.csv"
+    bad.write_bytes("PassengerId,Survived\n892,0\n893,1\n894,0\n895,0 # café secret-cell\n".encode("latin-1"))
+    good = tmp_path / "good.csv"
+    good.write_text(SAMPLE)
+    with kaggle_host(tmp_path) as rt:
+        with pytest.raises(SubmissionError) as info:
+            rt.submit(bad if which == "data" else GOOD, sample=bad if which == "sample" else good)
+        assert written(rt) == []
+    error = info.value
+    assert error.kinds == ("encoding",) and "line 5" in str(error) and "0xe9" in str(error)
+    assert str(bad) in str(error) and "secret-cell" not in repr(error) + repr(error.__context__)
+    assert error.__cause__ is None and error.__context__ is None
+
+
+@pytest.mark.parametrize("data", [
+    {"PassengerId": 892, "Survived": 0},
+    {"PassengerId": "892", "Survived": "0"},
+    {"PassengerId": np.int64(892), "Survived": np.array(0)},
+    {"PassengerId": IDS, "Survived": {"a": 1}},
+])
+def test_a_dict_of_scalars_says_how_to_pass_columns(tmp_path, data):
+    with kaggle_host(tmp_path) as rt:
+        with pytest.raises(SubmissionError, match=r"not a column of values.*list of one dict") as info:
+            rt.submit(data)
+        assert info.value.kinds == ("input",) and written(rt) == []
+
+
+def test_rows_that_are_not_sequences_are_refused(tmp_path):
+    with kaggle_host(tmp_path) as rt:
+        with pytest.raises(SubmissionError, match="sequence of cells") as info:
+            rt.submit([892, 893, 894, 895])
+        assert info.value.kinds == ("input",)
+
+
+def test_nul_in_a_data_path(tmp_path):
+    with kaggle_host(tmp_path) as rt:
+        with pytest.raises(SubmissionError, match="NUL") as info:
+            rt.submit(str(tmp_path / "a\0b.csv"))
+        assert info.value.kinds == ("input",)
+
+
+def test_bom_and_crlf_are_read_and_plain_utf8_with_lf_is_written(tmp_path):
+    sample = tmp_path / "sample.csv"
+    sample.write_bytes(b"\xef\xbb\xbf" + SAMPLE.replace("\n", "\r\n").encode())
+    data = tmp_path / "mine.csv"
+    data.write_bytes(b"\xef\xbb\xbfPassengerId,Survived\r\n895,0\r\n892,1\r\n\r\n893,1\r\n894,0\r\n")
+    with kaggle_host(tmp_path) as rt:
+        sub = rt.submit(data, sample=sample)
+    assert sub.path.read_bytes() == b"PassengerId,Survived\n892,1\n893,1\n894,0\n895,0\n" and sub.reordered
+
+
+@pytest.mark.parametrize("content, kind", [
+    ("", "empty"),
+    ("\n\n", "empty"),
+    ("PassengerId,Survived\n", "row_count"),
+])
+def test_empty_submissions_are_refused(tmp_path, content, kind):
+    data = tmp_path / "mine.csv"
+    data.write_text(content)
+    with kaggle_host(tmp_path) as rt:
+        with pytest.raises(SubmissionError) as info:
+            rt.submit(data)
+        assert kind in info.value.kinds and written(rt) == []
+
+
+def test_an_empty_sample_is_named_as_the_sample(tmp_path):
+    sample = tmp_path / "sample.csv"
+    sample.write_text("")
+    with kaggle_host(tmp_path) as rt:
+        with pytest.raises(SubmissionError, match=r"the sample .*sample.csv is empty"):
+            rt.submit(GOOD, sample=sample)
+
+
+def test_a_header_only_submission_without_sample_is_refused(tmp_path):
+    data = tmp_path / "mine.csv"
+    data.write_text("id,target\n")
+    with simulate("local", root=tmp_path / "host") as rt:
+        with pytest.raises(SubmissionError) as info:
+            rt.submit(data)
+    assert info.value.kinds == ("empty",)
+
+
+def test_huge_rows(tmp_path):
+    wide = tmp_path / "wide.csv"
+    wide.write_text("PassengerId,Survived\n892,0\n893," + ",".join(["1"] * 10_000) + "\n894,1\n895,0\n")
+    huge_quoted = tmp_path / "huge.csv"
+    huge_quoted.write_text('PassengerId,Survived\n892,0\n893,"' + "1" * 200_000 + '"\n894,1\n895,0\n')
+    with kaggle_host(tmp_path) as rt:
+        with pytest.raises(SubmissionError) as info:
+            rt.submit(wide)
+        assert info.value.kinds == ("shape",) and "3" in str(info.value)
+        with pytest.raises(SubmissionError, match="line 3") as info:
+            rt.submit(huge_quoted)
+        assert info.value.kinds == ("csv",)
+        assert written(rt) == []
+
+
+def test_quoted_cells_round_trip(tmp_path):
+    sample = tmp_path / "sample.csv"
+    sample.write_text('id,label\n1,"a, b"\n2,x\n3,y\n')
+    labels = ['say "hi", twice', "line\nbreak", "plain"]
+    with kaggle_host(tmp_path) as rt:
+        sub = rt.submit({"id": [3, 1, 2], "label": labels}, sample=sample)
+    import csv
+
+    with open(sub.path, newline="") as f:
+        assert list(csv.reader(f)) == [["id", "label"], ["1", labels[1]], ["2", labels[2]], ["3", labels[0]]]
+
+
+@pytest.mark.parametrize("columns", [1, 3])
+def test_rows_are_reordered_whatever_the_number_of_columns(tmp_path, columns):
+    names = ["id", "a", "b"][:columns]
+    sample = tmp_path / "sample.csv"
+    sample.write_text(",".join(names) + "\n" + "".join(",".join([str(i)] + ["0"] * (columns - 1)) + "\n"
+                                                       for i in range(5)))
+    order = [3, 0, 4, 1, 2]
+    data = {"id": order, "a": [i * 10 for i in order], "b": [i * 100 for i in order]}
+    with kaggle_host(tmp_path) as rt:
+        sub = rt.submit({k: data[k] for k in names}, sample=sample)
+    expected = "".join(",".join(str(v) for v in [i, i * 10, i * 100][:columns]) + "\n" for i in range(5))
+    assert sub.reordered and sub.path.read_text() == ",".join(names) + "\n" + expected
+
+
+def test_a_sample_with_repeated_ids_checks_no_ids(tmp_path):
+    sample = tmp_path / "sample.csv"
+    sample.write_text("group,target\na,0\na,0\nb,0\n")
+    with kaggle_host(tmp_path) as rt:
+        sub = rt.submit({"group": ["b", "a", "c"], "target": [1, 2, 3]}, sample=sample)
+    assert not sub.reordered and sub.checks == "sample" and sub.path.read_text().endswith("b,1\na,2\nc,3\n")
+
+
+def test_a_folder_in_the_way_of_the_output(tmp_path):
+    with kaggle_host(tmp_path) as rt:
+        (Path(rt.paths.output) / "submission.csv").mkdir()
+        with pytest.raises(SubmissionError, match="folder of that name is in the way") as info:
+            rt.submit(GOOD)
+        assert info.value.kinds == ("write",)
+        assert (Path(rt.paths.output) / "submission.csv").is_dir()
+
+
+def test_a_link_planted_at_the_output_is_replaced_not_followed(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    with kaggle_host(tmp_path) as rt:
+        target = Path(rt.paths.output) / "submission.csv"
+        target.symlink_to(victim)
+        sub = rt.submit(GOOD)
+        assert not sub.path.is_symlink() and sub.path.read_text().startswith("PassengerId,Survived\n892,")
+    assert victim.read_text() == "keep me"
+
+
+_ENOSPC_SCRIPT = """
+import json, os, sys, warnings
+from pathlib import Path
+from portarun.errors import SubmissionError
+from portarun.testing import simulate
+
+sample = Path(sys.argv[2])
+with simulate("local", root=Path(sys.argv[1])) as rt:  # the whole simulated machine on the tmpfs
+    out = Path(rt.paths.output)
+    first = rt.submit({"id": list(range(10)), "target": [0.5] * 10}, sample=sample)
+    before = first.path.read_bytes()
+    # fill the disk, leaving less room (8 KiB) than the next file needs (20 KB)
+    stat = os.statvfs(out)
+    with open(out / "filler.bin", "wb", buffering=0) as f:
+        f.write(b"x" * (stat.f_bavail * stat.f_frsize - 8192))
+    try:
+        rt.submit({"id": list(range(10)), "target": ["0." + "7" * 2000] * 10}, sample=sample)
+        error = None
+    except SubmissionError as exc:
+        error = {"message": str(exc), "kinds": list(exc.kinds), "type": type(exc).__mro__[1].__name__}
+    print(json.dumps({"error": error, "intact": first.path.read_bytes() == before,
+                      "entries": sorted(p.name for p in out.iterdir())}))
+"""
+
+
+def test_disk_full_keeps_the_previous_file_and_says_so(tmp_path):
+    """On a real 1 MiB tmpfs in a private mount namespace (root only, like the checkpoint test)."""
+    import json
+    import shutil
+    import subprocess
+
+    if not shutil.which("unshare") or os.geteuid() != 0 or subprocess.run(
+            ["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs needs root and unshare")
+    mountpoint = tmp_path / "tiny"
+    mountpoint.mkdir()
+    sample = tmp_path / "sample.csv"
+    sample.write_text("id,target\n" + "".join(f"{i},0.5\n" for i in range(10)))
+    command = ["unshare", "-m", "sh", "-c", 'mount -t tmpfs -o size=1m tmpfs "$1" && exec "$2" -c "$3" "$1" "$4"',
+               "sh", str(mountpoint), sys.executable, _ENOSPC_SCRIPT, str(sample)]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["error"], result
+    assert result["error"]["kinds"] == ["write"]
+    assert "disk is full" in result["error"]["message"] and "previous file there is intact" in result["error"]["message"]
+    assert result["intact"] and result["entries"] == ["filler.bin", "submission.csv"]  # no partial file left
