@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
+from ._files import read_small_text
 from ._redact import MASK, shown_location
 from .errors import PortarunWarning, StagingError
 from .paths import ROLES, Location, is_remote, join
@@ -129,6 +130,10 @@ class _Task:
     version: str
 
 
+#: The most read of a journal: about 150 bytes a file, so millions of files.
+_JOURNAL_LIMIT = 1 << 30
+
+
 class _Journal:
     """Append-only record of files copied with a remote side: ``{rel, size, version, sha256}``
     per line. A torn last line (process killed mid-write) is ignored on reading."""
@@ -137,8 +142,9 @@ class _Journal:
         self.path = path
         self.entries: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
-        if path is not None and path.is_file():
-            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        text = read_small_text(path, _JOURNAL_LIMIT) if path is not None else None
+        if text is not None:
+            for line in text.splitlines():
                 try:
                     entry = json.loads(line)
                     self.entries[str(entry["rel"])] = entry
@@ -151,8 +157,19 @@ class _Journal:
         line = json.dumps({"rel": task.rel, "size": task.size, "version": task.version, "sha256": sha256})
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(line + "\n")
+            # Never through a link planted at the journal's name (O_NOFOLLOW: appending JSON to
+            # whatever it points at), never blocked by a FIFO there (O_NONBLOCK: ENXIO instead).
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+            except OSError as exc:
+                warn(f"staging journal {self.path} cannot be written ({exc.strerror or exc}); copies still "
+                     "complete, but a later run cannot tell they are current and copies them again.")
+                self.path = None
+                return
+            try:
+                os.write(fd, (line + "\n").encode("utf-8"))
+            finally:
+                os.close(fd)
 
 
 def _version(info: dict[str, Any]) -> str:

@@ -155,3 +155,27 @@ def test_bad_worker_counts_are_clear_errors(tmp_path: Path, workers: object) -> 
     (tmp_path / "f").write_text("x")
     with pytest.raises(StagingError, match="workers must be"):
         staging.transfer(tmp_path / "f", tmp_path / "g", workers=workers)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("plant", ["symlink", "fifo"])
+def test_a_link_or_fifo_planted_as_the_journal_is_never_written_through(tmp_path: Path, plant: str) -> None:
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe(f"/hostile-{plant}/a.bin", b"remote bytes")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    journal = tmp_path / "journal.jsonl"
+    if plant == "symlink":
+        journal.symlink_to(victim)
+    else:
+        os.mkfifo(journal)
+    done: list[object] = []
+    worker = threading.Thread(target=lambda: done.append(
+        staging.transfer(f"memory://hostile-{plant}", tmp_path / "copy", journal=journal)), daemon=True)
+    with pytest.warns(PortarunWarning, match="journal .* cannot be written"):
+        worker.start()
+        worker.join(timeout=30)
+    assert done, "staging blocked on its journal"
+    assert victim.read_text() == "keep me"
+    assert (tmp_path / "copy" / "a.bin").read_bytes() == b"remote bytes"
