@@ -130,6 +130,11 @@ class StorageFullError(CheckpointError, OSError):
     previous checkpoints are intact and the partial files were removed."""
 
 
+class CheckpointLockedError(CheckpointError):
+    """Another process holds the writer lease on the checkpoint folder; the message names it
+    (host, pid, since when) and says how to take the lease over once that writer is gone."""
+
+
 class LoaderError(PortarunError):
     """DataLoader settings cannot be planned or tuned as asked: an empty dataset, a batch size
     that is not positive, a bad autotune budget."""

@@ -1,6 +1,7 @@
 """When to save (:class:`SavePolicy`) and which checkpoints to keep (:func:`to_delete`)."""
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -13,11 +14,18 @@ Mode = Literal["min", "max"]
 
 
 def _seconds(value: float | timedelta | None, what: str) -> float | None:
+    """A positive, finite duration, or ``None`` (the rule is off); anything else (NaN, infinity,
+    zero, a negative number, a bool or a string) raises :class:`CheckpointError`."""
     if value is None:
         return None
-    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    if seconds <= 0:
-        raise CheckpointError(f"{what} must be positive, got {value!r}.")
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise CheckpointError(f"{what} must be a number or a timedelta, got {value!r}; pass None to turn it off.")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise CheckpointError(f"{what} must be a positive, finite number, got {value!r}; pass None to turn it off.")
     return seconds
 
 
@@ -40,7 +48,7 @@ class SavePolicy:
     _deadline_fired: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
-        if self.every_steps is not None and (not isinstance(self.every_steps, int) or self.every_steps <= 0):
+        if self.every_steps is not None and (type(self.every_steps) is not int or self.every_steps <= 0):
             raise CheckpointError(f"every_steps must be a positive integer, got {self.every_steps!r}.")
         _seconds(self.every_minutes, "every_minutes")
         self._margin = _seconds(self.before_deadline, "before_deadline")
