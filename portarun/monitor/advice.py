@@ -96,7 +96,10 @@ def summarize(timeline: Timeline) -> Summary:
     steps = int(sum(_values(samples, "steps", "n")))
     wait, busy = sum(_values(samples, "steps", "wait")), sum(_values(samples, "steps", "busy"))
     cpu = _values(samples, "cpu", "busy")
-    ram = _values(samples, "ram", "used")
+    # The peak is the sample nearest its limit (a limit read per sample: it may change).
+    ram_rows = [(float(r["used"]), float(r.get("limit") or start.get("ram_limit") or 0)) for r in
+                (s.get("ram") for s in samples) if isinstance(r, dict) and isinstance(r.get("used"), (int, float))]
+    ram_at_peak = max(ram_rows, key=lambda row: row[0] / row[1] if row[1] else 0.0, default=None)
     shm = _values(samples, "shm", "used")
     shm_total = _values(samples, "shm", "total")
     gpus = []
@@ -129,7 +132,8 @@ def summarize(timeline: Timeline) -> Summary:
         step_seconds=(wait + busy) / steps if steps else None,
         cpu_mean=statistics.fmean(cpu) if cpu else None, cpu_peak=max(cpu) if cpu else None,
         cpus_usable=int(start.get("cpus_usable") or 1),
-        ram_peak=int(max(ram)) if ram else None, ram_limit=start.get("ram_limit") or None,
+        ram_peak=int(ram_at_peak[0]) if ram_at_peak else None,
+        ram_limit=int(ram_at_peak[1]) if ram_at_peak and ram_at_peak[1] else (start.get("ram_limit") or None),
         ram_source=sources[-1] if sources else None,
         shm_peak=int(max(shm)) if shm else None, shm_total=int(shm_total[-1]) if shm_total else None,
         gpus=gpus, tpu=bool(start.get("tpu")), disks=disks, num_workers=workers[-1] if workers else None,
