@@ -91,3 +91,37 @@ def deadline_callback(rt: Runtime, margin: timedelta = DEADLINE_MARGIN, *, stop:
             return control
 
     return DeadlineCallback()
+
+
+def monitor_callback(rt: Runtime, **options: Any) -> Any:
+    """A ``transformers.TrainerCallback`` running ``rt.monitor(**options)`` while the
+    ``Trainer`` trains: started at ``on_train_begin`` (noting the train loader's
+    ``num_workers``), each optimizer step timed from ``on_step_begin`` (called once the step's
+    batches are fetched) to ``on_step_end`` (the time between steps is the wait for data),
+    stopped at ``on_train_end``. The monitor is the callback's ``monitor`` attribute. See
+    docs/monitor.md."""
+    from transformers import TrainerCallback
+
+    from ..monitor import Monitor
+
+    class MonitorCallback(TrainerCallback):  # type: ignore[misc,unused-ignore]  # Any without transformers' types
+        """Run portarun's monitor while the Trainer trains."""
+
+        def __init__(self) -> None:
+            self.monitor: Monitor = rt.monitor(**options)
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.monitor.start()
+            self.monitor.note_loader(kwargs.get("train_dataloader"))
+            self.monitor.expect_batch()
+
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.monitor.begin_step()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.monitor.end_step()
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.monitor.stop()
+
+    return MonitorCallback()

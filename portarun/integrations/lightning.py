@@ -5,6 +5,8 @@
 >>> trainer = L.Trainer(max_epochs=3, callbacks=[checkpoint_callback(rt)], **trainer_kwargs(rt))
 >>> trainer.fit(model, ckpt_path="last")   # resumes from last.ckpt when there is one
 
+``monitor_callback(rt)`` adds portarun's run monitor (docs/monitor.md).
+
 For the ``lightning`` package (2.x), imported only by :func:`checkpoint_callback`.
 """
 from __future__ import annotations
@@ -52,3 +54,42 @@ def checkpoint_callback(rt: Runtime, **options: Any) -> Any:
     settings: dict[str, Any] = {"dirpath": str(join(rt.paths.checkpoints, "lightning")), "save_last": True}
     settings.update(options)
     return ModelCheckpoint(**settings)
+
+
+def monitor_callback(rt: Runtime, **options: Any) -> Any:
+    """A Lightning ``Callback`` running ``rt.monitor(**options)`` for the length of
+    ``trainer.fit``: started at ``on_fit_start`` (noting the train loader's ``num_workers``),
+    each training batch timed from ``on_train_batch_start`` to ``on_train_batch_end`` (the time
+    between batches is the wait for data), stopped at ``on_fit_end`` or on an exception. The
+    monitor is the callback's ``monitor`` attribute: ``callback.monitor.report()``. See
+    docs/monitor.md."""
+    from lightning.pytorch.callbacks import Callback
+
+    from ..monitor import Monitor
+
+    class MonitorCallback(Callback):  # type: ignore[misc,unused-ignore]  # Any without Lightning's types
+        """Run portarun's monitor while the trainer fits."""
+
+        def __init__(self) -> None:
+            self.monitor: Monitor = rt.monitor(**options)
+
+        def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+            self.monitor.start()
+
+        def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+            self.monitor.note_loader(trainer.train_dataloader)
+            self.monitor.expect_batch()
+
+        def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+            self.monitor.begin_step()
+
+        def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+            self.monitor.end_step()
+
+        def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+            self.monitor.stop()
+
+        def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+            self.monitor.stop()
+
+    return MonitorCallback()

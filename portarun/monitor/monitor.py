@@ -181,6 +181,18 @@ class Monitor:
                 return
 
     # -- steps ----------------------------------------------------------------------------
+    def note_loader(self, loader: object) -> None:
+        """Record ``loader``'s ``num_workers`` and ``batch_size`` (what the advice weighs the
+        data wait against); :meth:`wrap` and the integrations call it."""
+        workers, size = getattr(loader, "num_workers", None), getattr(loader, "batch_size", None)
+        self._writer.write({"type": "loader", "t": time.time(), "num_workers": workers if isinstance(workers, int) else None,
+                            "batch_size": size if isinstance(size, int) else None})
+
+    def expect_batch(self) -> None:
+        """The loop now waits for a batch (a new epoch's first, say): the time until
+        :meth:`begin_step` counts as waiting for data."""
+        self._last_end = time.perf_counter()
+
     def begin_step(self) -> None:
         """The batch has arrived: the time since the previous step ended was spent waiting."""
         self._began = time.perf_counter()
@@ -213,11 +225,9 @@ class Monitor:
     def wrap(self, loader: Iterable[T]) -> Iterator[T]:
         """Yield ``loader``'s batches, timing how long each took to arrive (wait) and how long
         the loop spent on it (step). Notes the loader's ``num_workers`` for the advice."""
-        workers = getattr(loader, "num_workers", None)
-        self._writer.write({"type": "loader", "t": time.time(), "num_workers": workers if isinstance(workers, int) else None,
-                            "batch_size": getattr(loader, "batch_size", None)})
+        self.note_loader(loader)
         iterator = iter(loader)
-        self._last_end = time.perf_counter()  # the first batch's wait counts (workers starting)
+        self.expect_batch()  # the first batch's wait counts (workers starting)
         for batch in iterator:
             self.begin_step()
             yield batch
