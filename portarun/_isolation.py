@@ -24,6 +24,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable, Mapping
+from types import ModuleType
 from typing import Any, NamedTuple, cast
 
 from ._redact import redact
@@ -64,6 +65,8 @@ class Outcome(NamedTuple):
 
     value: Any
     error: BaseException | None = None
+    #: ``Type: message`` of ``error``, cleaned for printing.
+    message: str = ""
     #: Set once an abandoned call returns (``None`` unless the call overran its budget).
     done: threading.Event | None = None
 
@@ -77,7 +80,7 @@ class Outcome(NamedTuple):
         if self.timed_out:
             return f"did not return within {budget:g} s (set {BUDGET_VAR} to change the limit)"
         if self.error is not None:
-            return describe_error(self.error)
+            return self.message
         return None
 
 
@@ -93,26 +96,30 @@ def clean_text(text: str, limit: int) -> str:
 def describe_error(exc: BaseException) -> str:
     """``Type: message`` of a plugin's exception, cleaned for printing (its ``__str__`` may fail)."""
     try:
-        message = str(exc)
+        message = str.__str__(str(exc))  # a str subclass's methods are plugin code too
+        name = str.__str__(type(exc).__name__)
+        return clean_text(f"{name}: {message}" if message else name, MAX_LINE)
     except Exception:
-        message = "<the exception's message could not be read>"
-    return clean_text(f"{type(exc).__name__}: {message}" if message else type(exc).__name__, MAX_LINE)
+        return "an exception whose message could not be read"
 
 
 class _Job:
-    __slots__ = ("fn", "done", "value", "error")
+    __slots__ = ("fn", "done", "value", "error", "message")
 
     def __init__(self, fn: Callable[[], Any]) -> None:
         self.fn = fn
         self.done = threading.Event()
         self.value: Any = None
         self.error: BaseException | None = None
+        self.message = ""
 
     def run(self) -> None:
         try:
             self.value = self.fn()
         except BaseException as exc:  # SystemExit too: plugin code never ends the process
             self.error = exc
+            # Described here, within the budget: the exception's own ``__str__`` is plugin code.
+            self.message = describe_error(exc)
         finally:
             self.done.set()
 
@@ -138,7 +145,7 @@ class Worker:
                 return Outcome(None, done=job.done)
         if isinstance(job.error, KeyboardInterrupt):
             raise job.error
-        return Outcome(job.value, job.error)
+        return Outcome(job.value, job.error, job.message)
 
     def close(self) -> None:
         """Let the thread end (an abandoned one ends when its call returns, if ever)."""
@@ -261,6 +268,13 @@ class ProcessState:
         if replaced:
             sys.modules.update({name: self._modules[name] for name in replaced})
             changed.append(f"sys.modules ({', '.join(sorted(replaced)[:5])})")
+        # An import may create modules its own way; detect() and the other hooks may not.
+        planted = [name for name in sys.modules.keys() - self._modules.keys()
+                   if _planted(sys.modules[name])] if self._paths else []
+        if planted:
+            for name in planted:
+                del sys.modules[name]
+            changed.append(f"sys.modules (planted {', '.join(sorted(planted)[:5])})")
         for attribute, value in zip(_ATTRIBUTES, self._attributes):
             if getattr(attribute.owner, attribute.name) is not value:
                 setattr(attribute.owner, attribute.name, value)
@@ -277,6 +291,16 @@ class ProcessState:
                 changed.append(f"sys.{name}")
         changed += _restore_signals(self._signals)
         return changed
+
+
+def _planted(module: object) -> bool:
+    """Whether a new ``sys.modules`` entry was put there by hand rather than imported: the import
+    system gives every module it creates a ``__spec__`` (read from the module's own ``__dict__``,
+    so no code of a planted object runs)."""
+    if not isinstance(module, ModuleType):
+        return True
+    namespace = object.__getattribute__(module, "__dict__")
+    return not isinstance(namespace, dict) or namespace.get("__spec__") is None
 
 
 def _cwd() -> str | None:

@@ -268,7 +268,7 @@ class PluginSet:
                          "overran its time budget in an earlier detection; it was skipped.", self.env)
                     yield cls, None, "still running an earlier detect()"
                     continue
-                outcome, changed = self.guarded(info, _bound(cls.detect, view), guard, worker)
+                outcome, changed = self.guarded(info, _checked_detect(cls.detect, view), guard, worker)
                 if outcome.done is not None:
                     self._late[cls] = outcome.done
                 problem = outcome.problem(limit)
@@ -282,7 +282,7 @@ class PluginSet:
                     fail(f"provider {cls.name!r} from plugin {info.label} {what}; it was skipped.", self.env)
                     yield cls, None, problem
                     continue
-                detection, error = checked_detection(outcome.value)
+                detection, error = outcome.value
                 if error is not None:
                     fail(f"provider {cls.name!r} from plugin {info.label} {error} from detect(), not a "
                          "portarun.Detection (a confidence in [0, 1], a tuple of evidence strings) or None; it "
@@ -345,32 +345,50 @@ def checked_detection(result: object) -> tuple[Detection | None, str | None]:
 
     The confidence must be a real number in [0, 1] and the evidence a tuple (or list) of
     strings; each evidence line is cleaned for printing (:func:`clean_text`) and at most
-    :data:`MAX_EVIDENCE_LINES` are kept."""
+    :data:`MAX_EVIDENCE_LINES` are kept. What is returned is made of plain ``float``, ``tuple``
+    and ``str``: subclasses (a ``numpy.float64`` is fine) are converted, so that no method of
+    the plugin's runs after this. Third-party results are checked in the plugin's worker
+    thread, within its time budget, since checking them runs such methods."""
     if result is None:
         return None, None
     if not isinstance(result, Detection):
         return None, f"returned {type(result).__name__}"
-    confidence, evidence = result.confidence, result.evidence
+    confidence, evidence = tuple.__getitem__(result, 0), tuple.__getitem__(result, 1)
     if isinstance(confidence, bool) or not isinstance(confidence, (int, float)):
         return None, f"returned a confidence of type {type(confidence).__name__}"
-    if not (math.isfinite(confidence) and 0 <= confidence <= 1):
-        return None, f"returned confidence {confidence!r}, outside [0, 1]"
-    if not isinstance(evidence, (tuple, list)) or not all(isinstance(line, str) for line in evidence):
+    try:
+        value = float.__float__(confidence) if isinstance(confidence, float) else int.__float__(confidence)
+    except OverflowError:
+        value = math.inf
+    if not (math.isfinite(value) and 0 <= value <= 1):
+        return None, f"returned confidence {value!r}, outside [0, 1]"
+    lines = _plain_lines(evidence)
+    if lines is None:
         return None, "returned evidence that is not a tuple of strings"
-    lines = _clean_lines(evidence)
-    if len(evidence) > MAX_EVIDENCE_LINES:
-        lines = (*lines, f"note {len(evidence) - MAX_EVIDENCE_LINES} more evidence lines not shown")
-    fields: dict[str, Any] = {"confidence": float(confidence), "evidence": lines}
-    missing = getattr(result, "missing", None)
-    if missing is not None:  # the strong markers looked for and not found, printed by explain()
-        if not isinstance(missing, (tuple, list)) or not all(isinstance(m, str) for m in missing):
+    if len(lines) > MAX_EVIDENCE_LINES:
+        lines = (*lines[:MAX_EVIDENCE_LINES], f"note {len(lines) - MAX_EVIDENCE_LINES} more evidence lines not shown")
+    fields: dict[str, Any] = {"confidence": value, "evidence": lines}
+    if "missing" in Detection._fields and len(result) == len(Detection._fields):
+        # the strong markers looked for and not found, printed by explain()
+        missing = _plain_lines(tuple.__getitem__(result, Detection._fields.index("missing")))
+        if missing is None:
             return None, "returned `missing` markers that are not a tuple of strings"
-        fields["missing"] = _clean_lines(missing)
-    return result._replace(**fields), None
+        fields["missing"] = missing[:MAX_EVIDENCE_LINES]
+    return Detection(**fields), None
 
 
-def _clean_lines(lines: tuple[str, ...] | list[str]) -> tuple[str, ...]:
-    return tuple(clean_text(line, MAX_LINE) for line in lines[:MAX_EVIDENCE_LINES])
+def _plain_lines(lines: object) -> tuple[str, ...] | None:
+    """``lines`` as a tuple of plain, cleaned ``str``, or ``None`` when it is not a tuple or
+    list of strings."""
+    if not isinstance(lines, (tuple, list)):
+        return None
+    items = tuple.__iter__(lines) if isinstance(lines, tuple) else list.__iter__(lines)
+    plain: list[str] = []
+    for line in items:
+        if not isinstance(line, str):
+            return None
+        plain.append(clean_text(str.__str__(line), MAX_LINE) if len(plain) < MAX_EVIDENCE_LINES else "")
+    return tuple(plain)
 
 
 def describe(obj: object) -> str:
@@ -392,8 +410,9 @@ def read_only(probe: Probe) -> Probe:
     return view
 
 
-def _bound(detect: Callable[[Probe], object], probe: Probe) -> Callable[[], object]:
-    return lambda: detect(probe)
+def _checked_detect(detect: Callable[[Probe], object], probe: Probe
+                    ) -> Callable[[], tuple[Detection | None, str | None]]:
+    return lambda: checked_detection(detect(probe))
 
 
 def _replace_error(info: PluginInfo, error: str) -> PluginInfo:

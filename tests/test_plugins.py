@@ -325,6 +325,8 @@ def _change_process(tmp: str) -> dict[str, Callable[[], object]]:
         "the working folder": lambda: os.chdir(tmp),
         "the warnings filters": lambda: warnings.simplefilter("ignore"),
         "sys.modules (json)": lambda: sys.modules.__setitem__("json", types.ModuleType("json")),
+        "sys.modules (planted portarun_planted_torch)":
+            lambda: sys.modules.__setitem__("portarun_planted_torch", types.ModuleType("torch")),
         "sys.path": lambda: sys.path.insert(0, tmp),
         "sys.stdout": lambda: setattr(sys, "stdout", io.StringIO()),
         "builtins": lambda: setattr(builtins, "open", print),
@@ -335,7 +337,7 @@ def _change_process(tmp: str) -> dict[str, Callable[[], object]]:
 @pytest.mark.parametrize("what", list(_change_process("/")))
 def test_a_detect_that_changes_the_process_is_undone_and_reported(what: str, tmp_path) -> None:
     before = (dict(os.environ), os.getcwd(), list(warnings.filters), sys.modules["json"], list(sys.path), sys.stdout,
-              builtins.open, sys.getrecursionlimit())
+              builtins.open, sys.getrecursionlimit(), "portarun_planted_torch" in sys.modules)
     change = _change_process(str(tmp_path))[what]
 
     def detect(probe):  # type: ignore[no-untyped-def]
@@ -347,7 +349,7 @@ def test_a_detect_that_changes_the_process_is_undone_and_reported(what: str, tmp
             with simulate("kaggle") as rt:
                 assert rt.host.name == "kaggle"  # its detection does not count
     after = (dict(os.environ), os.getcwd(), list(warnings.filters), sys.modules["json"], list(sys.path), sys.stdout,
-             builtins.open, sys.getrecursionlimit())
+             builtins.open, sys.getrecursionlimit(), "portarun_planted_torch" in sys.modules)
     assert after == before
 
 
@@ -487,3 +489,51 @@ def test_a_working_paths_hook_from_an_entry_point_still_decides(entry_point) -> 
     """)
     with simulate("kaggle", project="exp") as rt:
         assert rt.paths.checkpoints.parent.name == "exp-mine"
+
+
+class _Hostile(float):
+    """A float (as numpy.float64 is one) whose comparisons and conversions are plugin code."""
+
+    def __ge__(self, other: object) -> bool:
+        raise RuntimeError("compared")
+
+    __le__ = __lt__ = __gt__ = __ge__  # type: ignore[assignment]
+
+    def __float__(self) -> float:
+        raise RuntimeError("converted")
+
+
+class _HostileStr(str):
+    def translate(self, table: object) -> str:  # type: ignore[override]
+        raise RuntimeError("translated")
+
+    def __str__(self) -> str:
+        raise RuntimeError("printed")
+
+
+class _HostileError(Exception):
+    def __str__(self) -> str:
+        while True:  # as a message built from a hung resource would
+            time.sleep(0.05)
+
+
+def test_subclasses_cannot_smuggle_plugin_code_past_the_checks() -> None:
+    """Values that pass isinstance() but run plugin code when used are converted to plain
+    float/str inside the plugin's time budget; portarun never calls their methods afterwards."""
+    detection = Detection(_Hostile(0.97), (_HostileStr("+0.97 hostile \x1b[2J"),))
+    with plugin(_plugin_of(_detecting("hostile", lambda probe: detection))):
+        with simulate(env={}) as rt:
+            assert rt.host.name == "hostile" and rt.host.confidence == 0.97
+            assert type(rt.host.evidence[0]) is str and "\\x1b[2J" in rt.explain()
+
+
+def test_an_exception_whose_message_hangs_is_given_up_on() -> None:
+    def detect(probe):  # type: ignore[no-untyped-def]
+        raise _HostileError
+
+    with plugin(_plugin_of(_detecting("mute", detect))):
+        started = time.monotonic()
+        with pytest.warns(portarun.PortarunWarning, match="'mute' .* did not return within 0.3 s"):
+            with simulate("kaggle", env={"PORTARUN_PLUGIN_TIMEOUT": "0.3"}) as rt:
+                assert rt.host.name == "kaggle"
+        assert time.monotonic() - started < 3
