@@ -207,7 +207,8 @@ def _deepspeed(probe: Probe, evidence: list[str]) -> DistInfo | None:
         return None
     rank, local_rank, world, local_size, node, nodes = _counts(
         probe, ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_SIZE", "CROSS_RANK", "CROSS_SIZE"))
-    _counts(probe, ("MASTER_PORT",))
+    if probe.getenv("MASTER_ADDR") is None or probe.getenv("MASTER_PORT") is None:
+        raise _Ignored("missing " + ", ".join(v for v in ("MASTER_ADDR", "MASTER_PORT") if probe.getenv(v) is None))
     _below("RANK", rank, "WORLD_SIZE", world)
     _below("LOCAL_RANK", local_rank, "LOCAL_SIZE", local_size)
     _below("CROSS_RANK", node, "CROSS_SIZE", nodes)
@@ -311,9 +312,10 @@ def _expand_tasks(value: str | None) -> list[int] | None:
         match = re.fullmatch(r"\s*([0-9]{1,6})(?:\(x([0-9]{1,6})\))?\s*", part)
         if not match:
             return None
-        out += [int(match.group(1))] * int(match.group(2) or 1)
-        if len(out) > 100_000:
+        repeat = int(match.group(2) or 1)
+        if len(out) + repeat > 100_000:
             return None
+        out += [int(match.group(1))] * repeat
     return out
 
 

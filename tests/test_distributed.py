@@ -159,6 +159,9 @@ def test_deepspeed_launcher() -> None:
         "deepspeed", 5, 1, 8, 4, 1)
     d = dist_of({**env, "CROSS_RANK": "2"})  # node index outside CROSS_SIZE: not DeepSpeed, but env:// holds
     assert d.launcher == "env" and "CROSS_RANK=2 is not below CROSS_SIZE=2" in d.evidence[-1]
+    with pytest.warns(PortarunWarning, match="missing MASTER_ADDR"):
+        d = dist_of({k: v for k, v in env.items() if k != "MASTER_ADDR"})
+    assert d.launcher is None and d.evidence[0] == "ignored deepspeed variables: missing MASTER_ADDR"
 
 
 def test_mpirun_inside_a_slurm_allocation() -> None:
