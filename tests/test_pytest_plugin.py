@@ -33,4 +33,4 @@ def test_unknown_host_is_a_usage_error(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_x(): pass")
     result = pytester.runpytest_subprocess("--portarun-host=kagle")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--portarun-host: unknown simulated host 'kagle'; known: *"])
+    result.stderr.fnmatch_lines(["*--portarun-host: unknown simulated host 'kagle'; did you mean 'kaggle'? known: *"])
