@@ -29,7 +29,9 @@ first launcher whose set is complete wins (docs/devices.md has the table):
    VARIABLES"). ``SLURM_*`` without a step (``salloc``/``sbatch`` shells, pods) do not count, nor a
    job named ``bash``/``interactive`` (Lightning's opt-out, ``slurm.py`` @7f0c3436). PyTorch
    variables that agree with the step (enroot's PyTorch hook) are accepted; ones that differ
-   come from a launcher inside the step and are left to the readers below.
+   come from a launcher inside the step and are left to the readers below. Without
+   ``SLURM_LOCALID``/``SLURM_NODEID`` the place is derived from the step's tasks per node,
+   assuming srun's block distribution, as TensorFlow's ``SlurmClusterResolver`` does.
 6. ``skypilot``: ``SKYPILOT_NODE_RANK``, ``SKYPILOT_NODE_IPS``, ``SKYPILOT_NUM_NODES``: SkyPilot
    runs the task's ``run`` command once per node
    (https://docs.skypilot.co/en/stable/running-jobs/distributed-jobs.html).
