@@ -575,3 +575,21 @@ def test_disk_full_keeps_the_previous_file_and_says_so(tmp_path):
     assert result["error"]["kinds"] == ["write"]
     assert "disk is full" in result["error"]["message"] and "previous file there is intact" in result["error"]["message"]
     assert result["intact"] and result["entries"] == ["filler.bin", "submission.csv"]  # no partial file left
+
+
+def test_the_garbage_collector_is_restored_after_a_submission(tmp_path):
+    import gc
+
+    assert gc.isenabled()
+    with kaggle_host(tmp_path) as rt:
+        rt.submit(GOOD)
+        assert gc.isenabled()
+        with pytest.raises(SubmissionError):
+            rt.submit({"PassengerId": IDS, "Survived": [0, None, 0, 0]})
+        assert gc.isenabled()
+        gc.disable()
+        try:
+            rt.submit(GOOD)
+            assert not gc.isenabled()  # left as the caller had it
+        finally:
+            gc.enable()
