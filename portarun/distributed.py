@@ -536,7 +536,9 @@ def backend_for(kind: str) -> str:
 def init_distributed(rt: Runtime, backend: str | None = None, timeout: timedelta | None = None) -> DistInfo:
     """Initialise ``torch.distributed`` for ``rt`` from the launcher's variables; idempotent.
 
-    Does nothing for a single process or when a process group already exists. ``backend``
+    Does nothing for a process no launcher started, or when a process group already exists. A
+    launch of one process (``portarun launch --nproc 1``, ``torchrun --nproc-per-node 1``) gets
+    its one-process group, so the script's collectives run as they will with more. ``backend``
     defaults to :func:`backend_for` ``(rt.device.kind)``. On CUDA the process's GPU is selected
     first (``torch.cuda.set_device(local_rank)``); on TPU torch_xla's ``xla://`` init method is
     used. torchrun, DeepSpeed, Kubeflow and plain env:// launches use ``env://`` (torch reads
@@ -545,7 +547,7 @@ def init_distributed(rt: Runtime, backend: str | None = None, timeout: timedelta
     the rendezvous address is unknown (MPI or SkyPilot without ``MASTER_ADDR``/``MASTER_PORT``).
     """
     info = rt.dist
-    if not info.is_distributed:
+    if info.launcher is None:
         return info
     import torch.distributed as dist
 

@@ -318,15 +318,16 @@ class Runtime:
     @cached_property
     def dist(self) -> DistInfo:
         """This process's place in a distributed run (:class:`~portarun.distributed.DistInfo`),
-        read from the launcher's variables (torchrun, SLURM, MPI, Kubeflow, torch_xla)."""
+        read from the launcher's variables: torchrun, DeepSpeed, LSF/jsrun, MPI, SLURM, SkyPilot,
+        Kubeflow, torch's env:// contract or torch_xla (docs/devices.md gives the order)."""
         from .distributed import read_dist
 
         return read_dist(self.probe)
 
     def init_distributed(self, backend: str | None = None, *, timeout: timedelta | None = None) -> DistInfo:
         """Initialise ``torch.distributed`` from the launcher's variables (nccl on CUDA, gloo on
-        CPU/MPS, xla on TPU unless ``backend`` says otherwise); a no-op for a single process or
-        when already initialised. Returns :attr:`dist`. See
+        CPU/MPS, xla on TPU unless ``backend`` says otherwise); a no-op for a process no launcher
+        started, or when already initialised. Returns :attr:`dist`. See
         :func:`portarun.distributed.init_distributed`."""
         from .distributed import init_distributed
 

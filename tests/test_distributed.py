@@ -237,6 +237,21 @@ def test_init_distributed_is_a_no_op_for_one_process() -> None:
     assert not dist.is_initialized()
 
 
+@pytest.mark.slow
+def test_a_one_process_launch_gets_its_process_group(tmp_path: Path) -> None:
+    # `portarun launch --nproc 1` (torchrun with one worker): the script's first collective
+    # must work, as it will with more processes.
+    (tmp_path / "one.py").write_text(
+        "import torch, torch.distributed as dist, portarun\n"
+        "rt = portarun.detect()\nrt.init_distributed()\n"
+        "t = torch.ones(1)\ndist.all_reduce(t)\nprint('launcher', rt.dist.launcher, 'sum', t.item())\n"
+        "dist.destroy_process_group()\n")
+    done = subprocess.run([sys.executable, "-m", "portarun", "launch", "--nproc", "1", str(tmp_path / "one.py")],
+                          capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "launcher torchrun sum 1.0" in done.stdout
+
+
 def test_mpi_without_rendezvous_address_is_a_clear_error() -> None:
     env = {"PMI_RANK": "0", "PMI_SIZE": "2", "MPI_LOCALRANKID": "0", "MPI_LOCALNRANKS": "2"}
     with simulate(env=env) as rt, pytest.raises(DistributedError, match="MASTER_ADDR"):
