@@ -226,7 +226,7 @@ class LocalStorage(Storage):
         try:
             return [entry.name for entry in os.scandir(self.path)
                     if entry.is_dir(follow_symlinks=False) and parse_name(entry.name)]
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # nothing saved yet; a file is no checkpoint folder
             return []
 
     def read(self, name: str, file: str) -> bytes:
@@ -320,8 +320,10 @@ class LocalStorage(Storage):
             return read_regular(self._lock, _LOCK_LIMIT)
         except FileNotFoundError:
             return None
-        except OSError:
-            return b""
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.EINVAL, errno.EISDIR, errno.ENXIO):  # a link, FIFO, folder, socket
+                return b""
+            raise
 
     def lock_create(self, data: bytes) -> bool:
         """Write ``data`` to a unique file, then hard-link it to the lease's name: link(2)
