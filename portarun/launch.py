@@ -12,13 +12,23 @@ script runs under torch_xla's launcher, ``torch_xla.launch`` (one process per TP
 usable CPUs but at least 2 (1 on a single-CPU machine), so that a DDP script's collectives run
 for real even on a laptop, leaving the rest for data loading; each CPU rank then gets
 ``OMP_NUM_THREADS`` = usable CPUs / ranks unless already set (torchrun would otherwise force
-1 thread per rank). Multi-node runs: use torchrun or ``srun`` directly; ``rt.dist`` and
-``rt.init_distributed()`` understand both.
+1 thread per rank).
+
+Several nodes (``--nnodes N``) use torchrun's own c10d rendezvous: one ``portarun launch`` per
+node, all pointed at ``--rdzv-endpoint HOST:PORT`` (a host every node reaches; the agent there
+serves the rendezvous store). torchrun assigns the ranks; portarun starts no process group of
+its own. Inside an ``srun`` step with one task per node, and on a SkyPilot node, the node count,
+this node's rank and the endpoint come from the launcher's variables as :mod:`.distributed`
+reads them (``rt.dist``): SLURM's first host of the step's node list with the job's port
+(15000 + the job id's last four digits), SkyPilot's first ``SKYPILOT_NODE_IPS`` entry with
+torchrun's default c10d port 29400. ``--max-restarts K`` lets torchrun restart this node's
+workers K times after a failure; the script resumes from its newest checkpoint.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import runpy
 import sys
 from collections.abc import Sequence
@@ -37,13 +47,32 @@ if TYPE_CHECKING:
 class LaunchPlan:
     """What ``portarun launch`` will run: ``argv`` to exec (torchrun) or, on TPU, ``xla`` with
     ``nproc`` processes; ``env`` holds the variables added for the children; ``reason`` says
-    how ``nproc`` was chosen."""
+    how ``nproc`` was chosen, ``nodes`` how many nodes take part and where that came from."""
 
     argv: tuple[str, ...]
     nproc: int
     env: dict[str, str]
     xla: bool
     reason: str
+    nodes: str = ""
+
+
+@dataclass(frozen=True)
+class Nodes:
+    """What ``--nnodes``/``--node-rank``/``--rdzv-endpoint``/``--rdzv-id``/``--max-restarts``
+    asked for; ``None`` where not given (then read from SLURM or SkyPilot, or one node)."""
+
+    nnodes: int | None = None
+    node_rank: int | None = None
+    endpoint: str | None = None
+    rdzv_id: str | None = None
+    max_restarts: int | None = None
+
+
+#: torchrun's default c10d rendezvous port (torch/distributed/elastic/rendezvous/
+#: c10d_rendezvous_backend.py ``DEFAULT_PORT``, torch 2.13).
+RDZV_PORT = 29400
+_HOST_PORT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.\-]+)(?::([0-9]{1,5}))?")
 
 
 def auto_nproc(rt: Runtime) -> tuple[int, str]:
@@ -61,9 +90,54 @@ def auto_nproc(rt: Runtime) -> tuple[int, str]:
     return max(2, usable // 2), f"half of {usable} usable CPUs, at least 2 ranks so collectives really run"
 
 
-def plan(rt: Runtime, nproc: str, script: str, script_args: Sequence[str]) -> LaunchPlan:
-    """The launch for ``script`` with ``nproc`` (``auto`` or a positive number) on ``rt``.
-    Raises :class:`~portarun.errors.DistributedError` for a bad count or a missing script."""
+def _endpoint(value: str, option: str) -> str:
+    """``HOST:PORT`` checked; a bare host gets :data:`RDZV_PORT`."""
+    match = _HOST_PORT.fullmatch(value.strip())
+    if not match or (match.group(2) is not None and not 0 < int(match.group(2)) < 65536):
+        raise DistributedError(f"{option} {value!r} is not HOST:PORT (for example 10.0.0.1:29400, the address of a "
+                               "host every node reaches and a free port there).")
+    return f"{match.group(1)}:{match.group(2) or RDZV_PORT}"
+
+
+def node_layout(rt: Runtime, asked: Nodes) -> tuple[int, int | None, str | None, str | None, str]:
+    """``(nnodes, node_rank, endpoint, rdzv_id, where from)`` for this node: the options where
+    given, else the SLURM step's or SkyPilot node's variables as ``rt.dist`` reads them (so
+    their look-alike guards apply), else one node. Raises
+    :class:`~portarun.errors.DistributedError` for an srun step with several tasks on a node
+    and for several nodes without a rendezvous endpoint."""
+    info = rt.dist
+    nnodes, node_rank, endpoint, rdzv_id, source = 1, None, None, None, "one node"
+    if info.launcher in ("slurm", "skypilot"):
+        if info.local_world_size != 1:
+            raise DistributedError(
+                f"this srun step runs {info.local_world_size} tasks on this node, but `portarun launch` starts this "
+                "node's processes itself: run one task per node (`srun --ntasks-per-node=1 portarun launch ...`).")
+        nnodes, node_rank, source = info.world_size, info.node_rank, info.launcher
+        port = info.master_port or (RDZV_PORT if info.launcher == "skypilot" else None)
+        endpoint = f"{info.master_addr}:{port}" if info.master_addr and port else None
+        job = rt.probe.getenv("SLURM_JOB_ID") if info.launcher == "slurm" else rt.probe.getenv("SKYPILOT_TASK_ID")
+        rdzv_id = f"slurm-{job.strip()}" if info.launcher == "slurm" and job else job
+    if asked.nnodes is not None:
+        if asked.nnodes < 1:
+            raise DistributedError(f"--nnodes {asked.nnodes} is not a positive number.")
+        nnodes, source = asked.nnodes, "--nnodes" if source == "one node" else source
+    node_rank = asked.node_rank if asked.node_rank is not None else node_rank
+    if node_rank is not None and not 0 <= node_rank < nnodes:
+        raise DistributedError(f"--node-rank {node_rank} is not between 0 and {nnodes - 1} (--nnodes {nnodes}).")
+    endpoint = _endpoint(asked.endpoint, "--rdzv-endpoint") if asked.endpoint else endpoint
+    if nnodes > 1 and endpoint is None:
+        raise DistributedError(
+            f"{nnodes} nodes need a rendezvous: pass --rdzv-endpoint HOST:PORT with the address of one node that every "
+            "node reaches (the same on every node), e.g. `portarun launch --nnodes 2 --rdzv-endpoint 10.0.0.1:29400 "
+            "train.py`.")
+    return nnodes, node_rank, endpoint, asked.rdzv_id or rdzv_id, source
+
+
+def plan(rt: Runtime, nproc: str, script: str, script_args: Sequence[str], nodes: Nodes | None = None) -> LaunchPlan:
+    """The launch for ``script`` with ``nproc`` (``auto`` or a positive number) per node on
+    ``rt``, across ``nodes`` (see :func:`node_layout`). Raises
+    :class:`~portarun.errors.DistributedError` for a bad count, a missing script, or a node
+    layout that cannot work."""
     if not Path(script).is_file():
         raise DistributedError(f"script {script!r} not found (working folder {os.getcwd()}). "
                                "Pass the path of a Python file: `portarun launch --nproc 2 train.py`.")
@@ -78,18 +152,36 @@ def plan(rt: Runtime, nproc: str, script: str, script_args: Sequence[str]) -> La
     if kind in ("cuda", "mps") and count > auto:
         raise DistributedError(f"--nproc {count} asks for more processes than the {auto} {kind} device(s) here; "
                                "each process needs its own device. Use --nproc auto or a smaller number.")
+    asked = nodes or Nodes()
+    if asked.max_restarts is not None and asked.max_restarts < 0:
+        raise DistributedError(f"--max-restarts {asked.max_restarts} is negative; use 0 (the default) or more.")
+    nnodes, node_rank, endpoint, rdzv_id, source = node_layout(rt, asked)
     if kind == "xla":
+        if nnodes > 1 or asked.max_restarts:
+            raise DistributedError("on a TPU host portarun launch runs torch_xla's launcher on this host only; for a "
+                                   "multi-host TPU slice start the script on every worker (`gcloud compute tpus tpu-vm "
+                                   "ssh --worker=all`) and let torch_xla find its peers.")
         if count not in (1, auto):
             raise DistributedError(f"--nproc {count}: torch_xla runs either 1 process or one per TPU device ({auto}) "
                                    "on a host; use --nproc 1 or --nproc auto.")
-        argv = (sys.executable, "-m", "portarun.launch", str(count), script, *script_args)
-        return LaunchPlan(argv, count, {"PJRT_DEVICE": rt.probe.getenv("PJRT_DEVICE") or "TPU"}, True, reason)
+        xla_argv = (sys.executable, "-m", "portarun.launch", str(count), script, *script_args)
+        pjrt = {"PJRT_DEVICE": rt.probe.getenv("PJRT_DEVICE") or "TPU"}
+        return LaunchPlan(xla_argv, count, pjrt, True, reason, "one host")
     env: dict[str, str] = {}
     if kind == "cpu" and rt.probe.getenv("OMP_NUM_THREADS") is None:
         env["OMP_NUM_THREADS"] = str(max(1, rt.probe.cpu.usable // count))
-    argv = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
-            "--nproc-per-node", str(count), script, *script_args)
-    return LaunchPlan(argv, count, env, False, reason)
+    restarts = ("--max-restarts", str(asked.max_restarts)) if asked.max_restarts is not None else ()
+    if nnodes == 1 and endpoint is None:
+        argv = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
+                "--nproc-per-node", str(count), *restarts, script, *script_args)
+        return LaunchPlan(argv, count, env, False, reason, "one node")
+    # torchrun's c10d rendezvous: the agent whose host is the endpoint serves the store and
+    # ranks are handed out as agents join; --node-rank is passed for torchrun's logs only.
+    argv = (sys.executable, "-m", "torch.distributed.run", "--nnodes", str(nnodes), "--nproc-per-node", str(count),
+            "--rdzv-backend", "c10d", "--rdzv-endpoint", str(endpoint), *(("--rdzv-id", rdzv_id) if rdzv_id else ()),
+            *(("--node-rank", str(node_rank)) if node_rank is not None else ()), *restarts, script, *script_args)
+    where = f"{nnodes} node(s) ({source})" + (f", this is node {node_rank}" if node_rank is not None else "")
+    return LaunchPlan(argv, count, env, False, reason, where)
 
 
 def launch_command(parser: argparse.ArgumentParser) -> Runner:
@@ -97,6 +189,16 @@ def launch_command(parser: argparse.ArgumentParser) -> Runner:
     parser.add_argument("--nproc", default="auto", metavar="N|auto",
                         help="processes on this node (default auto: one per GPU/TPU device; CPU: half the usable "
                              "CPUs, at least 2)")
+    parser.add_argument("--nnodes", type=int, default=None, metavar="N",
+                        help="nodes taking part (default: from an srun step or SkyPilot, else 1)")
+    parser.add_argument("--node-rank", type=int, default=None, metavar="R", help="this node's index (logs only: "
+                        "c10d hands out ranks as nodes join)")
+    parser.add_argument("--rdzv-endpoint", default=None, metavar="HOST:PORT",
+                        help="torchrun's c10d rendezvous, the same on every node (default: from SLURM or SkyPilot)")
+    parser.add_argument("--rdzv-id", default=None, metavar="ID", help="the job's id, the same on every node "
+                        "(default: SLURM_JOB_ID or SKYPILOT_TASK_ID)")
+    parser.add_argument("--max-restarts", type=int, default=None, metavar="K",
+                        help="restart this node's workers up to K times after a failure (torchrun's elastic restarts)")
     parser.add_argument("--dry-run", action="store_true", help="print the command instead of running it")
     parser.add_argument("script", help="the Python script to run")
     parser.add_argument("script_args", nargs=argparse.REMAINDER, help="arguments passed to the script")
@@ -104,12 +206,13 @@ def launch_command(parser: argparse.ArgumentParser) -> Runner:
     def run(args: argparse.Namespace) -> int:
         from .runtime import detect
 
-        launch = plan(detect(), args.nproc, args.script, args.script_args)
+        nodes = Nodes(args.nnodes, args.node_rank, args.rdzv_endpoint, args.rdzv_id, args.max_restarts)
+        launch = plan(detect(), args.nproc, args.script, args.script_args, nodes)
         if args.dry_run:
             extra = " ".join(f"{k}={v}" for k, v in launch.env.items())
-            print(f"# {launch.reason}\n{extra + ' ' if extra else ''}{' '.join(launch.argv)}")
+            print(f"# {launch.reason}; {launch.nodes}\n{extra + ' ' if extra else ''}{' '.join(launch.argv)}")
             return 0
-        print(f"portarun launch: {launch.nproc} process(es), {launch.reason}", file=sys.stderr)
+        print(f"portarun launch: {launch.nproc} process(es), {launch.reason}; {launch.nodes}", file=sys.stderr)
         sys.stdout.flush()
         sys.stderr.flush()
         os.execve(launch.argv[0], list(launch.argv), {**os.environ, **launch.env})
