@@ -1,2 +1,3 @@
-"""portarun provider for RunPod pods (``runpod``), registered through the ``portarun``
-entry-point group (see ``pod.py``)."""
+"""portarun providers for RunPod pods (``runpod``) and serverless workers
+(``runpod-serverless``), both registered through the ``portarun`` entry-point group by
+``pod.py``."""

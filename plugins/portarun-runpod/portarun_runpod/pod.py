@@ -1,9 +1,12 @@
-"""RunPod pods: rented GPU containers with a volume at ``/workspace``.
+"""RunPod pods: rented GPU containers with a volume at ``/workspace``. This module is the
+plugin's entry point and also registers the serverless-worker provider (``serverless.py``).
 
 Markers (RunPod's "Pod environment variables" reference,
 https://docs.runpod.io/pods/references/environment-variables):
 
-- ``RUNPOD_POD_ID``: "The unique identifier for your pod". Strong.
+- ``RUNPOD_POD_ID``: "The unique identifier for your pod". Strong, unless the serverless job
+  webhook ``RUNPOD_WEBHOOK_GET_JOB`` is set: workers carry a ``RUNPOD_POD_ID`` too (the runpod
+  SDK's ``WORKER_ID``, github-file-id:12286954681), and they are ``runpod-serverless``.
 - ``RUNPOD_POD_HOSTNAME``: the host server the pod runs on.
 - ``RUNPOD_DC_ID``, ``RUNPOD_PUBLIC_IP``, ``RUNPOD_TCP_PORT_22``: the pod's data centre and
   public endpoints.
@@ -29,6 +32,8 @@ from dataclasses import dataclass
 import pluggy
 from portarun.probe import Probe
 from portarun.provider import Detection, Evidence, HostLocations, Provider, SessionLimits
+
+from .serverless import JOB_WEBHOOK, RunPodServerlessProvider
 
 hookimpl = pluggy.HookimplMarker("portarun")
 
@@ -64,7 +69,11 @@ class RunPodProvider(Provider):
     @classmethod
     def detect(cls, probe: Probe) -> Detection | None:
         ev = Evidence()
-        if probe.getenv("RUNPOD_POD_ID"):
+        if probe.getenv(JOB_WEBHOOK):
+            # Serverless workers get a RUNPOD_POD_ID too (the runpod SDK's WORKER_ID); the job
+            # webhook is what makes one a worker (see serverless.py).
+            ev.note(f"env {JOB_WEBHOOK} set", "a serverless worker's job queue: runpod-serverless, not a pod")
+        elif probe.getenv("RUNPOD_POD_ID"):
             ev.add(0.4, "env " + probe.env_fact("RUNPOD_POD_ID"), "RunPod sets it in every pod")
         if probe.getenv("RUNPOD_POD_HOSTNAME"):
             ev.add(0.1, "env RUNPOD_POD_HOSTNAME", "the RunPod host the pod runs on")
@@ -118,3 +127,4 @@ class RunPodProvider(Provider):
 @hookimpl
 def portarun_register_providers(register: Callable[[type[Provider]], None]) -> None:
     register(RunPodProvider)
+    register(RunPodServerlessProvider)
