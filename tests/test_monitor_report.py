@@ -81,7 +81,8 @@ def test_waiting_for_data_with_busy_cpus_says_the_pipeline_is_cpu_bound(tmp_path
     assert len(advice) == 1 and "the data pipeline is CPU-bound" in advice[0]
     idle_cpus = [_sample(t, steps=waiting, cpu={"busy": 1.0, "usable": 4}) for t in range(1, 20)]
     advice = _advice(write_timeline(tmp_path / "io.jsonl", idle_cpus, workers=4, cpus=4))
-    assert len(advice) == 1 and "reading the data is the bottleneck" in advice[0]
+    assert len(advice) == 1 and "the loader waits on reading, not computing" in advice[0]
+    assert "num_workers=8" in advice[0]
 
 
 def test_too_few_steps_or_little_waiting_give_no_data_advice(tmp_path: Path) -> None:

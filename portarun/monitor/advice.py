@@ -5,7 +5,7 @@ Each piece of advice is a rule over measured figures only, with its threshold he
 - data wait at or above :data:`DATA_WAIT` of the loop's time (over at least :data:`MIN_STEPS`
   timed steps): raise ``num_workers`` when it is below the usable CPUs; with as many workers as
   CPUs and the CPUs busy (:data:`CPU_BUSY`), the loader is CPU-bound; otherwise it waits on
-  storage or a remote source;
+  storage or a remote source (more workers than CPUs overlap that waiting);
 - a GPU's mean utilisation below :data:`GPU_LOW` while the loop seldom waited for data: the
   GPU is starved by the step itself (small batches, host-side work, synchronisation);
 - RAM peak at or above :data:`RAM_HIGH` of the limit; ``/dev/shm`` at or above :data:`SHM_HIGH`;
@@ -206,8 +206,9 @@ def advise(s: Summary) -> list[str]:
                        f"{s.cpu_mean / s.cpus_usable:.0%} busy: the data pipeline is CPU-bound; do less per batch "
                        "(pre-process once and cache, decode on the GPU) or use a machine with more CPUs")
         else:
-            out.append(f"{head} although the {s.cpus_usable} usable CPUs were not saturated: reading the data is the "
-                       "bottleneck; copy it to fast local disk first (rt.stage(...)) or read larger files")
+            out.append(f"{head} although the {s.cpus_usable} usable CPUs were not saturated: the loader waits on "
+                       f"reading, not computing; more workers than CPUs overlap that waiting (num_workers="
+                       f"{2 * max(s.num_workers, 1)}), or copy the data to fast local disk first (rt.stage(...))")
     for g in s.gpus:
         if g.util_mean is not None and g.util_mean < GPU_LOW and not waited and s.steps >= MIN_STEPS:
             out.append(f"GPU {g.index} was busy only {g.util_mean:.0f}% of the time although the loop seldom waited "

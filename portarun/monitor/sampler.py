@@ -37,41 +37,48 @@ if TYPE_CHECKING:
 GpuReader = Callable[[Sequence["GpuFacts"]], list[dict[str, Any]]]
 
 
+def process_tree(pid: int) -> list[Any]:
+    """``psutil.Process`` objects of ``pid`` and its descendants (``[]`` when it is gone). One
+    call scans every process's parent (psutil reads each ``/proc/<pid>/stat``), the largest cost
+    of a sample: a sample makes it once."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
 class CpuMeter:
-    """CPU time of a process and its descendants, as busy CPUs between two readings."""
+    """CPU time of a process tree, as busy CPUs between two readings."""
 
-    def __init__(self, pid: int) -> None:
-        import psutil
-
-        self._psutil = psutil
-        self._root = psutil.Process(pid)
+    def __init__(self) -> None:
         self._seen: dict[int, float] = {}
         self._reaped = 0.0
         self._last: float | None = None
 
-    def read(self) -> float | None:
-        """Busy CPUs (1.0 = one CPU fully used) since the previous call; ``None`` on the first."""
-        ps = self._psutil
+    def read(self, procs: Sequence[Any]) -> float | None:
+        """Busy CPUs (1.0 = one CPU fully used) of ``procs`` (a :func:`process_tree`, root first)
+        since the previous call; ``None`` on the first."""
+        import psutil
+
         now = time.monotonic()
-        total, seen = 0.0, {}
-        try:
-            own = self._root.cpu_times()
-            procs = [self._root, *self._root.children(recursive=True)]
-        except ps.Error:
-            return None
-        reaped = own.children_user + own.children_system  # children that exited and were waited for
-        for proc in procs:
+        total, seen, reaped = 0.0, {}, self._reaped
+        for i, proc in enumerate(procs):
             try:
-                t = own if proc is self._root else proc.cpu_times()
-            except ps.Error:
+                t = proc.cpu_times()
+            except psutil.Error:
                 continue
+            if i == 0:  # children that exited and were waited for moved into the root's children_* times
+                reaped = t.children_user + t.children_system
             cpu = t.user + t.system
             # A process first seen now started after the last reading (or the meter's start): all its time is new.
             total += cpu - self._seen.get(proc.pid, 0.0 if self._last is not None else cpu)
             seen[proc.pid] = cpu
         total += reaped - self._reaped if self._last is not None else 0.0
         last, self._last, self._seen, self._reaped = self._last, now, seen, reaped
-        if last is None or now <= last:
+        if last is None or now <= last or not procs:
             return None
         return max(0.0, total / (now - last))
 
@@ -108,22 +115,17 @@ def cgroup_memory_used(root: Path) -> int | None:
     return None
 
 
-def tree_rss(pid: int) -> int | None:
-    """Resident memory of a process and its descendants (shared pages counted in each)."""
+def tree_rss(procs: Sequence[Any]) -> int | None:
+    """Resident memory of a :func:`process_tree` (shared pages counted in each process)."""
     import psutil
 
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return None
     total = 0
     for proc in procs:
         try:
             total += proc.memory_info().rss
         except psutil.Error:
             continue
-    return total
+    return total if procs else None
 
 
 class NvmlReader:
@@ -226,7 +228,7 @@ class Sampler:
                  quotas: Mapping[str, tuple[int, str]] | None = None, quota_every: float = 60.0) -> None:
         self.rt = rt
         self.pid = os.getpid()
-        self.cpu = CpuMeter(self.pid)
+        self.cpu = CpuMeter()
         self.gpus = rt.probe.gpus
         self._nvml: NvmlReader | None = None
         if gpu_reader is None and self.gpus and not rt.probe.simulated:
@@ -240,13 +242,14 @@ class Sampler:
         self._quota_used: dict[str, tuple[float, int]] = {}
         self.roles = {role: Path(loc) for role in ROLES if not is_remote(loc := rt.paths[role])}
 
-    def ram(self) -> dict[str, Any]:
+    def ram(self, procs: Sequence[Any]) -> dict[str, Any]:
         """Used bytes against the limit, and where the figure comes from."""
         probe = self.rt.probe
         limit = probe.memory.usable or None
+        run = tree_rss(procs)
         used: int | None
         if probe.simulated:
-            used, source = tree_rss(self.pid), "this process tree (simulated host)"
+            used, source = run, "this process tree (simulated host)"
         elif probe.memory.limit is not None:
             used, source = cgroup_memory_used(probe.root), "cgroup"
         else:
@@ -254,7 +257,7 @@ class Sampler:
 
             vm = psutil.virtual_memory()
             used, source = vm.total - vm.available, "machine"
-        return {"used": used, "limit": limit, "run": tree_rss(self.pid), "source": source}
+        return {"used": used, "limit": limit, "run": run, "source": source}
 
     def shm(self) -> dict[str, int] | None:
         """``/dev/shm`` used and total bytes, or ``None`` where there is none."""
@@ -292,7 +295,8 @@ class Sampler:
     def read(self) -> dict[str, Any]:
         """One sample (without the step figures, which the monitor adds)."""
         now = time.time()
-        busy = self.cpu.read()
+        procs = process_tree(self.pid)
+        busy = self.cpu.read(procs)
         usable = self.rt.cpu.usable
         try:
             gpus = self.gpu_reader(self.gpus) if self.gpus else []
@@ -302,7 +306,7 @@ class Sampler:
         return {
             "type": "sample", "t": now,
             "cpu": {"busy": busy, "usable": usable},
-            "ram": self.ram(),
+            "ram": self.ram(procs),
             "gpus": gpus,
             "shm": self.shm(),
             "disks": self.disks(now),
