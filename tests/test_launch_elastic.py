@@ -1,0 +1,96 @@
+"""Elastic restarts that resume: `portarun launch --max-restarts 1` on two real "nodes" (c10d
+rendezvous on loopback), one worker SIGKILLed mid-run by the test; torchrun restarts the
+workers, every rank resumes from the newest checkpoint, and the final weights equal those of
+an uninterrupted run."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from test_launch_nodes import agents
+
+TRAIN = '''
+import os, sys, time
+import torch, torch.distributed as dist
+import portarun
+from portarun.checkpoint import Checkpointer, training_state
+
+out, steps, kill_at = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rt = portarun.detect()
+rt.init_distributed()
+rank, world = rt.dist.rank, rt.dist.world_size
+attempt = int(os.environ["TORCHELASTIC_RESTART_COUNT"])
+torch.manual_seed(0)
+model = torch.nn.Linear(4, 1)
+opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+ckpt = Checkpointer(os.path.join(out, "ckpt"), keep_last=2, handle_signals=False)
+start = ckpt.resume(model, opt)
+with open(os.path.join(out, f"resumed-rank{rank}-attempt{attempt}.txt"), "w") as f:
+    f.write(str(int(start)))
+for step in range(start, steps):
+    g = torch.Generator().manual_seed(1000 * step + rank)  # each rank its own shard of the data
+    x = torch.randn(8, 4, generator=g)
+    opt.zero_grad()
+    ((model(x) - x.sum(1, keepdim=True)) ** 2).mean().backward()
+    for p in model.parameters():
+        dist.all_reduce(p.grad)
+        p.grad /= world
+    opt.step()
+    ckpt.save(training_state(model, opt), step + 1, blocking=True)
+    dist.barrier()  # checkpoint step+1 is published before any rank goes on
+    if step + 1 == kill_at and attempt == 0 and rank == 1:
+        with open(os.path.join(out, "victim.pid"), "w") as f:
+            f.write(str(os.getpid()))
+        time.sleep(600)  # the test SIGKILLs this worker here, mid-run
+if rank == 0:
+    torch.save(model.state_dict(), os.path.join(out, "final.pt"))
+ckpt.close()
+dist.barrier()
+dist.destroy_process_group()
+'''
+
+
+def train(tmp_path: Path, name: str, kill_at: int) -> Path:
+    out = tmp_path / name
+    out.mkdir()
+    script = tmp_path / "train.py"
+    script.write_text(TRAIN)
+    stop = threading.Event()
+
+    def killer() -> None:  # SIGKILL the worker that reached kill_at, from outside, as an OOM killer would
+        pid_file = out / "victim.pid"
+        while not stop.is_set():
+            if pid_file.is_file() and pid_file.read_text():
+                time.sleep(0.5)
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
+                return
+            time.sleep(0.1)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    try:
+        agents(tmp_path, script, ["--max-restarts", "1"], [str(out), "6", str(kill_at)])
+    finally:
+        stop.set()
+        thread.join()
+    return out
+
+
+@pytest.mark.slow
+def test_killed_worker_restarts_and_resumes_to_the_same_weights(tmp_path: Path) -> None:
+    import torch
+
+    plain = train(tmp_path, "plain", kill_at=-1)
+    killed = train(tmp_path, "killed", kill_at=3)
+    assert (killed / "victim.pid").is_file()  # the kill happened
+    assert sorted(p.name for p in plain.glob("resumed-*")) == ["resumed-rank0-attempt0.txt", "resumed-rank1-attempt0.txt"]
+    # torchrun restarted both workers; each resumed from checkpoint 3, not from scratch
+    resumed = {p.name: p.read_text() for p in killed.glob("resumed-*attempt1.txt")}
+    assert resumed == {"resumed-rank0-attempt1.txt": "3", "resumed-rank1-attempt1.txt": "3"}
+    a, b = (torch.load(d / "final.pt", weights_only=True) for d in (plain, killed))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
