@@ -60,6 +60,13 @@ class Paths:
         """Each role as a string, in role order."""
         return {role: str(getattr(self, role)) for role in ROLES}
 
+    def __repr__(self) -> str:  # the roles stay usable in full; only what is printed is masked
+        from dataclasses import fields
+
+        from ._redact import shown_location
+
+        return shown_location("Paths(" + ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)) + ")")
+
 
 def is_remote(location: Location) -> bool:
     """Whether a location is an fsspec URL rather than a local path."""

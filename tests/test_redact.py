@@ -94,7 +94,7 @@ def test_runtime_explain_str_and_checkpoints_repr(tmp_path):
     with simulate("local", root=tmp_path / "h", env={"PORTARUN_CHECKPOINTS_DIR": CHECKPOINTS,
                                                     "PORTARUN_PERSIST_DIR": PERSIST}) as rt:
         assert str(rt.paths.checkpoints) == CHECKPOINTS  # the runtime itself keeps the full URL to use it
-        shown = [rt.explain(), str(rt), rt._repr_html_(), repr(rt.checkpoints)]
+        shown = [rt.explain(), str(rt), rt._repr_html_(), repr(rt.checkpoints), repr(rt.paths), str(rt.paths), repr(rt)]
     assert not leaked(*shown)
     assert "memory://***@bucket/run" in shown[0]
 
