@@ -38,7 +38,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from itertools import repeat
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any
@@ -121,6 +121,11 @@ class Submission:
     response: Any = None
     notes: tuple[str, ...] = field(default_factory=tuple)
     checks: str = "basic"
+
+    def __repr__(self) -> str:  # uploaded_to may be s3://key:secret@...: masked when printed
+        from ._redact import shown_location
+
+        return shown_location(f"Submission({', '.join(f'{f.name}={getattr(self, f.name)!r}' for f in fields(self))})")
 
 
 # -- reading data into a table --------------------------------------------------------------
@@ -658,8 +663,13 @@ def deliver(runtime: Runtime, path: Path, options: dict[str, Any]) -> Submission
         from fsspec.core import url_to_fs
 
         uploaded = str(join(rt.paths.output, options["filename"]))
-        fs, remote = url_to_fs(uploaded)
-        fs.put_file(str(path), remote)
+        try:
+            fs, remote = url_to_fs(uploaded)
+            fs.put_file(str(path), remote)
+        except Exception as exc:  # network, credentials, quota: the checked file is safe locally
+            raise SubmissionError(f"could not upload the submission to {uploaded}: {type(exc).__name__}: {exc}. The "
+                                  f"checked file is at {path}; check the bucket's credentials and quota, or unset "
+                                  "PORTARUN_OUTPUT_DIR to keep it local.", [("upload", type(exc).__name__)]) from None
     if options.get("checks") == "basic":
         notes.append("only basic checks ran: no sample submission, so ids, row count, column names and types "
                      "were not checked")

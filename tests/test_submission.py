@@ -593,3 +593,23 @@ def test_the_garbage_collector_is_restored_after_a_submission(tmp_path):
             assert not gc.isenabled()  # left as the caller had it
         finally:
             gc.enable()
+
+
+def test_a_remote_output_with_credentials_is_masked_in_the_result(tmp_path):
+    import fsspec
+
+    url = "memory://AKIAEXAMPLE:s3cr3tVALUE@bucket/out"
+    with local_host(tmp_path, env={"PORTARUN_OUTPUT_DIR": url}) as rt:
+        sub = rt.submit(GOOD)
+    assert sub.uploaded_to == f"{url}/submission.csv"  # usable in full
+    assert fsspec.filesystem("memory").cat_file("/AKIAEXAMPLE:s3cr3tVALUE@bucket/out/submission.csv") == sub.path.read_bytes()
+    assert "s3cr3tVALUE" not in repr(sub) and "memory://***@bucket/out/submission.csv" in repr(sub)
+
+
+def test_a_failed_upload_is_a_submission_error_and_the_file_stays(tmp_path):
+    url = "http://user:pw9x@127.0.0.1:9/out"  # nothing listens on the discard port
+    with local_host(tmp_path, env={"PORTARUN_OUTPUT_DIR": url}) as rt:
+        with pytest.raises(SubmissionError, match="could not upload") as info:
+            rt.submit(GOOD)
+        assert info.value.kinds[0] == "upload" and "pw9x" not in str(info.value) + repr(info.value)
+        assert (Path(rt.paths.scratch) / "submissions/submission.csv").is_file()
