@@ -378,13 +378,26 @@ def _basic_problems(table: Table, expected: tuple[str, ...] = ()) -> list[tuple[
     return problems
 
 
+def _non_finite(value: str) -> bool:
+    """Whether a cell is NaN or infinite: spelled so, or a number too large for a float (1e999)."""
+    text = value.strip().lower()
+    if text in _NON_FINITE:
+        return True
+    try:
+        return not math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
 def _non_finite_problems(table: Table) -> list[tuple[str, str]]:
-    """Cells spelled as NaN or infinity, in any column (used when there is no sample whose
-    types would catch them)."""
+    """NaN or infinite cells in any column (used when there is no sample whose types would
+    catch them): a spelled ``nan``/``inf`` anywhere, or a number column holding one that
+    overflows a float."""
     bad: list[tuple[int, str, str]] = []
     for name, column in zip(table.header, table.columns):
-        if _NON_FINITE.intersection(map(str.lower, map(str.strip, column))):
-            bad += [(i, name, v) for i, v in enumerate(column) if v.strip().lower() in _NON_FINITE]
+        if (_NON_FINITE.intersection(map(str.lower, map(str.strip, column)))
+                or (_kind_of(column) == "number" and not _all_fit(column, "number"))):
+            bad += [(i, name, v) for i, v in enumerate(column) if _non_finite(v)]
     if not bad:
         return []
     bad.sort()

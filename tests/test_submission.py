@@ -167,9 +167,10 @@ def test_local_without_sample_runs_basic_checks_and_accepts_a_csv_path(tmp_path)
         with pytest.raises(SubmissionError) as info:
             rt.submit({"id": [1, 2], "pred": [0.5, float("nan")]}, "other.csv")
         assert info.value.kinds == ("missing_values",)
-        with pytest.raises(SubmissionError) as info:
-            rt.submit({"id": [1, 2], "pred": [0.5, float("inf")]}, "other.csv")
-        assert info.value.kinds == ("non_finite",)
+        for bad in (float("inf"), "-Infinity", " NaN", "1e999"):
+            with pytest.raises(SubmissionError) as info:
+                rt.submit({"id": [1, 2], "pred": [0.5, bad]}, "other.csv")
+            assert info.value.kinds == ("non_finite",), bad
         assert not (Path(rt.paths.output) / "other.csv").exists()
 
 
@@ -613,3 +614,16 @@ def test_a_failed_upload_is_a_submission_error_and_the_file_stays(tmp_path):
             rt.submit(GOOD)
         assert info.value.kinds[0] == "upload" and "pw9x" not in str(info.value) + repr(info.value)
         assert (Path(rt.paths.scratch) / "submissions/submission.csv").is_file()
+
+
+def test_a_fifo_or_device_as_sample_or_data_is_refused_without_reading(tmp_path):
+    fifo = tmp_path / "sample_submission.csv"
+    os.mkfifo(fifo)
+    device = tmp_path / "zero.csv"
+    device.symlink_to("/dev/zero")
+    with kaggle_host(tmp_path) as rt:
+        for data, sample in ((GOOD, fifo), (fifo, None), (device, None), (GOOD, device)):
+            with pytest.raises(SubmissionError, match="is not a file") as info:
+                rt.submit(data, sample=sample)
+            assert info.value.kinds == ("input",)
+        assert written(rt) == []
