@@ -21,10 +21,12 @@ import copy
 import functools
 import importlib
 import math
+import os
 import re
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping
+from datetime import timedelta
 from types import MappingProxyType, ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -35,7 +37,7 @@ from ._entrypoints import portarun_entry_points
 from ._files import flag
 from ._isolation import MAX_LINE, Guard, Outcome, Worker, budget, clean_text, describe_error
 from .errors import PluginError, warn
-from .provider import Detection, Provider
+from .provider import MATCH_THRESHOLD, Detection, HostLocations, Provider, SessionLimits
 
 if TYPE_CHECKING:
     from .probe import Probe
@@ -287,9 +289,28 @@ class PluginSet:
                     fail(f"provider {cls.name!r} from plugin {info.label} {error} from detect(), not a "
                          "portarun.Detection (a confidence in [0, 1], a tuple of evidence strings) or None; it "
                          "was skipped.", self.env)
+                elif not info.builtin and detection is not None and (
+                        detection.confidence >= MATCH_THRESHOLD or cls.fallback):
+                    error = self._preflight(cls, info, view, guard, worker, limit)
+                    detection = None if error else detection
                 yield cls, detection, error
         finally:
             worker.close()
+
+    def _preflight(self, cls: type[Provider], info: PluginInfo, probe: Probe, guard: Guard, worker: Worker,
+                   limit: float | None) -> str | None:
+        """A third-party provider that may win is asked, within its budget, what ``detect()`` will
+        ask the winner (where its data lives, its session's limit and start, its CPU hint);
+        one that fails or answers wrongly is skipped here, so that it cannot break ``detect()``
+        later. Returns the error, already reported."""
+        outcome, changed = self.guarded(info, lambda: _instance_problem(cls, probe), guard, worker)
+        if outcome.done is not None:
+            self._late[cls] = outcome.done
+        problem = outcome.problem(limit) or outcome.value or (
+            f"changed the process: {', '.join(changed)}" if changed else None)
+        if problem is not None:
+            fail(f"provider {cls.name!r} from plugin {info.label} matched, but {problem}; it was skipped.", self.env)
+        return problem
 
     def info_for(self, plugin_name: str) -> PluginInfo:
         """The :class:`PluginInfo` of a registered plugin (a plain one for ad-hoc plugins)."""
@@ -408,6 +429,30 @@ def read_only(probe: Probe) -> Probe:
     view = copy.copy(probe)
     object.__setattr__(view, "env", MappingProxyType(dict(probe.env)))
     return view
+
+
+def _instance_problem(cls: type[Provider], probe: Probe) -> str | None:
+    """What is wrong with the answers of a provider instance on ``probe``, or ``None``."""
+    provider = cls(probe)  # third-party code: check what it really returns
+    where: object = provider.locations("portarun-check")
+    if not isinstance(where, HostLocations):
+        return f"its locations() returned {type(where).__name__}, not a portarun.HostLocations"
+    for role in ("input", "scratch", "output", "persist", "cache"):
+        if not isinstance(getattr(where, role), (str, os.PathLike)):
+            return f"its locations().{role} is {type(getattr(where, role)).__name__}, not a path or URL"
+    if not isinstance(getattr(where, "persist_warning"), (str, type(None))):
+        return "its locations().persist_warning is not text or None"
+    limits: object = provider.session_limits()
+    if not isinstance(limits, SessionLimits) or not isinstance(limits.limit, (timedelta, type(None))) or (
+            limits.limit is not None and limits.limit <= timedelta(0)):
+        return "its session_limits() is not a SessionLimits with a positive timedelta or None"
+    start: object = provider.session_start()
+    if isinstance(start, bool) or not isinstance(start, (int, float)) or not math.isfinite(start):
+        return f"its session_start() returned {start!r}, not a Unix time"
+    hint: object = provider.cpu_hint()
+    if hint is not None and (isinstance(hint, bool) or not isinstance(hint, int) or hint < 1):
+        return f"its cpu_hint() returned {hint!r}, not a CPU count or None"
+    return None
 
 
 def _checked_detect(detect: Callable[[Probe], object], probe: Probe

@@ -3,6 +3,7 @@ misbehaving plugins isolated. Installed distributions are covered by test_plugin
 from __future__ import annotations
 
 import builtins
+import datetime
 import io
 import itertools
 import os
@@ -18,6 +19,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 import portarun
+import portarun.provider
 from portarun import Detection, HostLocations, Provider, hookimpl
 from portarun.errors import PluginError
 from portarun.paths import Paths
@@ -537,3 +539,37 @@ def test_an_exception_whose_message_hangs_is_given_up_on() -> None:
             with simulate("kaggle", env={"PORTARUN_PLUGIN_TIMEOUT": "0.3"}) as rt:
                 assert rt.host.name == "kaggle"
         assert time.monotonic() - started < 3
+
+
+def _winner_with(method: str, behaviour: Callable[..., object]) -> type[Provider]:
+    cls = _provider("winner", 0.99)
+    setattr(cls, method, lambda self, *args: behaviour())
+    return cls
+
+
+def _hang() -> None:
+    time.sleep(6)
+
+
+def _exit() -> None:
+    raise SystemExit(1)
+
+
+@pytest.mark.parametrize("method, behaviour, problem", [
+    ("locations", _exit, "SystemExit: 1"),
+    ("locations", lambda: None, "its locations() returned NoneType, not a portarun.HostLocations"),
+    ("locations", lambda: HostLocations(1, 2, 3, 4, 5), "its locations().input is int, not a path or URL"),
+    ("locations", _hang, "did not return within 0.3 s"),
+    ("session_limits", lambda: portarun.provider.SessionLimits(datetime.timedelta(hours=-1), "x"),
+     "its session_limits() is not a SessionLimits with a positive timedelta or None"),
+    ("session_start", lambda: float("nan"), "its session_start() returned nan, not a Unix time"),
+    ("cpu_hint", lambda: "4", "its cpu_hint() returned '4', not a CPU count or None"),
+])
+def test_a_provider_that_matches_but_cannot_answer_is_skipped(method: str, behaviour, problem: str) -> None:
+    """What detect() asks the winner is asked of a matching third-party provider first, within
+    its budget: one that cannot answer loses instead of breaking detect()."""
+    with plugin(_plugin_of(_winner_with(method, behaviour))):
+        with pytest.warns(portarun.PortarunWarning, match=rf"'winner' .* matched, but .*{re.escape(problem)}"):
+            with simulate("kaggle", env={"PORTARUN_PLUGIN_TIMEOUT": "0.3"}) as rt:
+                assert rt.host.name == "kaggle"
+                rt.session, rt.cpu  # noqa: B018  (the winner's answers are all usable)
