@@ -130,7 +130,7 @@ class Submission:
 
 # -- reading data into a table --------------------------------------------------------------
 def _cell(value: Any) -> str:
-    if value is None:
+    if value is None or type(value).__name__ in ("NAType", "NaTType"):  # pandas' NA and NaT, pandas not imported
         return ""
     if hasattr(value, "item") and callable(value.item) and not isinstance(value, (str, bytes)):
         try:
