@@ -189,6 +189,8 @@ def test_dotenv_that_is_not_utf8_names_the_file_and_line_never_the_content(tmp_p
     with simulate("local", root=root) as rt:
         with pytest.raises(SecretsFileError) as info:
             rt.secret("NOT_IN_ENV_ANYWHERE")
+        with pytest.raises(SecretsFileError):  # a broken .env is reported, not skipped, even with a default
+            rt.secret("NOT_IN_ENV_ANYWHERE", default=None)
     error = info.value
     assert isinstance(error, PortarunError)
     assert str(root / ".env") in str(error) and "line 2" in str(error) and "0xe9" in str(error)
