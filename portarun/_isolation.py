@@ -215,6 +215,72 @@ _ATTRIBUTES = (
     _Attribute(sys, "displayhook", "sys.displayhook"), _Attribute(sys, "unraisablehook", "sys.unraisablehook"),
     _Attribute(sys, "breakpointhook", "sys.breakpointhook"), _Attribute(threading, "excepthook", "threading.excepthook"),
     _Attribute(warnings, "showwarning", "warnings.showwarning"),
+    _Attribute(warnings, "formatwarning", "warnings.formatwarning"),
+    _Attribute(sys, "dont_write_bytecode", "sys.dont_write_bytecode"),
+)
+
+
+class _Setting(NamedTuple):
+    """A process-wide setting read and written through functions; ``module`` names the module
+    it belongs to when that is not always imported (then it is only checked once imported:
+    a plugin that imports it to change it is caught either way, as the module is new then)."""
+
+    label: str
+    get: Callable[[], object]
+    set: Callable[[Any], object]
+    module: str | None = None
+
+
+def _logging_state() -> object:
+    import logging
+
+    root = logging.getLogger()
+    return root.level, tuple(root.handlers), logging.root.manager.disable
+
+
+def _set_logging_state(state: Any) -> None:
+    import logging
+
+    root = logging.getLogger()
+    root.setLevel(state[0])
+    root.handlers[:] = list(state[1])
+    logging.disable(state[2])
+
+
+def _itimer() -> object:
+    return _raw_signal().getitimer(0)  # ITIMER_REAL, whose expiry sends SIGALRM: by default fatal
+
+
+def _set_itimer(value: Any) -> None:
+    _raw_signal().setitimer(0, *value)
+
+
+def _gc_state() -> object:
+    import gc
+
+    return gc.isenabled(), gc.get_threshold()
+
+
+def _set_gc_state(state: Any) -> None:
+    import gc
+
+    (gc.enable if state[0] else gc.disable)()
+    gc.set_threshold(*state[1])
+
+
+def _module(name: str) -> Any:
+    return sys.modules[name]
+
+
+_SETTINGS = (
+    _Setting("the garbage collector", _gc_state, _set_gc_state),
+    _Setting("the thread switch interval", sys.getswitchinterval, sys.setswitchinterval),
+    _Setting("the trace function", sys.gettrace, sys.settrace),
+    _Setting("the profile function", sys.getprofile, sys.setprofile),
+    _Setting("the real-time interval timer (SIGALRM)", _itimer, _set_itimer),
+    _Setting("the root logger", _logging_state, _set_logging_state, "logging"),
+    _Setting("the default socket timeout", lambda: _module("socket").getdefaulttimeout(),
+             lambda value: _module("socket").setdefaulttimeout(value), "socket"),
 )
 
 
@@ -242,6 +308,8 @@ class ProcessState:
         self._paths: list[tuple[str, list[Any], list[Any]]] = [
             (name, getattr(sys, name), list(getattr(sys, name))) for name in ("path", "meta_path")] if paths else []
         self._signals = _signal_handlers()
+        self._settings = [(setting, setting.get() if setting.module is None or setting.module in sys.modules
+                           else _MISSING) for setting in _SETTINGS]
 
     def restore(self) -> list[str]:
         """Put back whatever changed; returns what that was (names only, never values)."""
@@ -290,6 +358,14 @@ class ProcessState:
                 current[:] = items
                 changed.append(f"sys.{name}")
         changed += _restore_signals(self._signals)
+        for setting, value in self._settings:
+            if value is _MISSING or setting.get() == value:
+                continue
+            try:
+                setting.set(value)
+            except (OSError, ValueError, TypeError):
+                pass
+            changed.append(setting.label)
         return changed
 
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import builtins
 import datetime
+import gc
 import io
 import itertools
+import logging
 import os
 import re
+import signal
+import socket
 import sys
 import textwrap
 import threading
@@ -333,13 +337,18 @@ def _change_process(tmp: str) -> dict[str, Callable[[], object]]:
         "sys.stdout": lambda: setattr(sys, "stdout", io.StringIO()),
         "builtins": lambda: setattr(builtins, "open", print),
         "the recursion limit": lambda: sys.setrecursionlimit(50_000),
+        "the garbage collector": gc.disable,
+        "the root logger": lambda: logging.disable(logging.CRITICAL),
+        "the real-time interval timer (SIGALRM)": lambda: signal.setitimer(signal.ITIMER_REAL, 1000),
+        "the default socket timeout": lambda: socket.setdefaulttimeout(0.001),
     }
 
 
 @pytest.mark.parametrize("what", list(_change_process("/")))
 def test_a_detect_that_changes_the_process_is_undone_and_reported(what: str, tmp_path) -> None:
     before = (dict(os.environ), os.getcwd(), list(warnings.filters), sys.modules["json"], list(sys.path), sys.stdout,
-              builtins.open, sys.getrecursionlimit(), "portarun_planted_torch" in sys.modules)
+              builtins.open, sys.getrecursionlimit(), "portarun_planted_torch" in sys.modules, gc.isenabled(),
+              logging.root.manager.disable, signal.getitimer(signal.ITIMER_REAL), socket.getdefaulttimeout())
     change = _change_process(str(tmp_path))[what]
 
     def detect(probe):  # type: ignore[no-untyped-def]
@@ -351,7 +360,8 @@ def test_a_detect_that_changes_the_process_is_undone_and_reported(what: str, tmp
             with simulate("kaggle") as rt:
                 assert rt.host.name == "kaggle"  # its detection does not count
     after = (dict(os.environ), os.getcwd(), list(warnings.filters), sys.modules["json"], list(sys.path), sys.stdout,
-             builtins.open, sys.getrecursionlimit(), "portarun_planted_torch" in sys.modules)
+             builtins.open, sys.getrecursionlimit(), "portarun_planted_torch" in sys.modules, gc.isenabled(),
+             logging.root.manager.disable, signal.getitimer(signal.ITIMER_REAL), socket.getdefaulttimeout())
     assert after == before
 
 
