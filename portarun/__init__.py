@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from .runtime import detect as detect
     from .runtime import get_plugin_manager as get_plugin_manager
     from .runtime import providers as providers
+    from .notebook_launcher import notebook_launch as notebook_launch
     from .session import SessionInfo as SessionInfo
 
 _LAZY = {
@@ -44,7 +45,7 @@ _LAZY = {
     "HostLocations": "provider", "SessionLimits": "provider",
     "Paths": "paths", "Probe": "probe", "SessionInfo": "session",
     "UnknownHostError": "errors", "PluginError": "errors", "PathError": "errors",
-    "NotAvailableError": "errors",
+    "NotAvailableError": "errors", "notebook_launch": "notebook_launcher",
 }
 
 __all__ = ["__version__", "PortarunError", "PortarunWarning", "hookimpl", *_LAZY]
