@@ -121,7 +121,7 @@ def test_uninstall_then_editable_install_stays_importable(tmp_path) -> None:
 
     def pip(*args: str) -> None:
         result = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "--disable-pip-version-check",
-                                 "--no-input", *args], cwd=elsewhere, env=env, capture_output=True, text=True,
+                                 "--no-input", "--no-cache-dir", *args], cwd=elsewhere, env=env, capture_output=True, text=True,
                                 timeout=300)
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
 
