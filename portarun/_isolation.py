@@ -57,7 +57,7 @@ def budget(env: Mapping[str, str]) -> tuple[float | None, str | None]:
     if not (math.isfinite(value) and value > 0):
         return DEFAULT_BUDGET, (f"{BUDGET_VAR}={raw!r} is not a number of seconds (like 5 or 0.5) or 'off'; "
                                 f"using {DEFAULT_BUDGET:g} s.")
-    return value, None
+    return min(value, threading.TIMEOUT_MAX), None  # longer waits overflow the lock's clock
 
 
 class Outcome(NamedTuple):

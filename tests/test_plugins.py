@@ -187,8 +187,9 @@ def test_the_budget_variable_is_checked() -> None:
         with pytest.warns(portarun.PortarunWarning, match="PORTARUN_PLUGIN_TIMEOUT='soon' is not a number of seconds"):
             with simulate(env={"PORTARUN_PLUGIN_TIMEOUT": "soon"}) as rt:
                 assert rt.host.name == "acme"
-        with simulate(env={"PORTARUN_PLUGIN_TIMEOUT": "off"}) as rt:  # no limit: runs inline
-            assert rt.host.name == "acme"
+        for value in ("off", "1e300", "2.5s"):  # off: no limit, plugin code runs inline
+            with simulate(env={"PORTARUN_PLUGIN_TIMEOUT": value}) as rt:
+                assert rt.host.name == "acme"
 
 
 class _NotAnError(BaseException):
