@@ -162,7 +162,7 @@ class Checkpointer:
         return cls(root, **defaults)
 
     def __repr__(self) -> str:
-        return f"<Checkpointer {shown_location(self.root)!r} keep_last={self.keep_last} mode={self.writer.mode!r}>"
+        return f"<Checkpointer {shown_location(self.root)!r} keep_last={self.keep_last} mode={self.writer.describe()}>"
 
     # -- who writes ------------------------------------------------------------------------
     @property
@@ -272,7 +272,7 @@ class Checkpointer:
         target = self._local
         temp = target.temp_dir(name)
         try:
-            entry = write_state(state, temp / STATE_FILE, show_progress=self.writer.mode != "fork")
+            entry = write_state(state, temp / STATE_FILE, show_progress=not self.writer.forking)
             manifest = Manifest(step=step, saved_at=time.time(), files={STATE_FILE: entry}, metrics=metrics,
                                 world_size=world)
             target.commit(temp, name, manifest)

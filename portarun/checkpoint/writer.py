@@ -5,7 +5,7 @@
 per-record CRC-32 is turned off for the write: the manifest's whole-file CRC-32 replaces it,
 and it is what kept ``torch.save`` at about half of the raw write speed.
 
-:class:`Writer` runs at most one save at a time in one of three ways:
+:class:`Writer` runs at most one save at a time in one of these ways:
 
 * ``blocking``: in the caller's thread.
 * ``thread``: the caller copies every tensor to host memory (reusing the previous snapshot's
@@ -15,6 +15,18 @@ and it is what kept ``torch.save`` at about half of the raw write speed.
   its RDB snapshots the same way (``BGSAVE``). The stall is the fork itself; pages the parent
   then modifies are copied by the kernel while the child runs. Tensors on an accelerator are
   first copied to host memory (a CUDA context must not be used across fork).
+* ``auto`` (the default): ``fork`` for a save where :func:`fork_safety` proves it safe, else
+  ``thread``, decided again at every save (threads come and go: a DataLoader starts its
+  pin-memory thread at the first batch).
+
+Why ``fork`` needs proof: the child has only the forking thread. A lock that another thread
+held at that moment (malloc's, a torch mutex, an OpenMP or BLAS pool's, a tokenizer's, this
+module's own) stays locked forever in the child, and the child deadlocks on first use; CUDA's
+state is not inherited at all. Redis can fork because it controls its threads; a training
+process does not (DataLoader pin-memory and queue-feeder threads, OpenMP and OpenBLAS pools,
+CUDA driver threads, tokenizers' pools). So ``auto`` forks only a process that has one thread.
+A spawned writer fed through shared memory would be safe too, but filling the shared memory is
+the same host copy ``thread`` mode makes, so it would stall as long.
 
 A failed background save is re-raised by the next ``submit`` or ``wait``.
 """
@@ -27,20 +39,21 @@ import os
 import signal
 import sys
 import threading
+import time
 import warnings
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from ..errors import CheckpointError, StorageFullError
 from ..progress import Bar, bar, enabled
 from .manifest import FileEntry, Manifest
 from .storage import is_full
 
-Mode = Literal["blocking", "thread", "fork"]
+Mode = Literal["auto", "blocking", "thread", "fork"]
 _crc_lock = threading.Lock()
 
 
@@ -158,11 +171,41 @@ class Writer:
     """
 
     def __init__(self, mode: Mode) -> None:
+        if mode not in ("auto", "blocking", "thread", "fork"):
+            raise CheckpointError(f"mode must be 'auto', 'fork', 'thread' or 'blocking', got {mode!r}.")
         self.mode = mode
+        #: How the last save ran and why (``None`` before the first save).
+        self.last: Choice | None = None
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._pool: Any = None
         self._lock = threading.Lock()
+
+    def choose(self, blocking: bool = False) -> Choice:
+        """How the next save runs: the configured mode, with ``auto`` resolved by
+        :func:`fork_safety` now."""
+        if blocking or self.mode == "blocking":
+            return Choice("blocking", "save(blocking=True)" if blocking else "mode='blocking'")
+        if self.mode == "thread":
+            return Choice("thread", "mode='thread'")
+        if self.mode == "fork":
+            return Choice("fork", "mode='fork' (forced: forks even where another thread may hold a lock)")
+        unsafe = fork_safety()
+        if unsafe is None:
+            return Choice("fork", "auto: this process has one thread and no accelerator context")
+        return Choice("thread", f"auto: not forking, {unsafe}")
+
+    def describe(self) -> str:
+        """The configured mode and how the last save ran, e.g. ``'auto' (last save: thread,
+        auto: not forking, 5 threads run in this process)``."""
+        if self.last is None:
+            return repr(self.mode)
+        return f"{self.mode!r} (last save: {self.last.mode}, {self.last.reason})"
+
+    @property
+    def forking(self) -> bool:
+        """Whether the save in progress (or the last one) runs in a forked child."""
+        return self.last is not None and self.last.mode == "fork"
 
     @property
     def busy(self) -> bool:
@@ -177,6 +220,7 @@ class Writer:
             if thread.is_alive():
                 return False
             self._thread = None
+            _await_exit(thread)
         error, self._error = self._error, None
         if error is not None:
             raise error
@@ -187,10 +231,11 @@ class Writer:
         """Save ``state``: wait for the previous save first, then write it in this thread
         (``blocking`` or mode ``blocking``) or in the background."""
         self.wait()
-        if blocking or self.mode == "blocking":
+        self.last = self.choose(blocking)
+        if self.last.mode == "blocking":
             finish(write(state))
             return
-        if self.mode == "fork":
+        if self.last.mode == "fork":
             self._fork(device_tensors_to_host(state), write, finish)
             return
         snapshot = host_copy(state, self._pool)
@@ -258,6 +303,18 @@ class Writer:
         self._start(reap)
 
 
+def _await_exit(thread: threading.Thread, limit: float = 0.05) -> None:
+    """Wait (at most ``limit`` seconds) until a joined thread has left ``/proc/self/task``.
+
+    ``join`` returns once the thread's Python part is done, a moment before the kernel thread
+    exits; without this wait the next save would count the writer's own finished thread and
+    not fork."""
+    task = f"/proc/self/task/{thread.native_id}"
+    deadline = time.monotonic() + limit
+    while thread.native_id is not None and os.path.exists(task) and time.monotonic() < deadline:
+        time.sleep(0.0005)
+
+
 def _describe_status(status: int) -> str:
     if os.WIFSIGNALED(status):
         return f"killed by signal {os.WTERMSIG(status)}"
@@ -265,5 +322,38 @@ def _describe_status(status: int) -> str:
 
 
 def default_mode() -> Mode:
-    """``fork`` where the OS forks cheaply and safely enough for a writer (Linux), else ``thread``."""
-    return "fork" if sys.platform.startswith("linux") and hasattr(os, "fork") else "thread"
+    """``auto``: ``fork`` for each save where that is proven safe, else ``thread``."""
+    return "auto"
+
+
+def fork_safety() -> str | None:
+    """``None`` where forking this process now is proven safe for a writer, else why not.
+
+    Safe means: Linux with ``os.fork``; exactly one thread in the process, counted by the kernel
+    in ``/proc/self/task`` (so native threads count too: OpenMP, OpenBLAS, CUDA's, a tokenizer's,
+    not only Python's); no CUDA context (checked only when torch is already imported, so this
+    never imports it) and no torch_xla. Unreadable facts are not proof: then ``thread``.
+    """
+    if not (sys.platform.startswith("linux") and hasattr(os, "fork")):
+        return f"fork is not offered on {sys.platform}"
+    torch = sys.modules.get("torch")
+    cuda = getattr(torch, "cuda", None)
+    if cuda is not None and cuda.is_initialized():
+        return "CUDA is initialised in this process (its state is not inherited by a fork)"
+    if "torch_xla" in sys.modules:
+        return "torch_xla is imported (its runtime's threads and device state do not survive a fork)"
+    try:
+        threads = len(os.listdir("/proc/self/task"))
+    except OSError as exc:
+        return f"the thread count is unknown ({exc.strerror or exc})"
+    if threads != 1:
+        return (f"{threads} threads run in this process (a fork could copy a lock one of them holds; "
+                "DataLoader, OpenMP, BLAS, CUDA and tokenizer threads all count)")
+    return None
+
+
+class Choice(NamedTuple):
+    """How one save ran (``fork``, ``thread`` or ``blocking``) and why."""
+
+    mode: str
+    reason: str
