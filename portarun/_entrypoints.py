@@ -22,8 +22,13 @@ import sys
 from collections.abc import Iterator, Mapping
 from typing import NamedTuple
 
+from ._files import read_small
+
 GROUP = "portarun"
 _SUFFIXES = (".dist-info", ".egg-info")
+#: Bytes read of a metadata file at most: a FIFO, a device or a huge file planted where one is
+#: expected is skipped or cut short instead of hanging or filling memory.
+_LIMIT = 1 << 20
 
 
 class EntryPoint(NamedTuple):
@@ -49,10 +54,10 @@ def portarun_entry_points(env: Mapping[str, str]) -> list[EntryPoint]:
         if key in seen:
             continue
         seen.add(key)
+        data = read_small(os.path.join(folder, dist_dir, "entry_points.txt"), _LIMIT)
         try:
-            with open(os.path.join(folder, dist_dir, "entry_points.txt"), encoding="utf-8") as f:
-                text = f.read()
-        except (OSError, UnicodeDecodeError):
+            text = data.decode("utf-8") if data is not None else ""
+        except UnicodeDecodeError:
             continue
         entries = list(_section(text, GROUP))
         if entries:
@@ -80,20 +85,17 @@ def _name_and_version(folder: str, dist_dir: str) -> tuple[str | None, str | Non
     https://packaging.python.org/en/latest/specifications/core-metadata/)."""
     metadata = "METADATA" if dist_dir.endswith(".dist-info") else "PKG-INFO"
     name = version = None
-    try:
-        with open(os.path.join(folder, dist_dir, metadata), encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if not line.strip():  # the headers end at the first blank line
-                    break
-                key, _, value = line.partition(":")
-                if key == "Name":
-                    name = value.strip()
-                elif key == "Version":
-                    version = value.strip()
-                if name and version:
-                    break
-    except OSError:
-        pass
+    data = read_small(os.path.join(folder, dist_dir, metadata), _LIMIT)
+    for line in (data or b"").decode("utf-8", errors="replace").splitlines():
+        if not line.strip():  # the headers end at the first blank line
+            break
+        key, _, value = line.partition(":")
+        if key == "Name":
+            name = value.strip()
+        elif key == "Version":
+            version = value.strip()
+        if name and version:
+            break
     return name, version
 
 

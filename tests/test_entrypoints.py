@@ -137,3 +137,18 @@ def test_uninstall_then_editable_install_stays_importable(tmp_path) -> None:
     assert not (site / "portarun").exists()  # nothing left behind to shadow the next install
     pip("install", "--no-deps", "--no-build-isolation", "--no-index", "--editable", str(source))
     assert run("import portarun; portarun.detect(); print(portarun.__file__)") == str(source / "portarun" / "__init__.py")
+
+
+def test_special_files_planted_as_metadata_neither_hang_nor_fill_memory(tmp_path, monkeypatch) -> None:
+    site = tmp_path / "site"
+    _dist(site, "fifo-1.0.dist-info", "Name: fifo\nVersion: 1.0\n", None)
+    os.mkfifo(site / "fifo-1.0.dist-info" / "entry_points.txt")  # open() would wait for a writer
+    _dist(site, "zero-1.0.dist-info", "Name: zero\nVersion: 1.0\n", None)
+    (site / "zero-1.0.dist-info" / "entry_points.txt").symlink_to("/dev/zero")  # read() would never end
+    _dist(site, "metafifo-1.0.dist-info", "", "[portarun]\nmetafifo = metafifo_plugin\n")
+    (site / "metafifo-1.0.dist-info" / "METADATA").unlink()
+    os.mkfifo(site / "metafifo-1.0.dist-info" / "METADATA")
+    monkeypatch.setattr(sys, "path", [sys.path[0], str(site), *sys.path[1:]])
+    found = {e.name: e for e in ep.portarun_entry_points({})}
+    assert found["metafifo"] == ep.EntryPoint("metafifo", "metafifo_plugin", None, None)
+    assert "local" in found
