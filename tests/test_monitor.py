@@ -240,3 +240,25 @@ def test_detect_and_import_stay_light() -> None:
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_without_psutil_the_monitor_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from portarun.errors import NotAvailableError
+
+    monkeypatch.setitem(sys.modules, "psutil", None)  # what an absent package looks like to import
+    with simulate("local", root=tmp_path / "root") as rt:
+        with pytest.raises(NotAvailableError, match=r"pip install portarun\[monitor\]"):
+            rt.monitor().start()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="/dev/full makes every write fail with ENOSPC")
+def test_a_timeline_that_cannot_be_written_is_refused_at_start(tmp_path: Path) -> None:
+    from portarun.errors import PathError
+
+    with simulate("local", root=tmp_path / "root") as rt:
+        with pytest.raises(PathError, match="cannot write its timeline /dev/full: No space left on device"):
+            rt.monitor(path="/dev/full").start()
+        blocker = tmp_path / "a-file"
+        blocker.write_text("")
+        with pytest.raises(PathError, match="writable folder"):
+            rt.monitor(path=blocker / "run.jsonl").start()

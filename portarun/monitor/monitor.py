@@ -87,6 +87,7 @@ class Monitor:
         self._pending: list[Alert] = []
         self._errors: list[BaseException] = []
         self._checkpointed = False
+        self._write_failed = False
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -115,7 +116,14 @@ class Monitor:
         """Write the start record and start sampling (a no-op when already started)."""
         if self._thread is not None:
             return self
+        from ..errors import NotAvailableError, PathError
         from ..staging import QUOTAS
+
+        try:
+            import psutil  # noqa: F401  the CPU and memory readings need it
+        except ImportError:
+            raise NotAvailableError("rt.monitor() reads CPU and memory use with psutil, which is not installed. "
+                                    "Install it with `pip install portarun[monitor]` (psutil and nvidia-ml-py).") from None
 
         rt = self.rt
         quotas = self._quotas
@@ -129,6 +137,19 @@ class Monitor:
             budgets.append(override)
         limit = rt.session.limit
         self._started = time.time()
+        try:
+            self._start_record(rt, quotas, budgets, limit)
+        except OSError as exc:
+            raise PathError(f"the run monitor cannot write its timeline {self.path}: {exc.strerror or exc}. Pass "
+                            "rt.monitor(path=...) in a writable folder, or set PORTARUN_OUTPUT_DIR.") from None
+        self._sample()  # the baseline (and the CPU meter's first reading)
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="portarun-monitor", daemon=True)
+        self._thread.start()
+        return self
+
+    def _start_record(self, rt: Runtime, quotas: Mapping[str, tuple[int, str]], budgets: list[Any],
+                      limit: Any) -> None:
         self._writer.write({
             "type": "start", "version": VERSION, "t": self._started, "host": rt.host.name,
             "host_name": rt.host.display_name, "project": rt.project, "pid": os.getpid(),
@@ -141,11 +162,6 @@ class Monitor:
                         "started_at": rt.session.started_at.timestamp()},
             "thresholds": dict(self.thresholds),
         })
-        self._sample()  # the baseline (and the CPU meter's first reading)
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="portarun-monitor", daemon=True)
-        self._thread.start()
-        return self
 
     def stop(self) -> None:
         """Take a last sample, write the end record, deliver pending alerts and stop. Raises
@@ -158,8 +174,10 @@ class Monitor:
         self._thread = None
         try:
             self._sample()
-            self._writer.write({"type": "end", "t": time.time(), "elapsed": time.time() - self._started,
-                                "steps": self._total_steps})
+            self._write({"type": "end", "t": time.time(), "elapsed": time.time() - self._started,
+                         "steps": self._total_steps})
+        except Exception as exc:  # the last sample is not worth failing the run for
+            self._quiet_warn(f"the run monitor could not take its last sample: {exc}")
         finally:
             self._writer.close()
             if self._sampler is not None:
@@ -176,17 +194,37 @@ class Monitor:
         while not self._stop.wait(self.interval):
             try:
                 self._sample()
-            except Exception as exc:  # the monitor never stops the run; the error shows at stop()
-                self._errors.append(exc)
+            except Exception as exc:  # the monitor never stops the run: it says so and stops itself
+                self._quiet_warn(f"the run monitor stopped sampling: {type(exc).__name__}: {exc}")
                 return
+
+    def _quiet_warn(self, message: str) -> None:
+        """Warn from any thread; a warning a filter turns into an error is raised later in the
+        training thread (:meth:`_deliver`)."""
+        try:
+            warn(message)
+        except Exception as exc:
+            self._errors.append(exc)
+
+    def _write(self, record: dict[str, Any]) -> None:
+        """Append to the timeline; a failed write (a full disk) is warned once and sampling goes
+        on, so the threshold warnings still come."""
+        if self._write_failed:
+            return
+        try:
+            self._writer.write(record)
+        except OSError as exc:
+            self._write_failed = True
+            self._quiet_warn(f"the run monitor cannot append to {self.path} ({exc.strerror or exc}); it keeps "
+                             "watching and warning, without a timeline.")
 
     # -- steps ----------------------------------------------------------------------------
     def note_loader(self, loader: object) -> None:
         """Record ``loader``'s ``num_workers`` and ``batch_size`` (what the advice weighs the
         data wait against); :meth:`wrap` and the integrations call it."""
         workers, size = getattr(loader, "num_workers", None), getattr(loader, "batch_size", None)
-        self._writer.write({"type": "loader", "t": time.time(), "num_workers": workers if isinstance(workers, int) else None,
-                            "batch_size": size if isinstance(size, int) else None})
+        self._write({"type": "loader", "t": time.time(), "num_workers": workers if isinstance(workers, int) else None,
+                     "batch_size": size if isinstance(size, int) else None})
 
     def expect_batch(self) -> None:
         """The loop now waits for a batch (a new epoch's first, say): the time until
@@ -241,7 +279,7 @@ class Monitor:
             steps, wait, busy = self._steps, self._wait, self._busy
             self._steps, self._wait, self._busy = 0, 0.0, 0.0
         record["steps"] = {"n": steps, "wait": wait, "busy": busy}
-        self._writer.write(record)
+        self._write(record)
         self._check(record)
 
     def _check(self, sample: dict[str, Any]) -> None:
@@ -279,12 +317,9 @@ class Monitor:
         self._warned.add((kind, subject))
         alert = Alert(kind, subject, fraction, message())
         self.alerts.append(alert)
-        self._writer.write({"type": "alert", "t": time.time(), "kind": kind, "subject": subject,
-                            "fraction": fraction, "message": alert.message})
-        try:
-            warn(alert.message)
-        except Exception as exc:  # a filter made it an error: raise it in the training thread
-            self._errors.append(exc)
+        self._write({"type": "alert", "t": time.time(), "kind": kind, "subject": subject,
+                     "fraction": fraction, "message": alert.message})
+        self._quiet_warn(alert.message)
         with self._lock:
             self._pending.append(alert)
 
