@@ -46,13 +46,13 @@ def _userinfo_end(rest: str) -> int:
     """Length of the ``user:password@`` prefix of ``rest`` (the URL after ``://``), 0 if none.
 
     Standard URLs end the authority at the first ``/``; its last ``@`` ends the userinfo
-    (passwords may hold a raw ``@``). Secret access keys often hold a raw ``/`` too
+    (passwords may hold a raw ``@``, ``#`` or ``?``). Secret access keys often hold a raw ``/`` too
     (``s3://AKIA…:ab/cd@bucket``), which would end the authority early and leak the key's tail,
     so a ``:`` followed later by an ``@`` also counts as userinfo up to that ``@``. Masking a
     little too much (a path segment like ``a:b@c``) is the safe side of that ambiguity.
     """
     head = re.split(r"[?#]", rest, maxsplit=1)[0]
-    authority = head.split("/", 1)[0]
+    authority = rest.split("/", 1)[0]  # not cut at '?' or '#': a raw one may sit in a password
     end = authority.rfind("@") + 1
     colon = head.find(":")
     if colon >= 0:

@@ -40,6 +40,8 @@ def _clean_memory_fs():
     (CHECKPOINTS, "memory://***@bucket/run"),
     ("s3://AKIAEXAMPLE:ab/cd+ef@bucket/run", "s3://***@bucket/run"),  # AWS secrets hold raw '/'
     ("memory://user:p@ss@host/x", "memory://***@host/x"),  # a raw '@' in the password
+    ("ftp://user:pa#ss?w@host/x", "ftp://***@host/x"),  # a raw '#' and '?' in the password
+    ("https://host/x?email=a@b.org", "https://host/x?email=a@b.org"),  # an '@' in a query is no userinfo
     ("https://ghp_token123@github.com/o/r.git", "https://***@github.com/o/r.git"),
     ("https://h/f.csv?X-Amz-Credential=AKIA%2Fx&X-Amz-Signature=abc123&v=2",
      "https://h/f.csv?X-Amz-Credential=***&X-Amz-Signature=***&v=2"),
