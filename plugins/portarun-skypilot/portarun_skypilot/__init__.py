@@ -1,0 +1,2 @@
+"""portarun provider for SkyPilot clusters and managed jobs (``skypilot``), registered through
+the ``portarun`` entry-point group by ``cluster.py``."""
