@@ -122,6 +122,8 @@ def test_timeline_is_readable_while_the_run_goes_on_and_skips_a_torn_line(tmp_pa
             assert seen[-1] > seen[0]
         finished = read_timeline(mon.path)
         assert not finished.running and finished.end is not None
+        # Writable roles only: a read-only dataset mount (/kaggle/input) shows as a full disk.
+        assert set(finished.samples[0]["disks"]) == {"scratch", "output", "persist", "cache", "checkpoints"}
         torn = tmp_path / "torn.jsonl"
         data = mon.path.read_bytes()
         torn.write_bytes(data + data.splitlines(keepends=True)[1][:37])  # a crash in the middle of a line

@@ -15,7 +15,8 @@ raises: a fact that cannot be read is ``None`` in the sample.
 - GPUs: NVML (``nvidia-ml-py``, as :mod:`portarun.accelerators` uses it) per visible device,
   found by UUID: utilisation, memory used/total, temperature, power. A simulated host has no
   NVML: its GPUs are listed with unknown readings unless a ``gpu_reader`` is given.
-- ``/dev/shm`` and each local path role: ``statvfs`` of the nearest existing folder.
+- ``/dev/shm`` and each local writable path role (all but ``input``): ``statvfs`` of the nearest
+  existing folder.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..paths import ROLES, is_remote
+from ..paths import WRITABLE_ROLES, is_remote
 
 if TYPE_CHECKING:
     from ..facts import GpuFacts
@@ -240,7 +241,8 @@ class Sampler:
         self.quotas = dict(quotas or {})
         self.quota_every = quota_every
         self._quota_used: dict[str, tuple[float, int]] = {}
-        self.roles = {role: Path(loc) for role in ROLES if not is_remote(loc := rt.paths[role])}
+        # Not ``input``: read-only, and a dataset mount (Kaggle's /kaggle/input) shows as a full disk.
+        self.roles = {role: Path(loc) for role in WRITABLE_ROLES if not is_remote(loc := rt.paths[role])}
 
     def ram(self, procs: Sequence[Any]) -> dict[str, Any]:
         """Used bytes against the limit, and where the figure comes from."""
