@@ -100,7 +100,7 @@ def main() -> None:
     if start:
         epoch, done = divmod(start, steps_per_epoch)
         where = f"end of epoch {epoch}" if not done else f"epoch {epoch + 1}, {done}/{steps_per_epoch} steps done"
-        print(f"resumed from step {start} ({where}): {ckpt.latest()}")
+        print(f"resumed from step {start} ({where}): {start.checkpoint}")
     else:
         print("starting fresh: no checkpoint yet")
     if start >= total_steps:

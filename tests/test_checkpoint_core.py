@@ -108,7 +108,7 @@ def test_load_errors_are_clear(tmp_path: Path) -> None:
     ck = Checkpointer(tmp_path, mode="blocking")
     with pytest.raises(CheckpointError, match="no checkpoint in"):
         ck.load()
-    ck.save({"obj": Path("/x")}, step=1)  # not weights_only-loadable
+    ck.save({"obj": Path("/x")}, step=1, weights_only=False)  # knowingly not weights_only-loadable
     with pytest.raises(CheckpointError, match="weights_only=False"):
         ck.load()
     assert ck.load(weights_only=False)["obj"] == Path("/x")

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._redact import shown_location
 from ..errors import CheckpointError, CorruptCheckpointError, PortarunWarning
+from ..errors import warn
 from ..paths import is_remote
 from ..units import format_size
 from .drive import DRIVE_MOUNTPOINT, DriveSync
@@ -38,7 +39,8 @@ from .manifest import STATE_FILE, FileEntry, Manifest, check_entry, checkpoint_n
 from .policy import Candidate, Mode, SavePolicy, to_delete
 from .signals import DEFAULT_GRACE, PreemptionGuard
 from .storage import LocalStorage, Storage, is_full, open_storage, storage_full
-from .training import restore, training_state
+from .loadable import check_loadable
+from .training import ResumeResult, restore, training_state
 from .writer import Mode as WriteMode
 from .writer import Writer, default_mode, write_state
 
@@ -98,6 +100,10 @@ class Checkpointer:
     ``handle_signals`` lets :meth:`maybe_save` catch SIGTERM/SIGUSR1 and save once within
     ``grace`` seconds. ``drive`` flushes Colab's Drive mount after the deadline save and at exit.
     """
+
+    #: Where this checkpointer's saves come from (project, its origin, host; set by
+    #: :meth:`from_runtime`), recorded in each :func:`training_state` it saves.
+    origin: dict[str, str] | None = None
 
     def __init__(self, root: str | os.PathLike[str], *, keep_last: int = 3, keep_best: int = 0,
                  best_metric: str | None = None, best_mode: Mode = "min", every_steps: int | None = None,
@@ -159,7 +165,10 @@ class Checkpointer:
         if (on_drive or is_remote(root)) and not is_remote(rt.paths.scratch):
             defaults["staging"] = Path(rt.paths.scratch) / "portarun-checkpoint-staging" / rt.project
         defaults.update(options)
-        return cls(root, **defaults)
+        checkpointer = cls(root, **defaults)
+        checkpointer.origin = {"project": rt.project, "origin": str(getattr(rt, "project_origin", "")),
+                               "host": rt.host.name}
+        return checkpointer
 
     def __repr__(self) -> str:
         return f"<Checkpointer {shown_location(self.root)!r} keep_last={self.keep_last} mode={self.writer.describe()}>"
@@ -214,9 +223,15 @@ class Checkpointer:
 
     # -- saving ----------------------------------------------------------------------------
     def save(self, state: Any, step: int | None = None, metrics: dict[str, float] | None = None, *,
-             blocking: bool = False) -> str | None:
+             blocking: bool = False, weights_only: bool = True) -> str | None:
         """Save a replicated state (nested dicts/lists of tensors and plain values) as
         checkpoint ``step`` (default: one after the last) with optional ``metrics``.
+
+        A state that ``torch.load(weights_only=True)`` would refuse (a custom class, a numpy
+        array) raises :class:`~portarun.errors.CheckpointError` naming it, before anything is
+        written; ``weights_only=False`` writes it anyway (then only ``load``/``resume`` with
+        ``weights_only=False`` read it). A :func:`training_state` gets this checkpointer's
+        ``origin`` in its ``meta``.
 
         Returns the checkpoint's name, or ``None`` on processes that are not the main one
         (they write nothing and never block, so calling ``save`` on every rank is safe). With
@@ -225,6 +240,10 @@ class Checkpointer:
         """
         if not self.is_main:
             return None
+        if weights_only:
+            check_loadable(state)
+        if self.origin and isinstance(state, dict) and isinstance(state.get("meta"), dict):
+            state = {**state, "meta": {**state["meta"], "origin": dict(self.origin)}}
         with self._lock:
             self.writer.wait()
             if step is None:
@@ -418,41 +437,77 @@ class Checkpointer:
         return _torch_load(io.BytesIO(data), where, map_location, weights_only)
 
     def resume(self, model: Any = None, optimizer: Any = None, scheduler: Any = None, scaler: Any = None, *,
-               map_location: Any = None, strict: bool = True, rng: bool = True) -> int:
-        """Restore the newest intact checkpoint saved from :func:`training_state` into the
-        given objects (and the RNG states) and return the step to continue from: the saved
-        step, or 0 when there is no checkpoint. Under an initialized ``torch.distributed``
-        every rank must call it: rank 0 picks the checkpoint and broadcasts its step, so all
-        ranks resume from the same one, and all return once every rank has read it (so that
-        rank 0's next save cannot rotate it away under a slower rank)."""
+               map_location: Any = None, strict: bool = True, rng: bool = True,
+               weights_only: bool = True) -> ResumeResult:
+        """Restore the newest loadable checkpoint saved from :func:`training_state` into the
+        given objects (and the RNG states) and return a :class:`ResumeResult`: the step to
+        continue from (an ``int``: the saved step, or 0 when there is no checkpoint) with the
+        state's ``extra``, ``epoch`` and the ``checkpoint`` it came from.
+
+        A newest checkpoint that cannot be loaded (corrupt, or holding objects that
+        ``weights_only`` loading refuses) is skipped for the previous one with a
+        :class:`~portarun.errors.PortarunWarning` naming it; when none loads, raises
+        :class:`~portarun.errors.CheckpointError`. A checkpoint that does not fit ``model`` or
+        ``optimizer`` (other keys or shapes, other param groups) raises ``CheckpointError``
+        naming its folder, its step and the first mismatching keys, and leaves every object and
+        the RNGs untouched. ``weights_only=False`` unpickles arbitrary objects: only for
+        checkpoints you trust.
+
+        Under an initialized ``torch.distributed`` every rank must call it: rank 0 picks the
+        checkpoint and broadcasts its name, so all ranks resume from the same one, and all
+        return once every rank has read it (so that rank 0's next save cannot rotate it away
+        under a slower rank)."""
         ranks = _rank_and_world()
-        step: int | None = None
+        info: CheckpointInfo | None = None
         state: Any = None
         if ranks is None or ranks[0] == 0:
-            if any(i.kind == "torch" for i in self.list()):
-                info, state = self._load(None, map_location, weights_only=True)
-                step = info.step
+            found = self._newest_loadable(map_location, weights_only)
+            if found is not None:
+                info, state = found
         if ranks is not None and ranks[1] > 1:
             import torch.distributed as dist
 
-            box = [step]
+            box = [info]
             dist.broadcast_object_list(box, src=0)
-            step = box[0]
+            info = box[0]
             error: BaseException | None = None
-            if ranks[0] != 0 and step is not None:
+            if ranks[0] != 0 and info is not None:
                 try:
-                    state = self.load(step, map_location)
+                    state = self._load_one(info, self._resolve_map_location(map_location), weights_only)
                 except BaseException as exc:  # raised after the barrier, so rank 0 is not left waiting
                     error = exc
             # Rank 0's next save may rotate this checkpoint away: not before every rank has read it.
             dist.barrier()
             if error is not None:
                 raise error
-        if step is None:
-            return 0
-        restore(state, model, optimizer, scheduler, scaler, strict=strict, rng=rng)
-        self._last_step = step
-        return step
+        if info is None:
+            return ResumeResult(0)
+        restore(state, model, optimizer, scheduler, scaler, strict=strict, rng=rng, where=f"checkpoint {info}")
+        self._last_step = info.step
+        extra = state.get("extra") if isinstance(state, dict) else None
+        return ResumeResult(info.step, extra=extra if isinstance(extra, dict) else None, checkpoint=info)
+
+    def _newest_loadable(self, map_location: Any, weights_only: bool) -> tuple[CheckpointInfo, Any] | None:
+        """The newest replicated checkpoint that loads, and its state; ``None`` when there is
+        none. Skipped ones are named in a warning; raises when there are some but none loads."""
+        infos = [i for i in self.list() if i.kind == "torch"]
+        if not infos:
+            return None
+        location = self._resolve_map_location(map_location)
+        skipped: list[CheckpointError] = []
+        for info in reversed(infos):
+            try:
+                state = self._load_one(info, location, weights_only)
+            except CheckpointError as exc:
+                skipped.append(exc)
+                continue
+            if skipped:
+                warn(f"resume() skipped {len(skipped)} newer checkpoint(s) it cannot load: "
+                              f"{'; '.join(map(str, skipped))} Resumed from {info} instead.")
+            return info, state
+        kind = CorruptCheckpointError if all(isinstance(e, CorruptCheckpointError) for e in skipped) else CheckpointError
+        raise kind(f"no checkpoint in {shown_location(self.root)} can be resumed: {'; '.join(map(str, skipped))} "
+                   "Move them away to start fresh, or fix what each message says.")
 
     # -- sharded states (torch.distributed.checkpoint) -------------------------------------
     def save_sharded(self, state_dict: dict[str, Any], step: int, metrics: dict[str, float] | None = None) -> str:

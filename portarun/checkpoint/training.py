@@ -1,15 +1,27 @@
 """The training state ``resume`` understands: model, optimizer, scheduler, scaler and RNGs.
 
 :func:`training_state` builds ``{"model": ..., "optimizer": ..., "scheduler": ..., "scaler":
-..., "rng": ..., "extra": ...}`` from live objects (absent ones are left out); :func:`restore`
-puts such a state back. RNG states are stored as tensors and plain values so the checkpoint
-loads with ``torch.load(weights_only=True)``.
+..., "rng": ..., "extra": ..., "meta": ...}`` from live objects (absent ones are left out);
+:func:`restore` puts such a state back, after :func:`mismatches` found nothing to refuse, so a
+refused restore changes nothing. RNG states are stored as tensors and plain values so the
+checkpoint loads with ``torch.load(weights_only=True)``. ``meta`` records the model's parameter
+names and shapes and the shapes of the optimizer's parameters, group by group (an optimizer's
+own state dict numbers its parameters and keeps no shapes); the checkpointer adds ``origin``
+(the project and where it came from).
 """
 from __future__ import annotations
 
 import random
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ..errors import CheckpointError
+
+if TYPE_CHECKING:
+    from .checkpointer import CheckpointInfo
+
+#: How many mismatching keys an error names before it says how many more there are.
+_NAMED = 5
 
 
 def rng_state() -> dict[str, Any]:
@@ -55,19 +67,88 @@ def training_state(model: Any = None, optimizer: Any = None, scheduler: Any = No
     """The state of a training run, as :meth:`Checkpointer.resume` restores it. ``extra``
     holds anything else (epoch, best score, data-loader position) as tensors and plain values."""
     state: dict[str, Any] = {}
+    meta: dict[str, Any] = {}
     for key, obj in (("model", model), ("optimizer", optimizer), ("scheduler", scheduler), ("scaler", scaler)):
         if obj is not None:
             state[key] = obj.state_dict()
+    if model is not None:
+        meta["model"] = {name: list(value.shape) for name, value in state["model"].items() if hasattr(value, "shape")}
+    if optimizer is not None:
+        meta["optimizer"] = _group_shapes(optimizer)
     if rng:
         state["rng"] = rng_state()
     if extra:
         state["extra"] = dict(extra)
+    state["meta"] = meta
     return state
 
 
+def _group_shapes(optimizer: Any) -> list[list[list[int]]]:
+    """The shape of each parameter of each of ``optimizer``'s param groups."""
+    return [[list(p.shape) for p in group["params"]] for group in optimizer.param_groups]
+
+
+def _shape(value: Any) -> list[int] | None:
+    return list(value.shape) if hasattr(value, "shape") else None
+
+
+def mismatches(state: dict[str, Any], model: Any = None, optimizer: Any = None, *, strict: bool = True) -> list[str]:
+    """What keeps ``state`` (a :func:`training_state`) from loading into ``model`` and
+    ``optimizer``: keys missing from the state, keys the model lacks (both only when
+    ``strict``), shapes that differ, and optimizer param groups of another number or size or
+    whose parameters have other shapes. Empty when it fits. Reads only; changes nothing."""
+    problems: list[str] = []
+    if model is not None and isinstance(state.get("model"), dict):
+        saved, live = state["model"], model.state_dict()
+        missing = [k for k in live if k not in saved]
+        unexpected = [k for k in saved if k not in live]
+        shapes = [f"{k}: saved {_shape(saved[k])}, model {_shape(live[k])}" for k in live
+                  if k in saved and _shape(saved[k]) != _shape(live[k])]
+        if strict:
+            problems += _named("missing from the checkpoint", missing)
+            problems += _named("not in the model", unexpected)
+        problems += _named("shape differs", shapes)
+    if optimizer is not None and isinstance(state.get("optimizer"), dict):
+        groups = state["optimizer"].get("param_groups", [])
+        saved_sizes = [len(g.get("params", [])) for g in groups]
+        live_sizes = [len(g["params"]) for g in optimizer.param_groups]
+        if saved_sizes != live_sizes:
+            problems.append(f"optimizer param group sizes differ: saved {saved_sizes}, optimizer {live_sizes}")
+        else:
+            saved_shapes = state.get("meta", {}).get("optimizer")
+            if isinstance(saved_shapes, list):
+                live_shapes = _group_shapes(optimizer)
+                differ = [f"group {g} param {i}: saved {s}, optimizer {live_shapes[g][i]}"
+                          for g, group in enumerate(saved_shapes[:len(live_shapes)])
+                          for i, s in enumerate(group[:len(live_shapes[g])]) if list(s) != live_shapes[g][i]]
+                problems += _named("optimizer parameter shape differs", differ)
+    return problems
+
+
+def _named(what: str, keys: list[str]) -> list[str]:
+    if not keys:
+        return []
+    more = f" and {len(keys) - _NAMED} more" if len(keys) > _NAMED else ""
+    return [f"{what}: {', '.join(keys[:_NAMED])}{more}"]
+
+
 def restore(state: dict[str, Any], model: Any = None, optimizer: Any = None, scheduler: Any = None,
-            scaler: Any = None, *, strict: bool = True, rng: bool = True) -> None:
-    """Load each part of a :func:`training_state` into the given objects."""
+            scaler: Any = None, *, strict: bool = True, rng: bool = True, where: str = "the checkpoint") -> None:
+    """Load each part of a :func:`training_state` into the given objects.
+
+    Everything is checked first (:func:`mismatches`): when the state does not fit, raises
+    :class:`~portarun.errors.CheckpointError` naming ``where`` and the first mismatching keys,
+    and no object (nor the RNGs) has been touched."""
+    problems = mismatches(state, model, optimizer, strict=strict)
+    if problems:
+        origin = state.get("meta", {}).get("origin") if isinstance(state.get("meta"), dict) else None
+        saved_by = f" It was saved by {_describe_origin(origin)}." if origin else ""
+        raise CheckpointError(
+            f"{where} does not fit the model or optimizer given to resume(): {'; '.join(problems)}.{saved_by} "
+            "Nothing was restored. If it belongs to another run, give this one its own project "
+            "(detect(project=...) or PORTARUN_PROJECT) or checkpoints folder; if the model changed on "
+            "purpose, load the state with load() and copy what still fits, or pass strict=False to "
+            "skip missing and unexpected keys.")
     if model is not None and "model" in state:
         model.load_state_dict(state["model"], strict=strict)
     for key, obj in (("optimizer", optimizer), ("scheduler", scheduler), ("scaler", scaler)):
@@ -75,3 +156,53 @@ def restore(state: dict[str, Any], model: Any = None, optimizer: Any = None, sch
             obj.load_state_dict(state[key])
     if rng and "rng" in state:
         set_rng_state(state["rng"])
+
+
+def _describe_origin(origin: Any) -> str:
+    if isinstance(origin, dict):
+        return ", ".join(f"{k} {v}" for k, v in origin.items() if v) or "an unknown run"
+    return str(origin)
+
+
+class ResumeResult(int):
+    """What :meth:`Checkpointer.resume` restored. It is the step to continue from (an ``int``:
+    ``range(start, n)``, ``start == 5``, ``bool(start)`` is false when it is 0), with
+
+    * ``step``: the same number; ``epoch``: ``extra["epoch"]`` when the state has one, else ``None``;
+    * ``extra``: the state's ``extra`` dict (``{}`` when none);
+    * ``checkpoint``: the :class:`~portarun.checkpoint.CheckpointInfo` it came from (``name``,
+      ``location``, ``saved_at``...), ``None`` when nothing was resumed; ``resumed`` says which.
+    """
+
+    step: int
+    epoch: int | None
+    extra: dict[str, Any]
+    checkpoint: CheckpointInfo | None
+
+    def __new__(cls, step: int = 0, *, extra: dict[str, Any] | None = None,
+                checkpoint: CheckpointInfo | None = None) -> ResumeResult:
+        self = super().__new__(cls, step)
+        self.step = int(step)
+        self.extra = dict(extra or {})
+        self.epoch = _as_int(self.extra.get("epoch"))
+        self.checkpoint = checkpoint
+        return self
+
+    @property
+    def resumed(self) -> bool:
+        """Whether a checkpoint was restored (a checkpoint of step 0 counts)."""
+        return self.checkpoint is not None
+
+    def __str__(self) -> str:
+        return str(int(self))  # prints like the step, as code that treated it as one expects
+
+    def __repr__(self) -> str:
+        where = f"from {self.checkpoint.name!r}" if self.checkpoint is not None else "nothing resumed"
+        return f"ResumeResult(step={int(self)}, epoch={self.epoch}, {where})"
+
+
+def _as_int(value: Any) -> int | None:
+    """``value`` as an int when it is one (or a one-element integer tensor), else ``None``."""
+    if hasattr(value, "numel") and value.numel() == 1 and not value.is_floating_point():
+        value = value.item()
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
