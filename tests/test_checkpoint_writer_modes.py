@@ -58,6 +58,8 @@ def test_a_single_threaded_process_forks(tmp_path: Path) -> None:
         "stop = threading.Event(); t = threading.Thread(target=stop.wait); t.start()\n"
         "ck.save({'w': torch.ones(1000)}, step=2); ck.wait(); second = ck.writer.last\n"
         "stop.set(); t.join()\n"
+        "deadline = time.monotonic() + 10\n"  # join returns a moment before the kernel thread exits
+        "while len(os.listdir('/proc/self/task')) > 1 and time.monotonic() < deadline: time.sleep(0.001)\n"
         "ck.save({'w': torch.ones(1000)}, step=3); ck.wait(); third = ck.writer.last\n"
         "print(json.dumps({'first': first, 'second': second, 'third': third, 'repr': repr(ck),\n"
         "                  'w': ck.load(map_location='cpu')['w'].sum().item()}))\n"

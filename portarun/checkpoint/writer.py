@@ -303,7 +303,7 @@ class Writer:
         self._start(reap)
 
 
-def _await_exit(thread: threading.Thread, limit: float = 0.05) -> None:
+def _await_exit(thread: threading.Thread, limit: float = 0.5) -> None:
     """Wait (at most ``limit`` seconds) until a joined thread has left ``/proc/self/task``.
 
     ``join`` returns once the thread's Python part is done, a moment before the kernel thread
