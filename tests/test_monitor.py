@@ -264,3 +264,30 @@ def test_a_timeline_that_cannot_be_written_is_refused_at_start(tmp_path: Path) -
         blocker.write_text("")
         with pytest.raises(PathError, match="writable folder"):
             rt.monitor(path=blocker / "run.jsonl").start()
+
+
+@pytest.mark.parametrize("fixture, usage_file, stat_key", [
+    ("v2-docker", "sys/fs/cgroup/memory.current", "inactive_file"),
+    ("v1-docker", "sys/fs/cgroup/memory/memory.usage_in_bytes", "total_inactive_file"),
+])
+def test_ram_under_a_cgroup_limit_is_its_working_set(tmp_path: Path, fixture: str, usage_file: str,
+                                                     stat_key: str) -> None:
+    """The kernel's own files (docs.kernel.org cgroup-v2 ``memory.current``/``memory.stat``,
+    cgroup-v1 ``memory.usage_in_bytes``), in a copy of a container's cgroup tree: usage less
+    the inactive file cache, which the kernel reclaims before it kills."""
+    import shutil
+
+    from portarun.monitor.sampler import Sampler, cgroup_memory_used
+    from portarun.probe import Probe
+    from portarun.runtime import build_runtime
+
+    root = tmp_path / fixture
+    shutil.copytree(Path(__file__).parent / "fixtures" / "cgroup" / fixture, root)
+    (root / usage_file).write_text("3000000000\n")
+    (root / usage_file).with_name("memory.stat").write_text(f"cache 900000000\n{stat_key} 500000000\nrss 2000000000\n")
+    assert cgroup_memory_used(root) == 2_500_000_000
+    probe = Probe(env={"HOME": str(tmp_path / "home")}, root=root,
+                  memory_override=MemoryFacts(total=64 * 1024**3, available=60 * 1024**3, limit=4_000_000_000))
+    rt = build_runtime(probe, host="local")
+    ram = Sampler(rt, quotas={}).ram([])
+    assert ram == {"used": 2_500_000_000, "limit": 4_000_000_000, "run": None, "source": "cgroup"}

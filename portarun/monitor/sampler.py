@@ -249,12 +249,12 @@ class Sampler:
         probe = self.rt.probe
         limit = probe.memory.usable or None
         run = tree_rss(procs)
-        used: int | None
+        used: int | None = None
         if probe.simulated:
             used, source = run, "this process tree (simulated host)"
         elif probe.memory.limit is not None:
             used, source = cgroup_memory_used(probe.root), "cgroup"
-        else:
+        if used is None and not probe.simulated:  # no limit, or its usage file unreadable
             import psutil
 
             vm = psutil.virtual_memory()
