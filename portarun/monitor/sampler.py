@@ -130,7 +130,10 @@ def tree_rss(procs: Sequence[Any]) -> int | None:
 
 
 class NvmlReader:
-    """GPU readings through NVML, opened once for the monitor's life."""
+    """GPU readings through NVML, opened once for the monitor's life. ``util`` is
+    ``nvmlUtilization_t.gpu``: the percent of the driver's last sample period (1/6 s to 1 s by
+    product) in which a kernel ran (https://docs.nvidia.com/deploy/nvml-api/structnvmlUtilization__t.html);
+    power comes in milliwatts (``nvmlDeviceGetPowerUsage``)."""
 
     def __init__(self) -> None:
         import pynvml
