@@ -199,3 +199,22 @@ def test_cli_reports_a_timeline(tmp_path: Path, capsys: pytest.CaptureFixture[st
     (tmp_path / "junk.jsonl").write_text("not json\n")
     assert main(["monitor", "report", str(tmp_path / "junk.jsonl")]) == 2
     assert "no monitor start record" in capsys.readouterr().err
+
+
+def test_cli_without_a_path_reports_the_newest_timeline_of_this_host(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    from portarun.testing import simulate
+
+    with simulate("kaggle", root=tmp_path / "root") as rt:
+        folder = Path(rt.paths.output) / "monitor"
+        assert main(["monitor", "report", "--no-plot"]) == 2
+        assert "no monitor timeline under" in capsys.readouterr().err
+        folder.mkdir(parents=True)
+        old = write_timeline(folder / "run-old.jsonl", [_sample(1)])
+        new = write_timeline(folder / "run-new.jsonl", [_sample(1)])
+        os.utime(old, (2_000_000_000, 2_000_000_000))  # written last, whatever its name
+        os.utime(new, (1_000_000_000, 1_000_000_000))
+        assert main(["monitor", "report", "--no-plot"]) == 0
+    assert f"Run monitor report: {old}" in capsys.readouterr().out
