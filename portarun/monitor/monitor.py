@@ -213,6 +213,8 @@ class Monitor:
             return
         try:
             self._writer.write(record)
+        except ValueError:  # a reading that is not a finite number: that record is left out, not the run
+            return
         except OSError as exc:
             self._write_failed = True
             self._quiet_warn(f"the run monitor cannot append to {self.path} ({exc.strerror or exc}); it keeps "
