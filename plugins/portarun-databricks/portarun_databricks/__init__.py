@@ -1,0 +1,2 @@
+"""portarun provider for Databricks notebooks and jobs on classic compute (``databricks``),
+registered through the ``portarun`` entry-point group by ``cluster.py``."""

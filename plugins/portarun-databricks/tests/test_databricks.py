@@ -1,0 +1,72 @@
+"""Databricks: a cluster driver is recognised from what Databricks sets there, with DBFS for
+persist and /local_disk0 for scratch; Databricks Connect on a laptop and a runtime image run
+elsewhere are not."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from portarun.errors import PortarunWarning
+from portarun.runtime import Runtime
+from portarun.testing import simulate
+
+# A notebook on a classic cluster: the runtime's variables (kedro-org/kedro#1729), the
+# init-script variables Databricks documents for every cluster, and its mounts.
+NOTEBOOK_ENV = {
+    "HOME": "/root", "DATABRICKS_RUNTIME_VERSION": "13.3", "DB_CLUSTER_ID": "0818-155203-cheese22",
+    "DB_IS_DRIVER": "TRUE", "DEFAULT_DATABRICKS_ROOT_VIRTUALENV_ENV": "/databricks/python3",
+    "DATABRICKS_CLUSTER_LIBS_R_ROOT_DIR": "r",
+}
+NOTEBOOK_PATHS = ["/dbfs", "/local_disk0", "/Volumes", "/databricks/python3"]
+
+
+def confidence(rt: Runtime) -> float:
+    return next(v.confidence for v in rt.verdicts if v.provider == "databricks")
+
+
+def evidence(rt: Runtime) -> tuple[str, ...]:
+    detection = next(v.detection for v in rt.verdicts if v.provider == "databricks")
+    return detection.evidence if detection else ()
+
+
+def test_cluster_notebook_is_detected_with_dbfs_and_local_disk_paths(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    with simulate(env=NOTEBOOK_ENV, paths=NOTEBOOK_PATHS, root=root, project="churn") as rt:
+        assert rt.host.name == "databricks"
+        assert rt.host.confidence >= 0.9
+        assert rt.paths.persist == root / "dbfs/portarun/churn"
+        assert rt.paths.checkpoints == root / "dbfs/portarun/churn/checkpoints"
+        assert rt.paths.output == root / "dbfs/portarun/churn/outputs"
+        assert rt.paths.input == root / "Volumes"
+        assert rt.paths.scratch == root / "local_disk0/portarun-scratch"
+        assert rt.paths.cache == root / "local_disk0/portarun-cache"
+        assert rt.session.limit is None
+
+
+def test_without_dbfs_persist_warns_and_points_at_volumes(tmp_path: Path) -> None:
+    with pytest.warns(PortarunWarning, match="/Volumes/<catalog>/<schema>/<volume>"):
+        with simulate(env=NOTEBOOK_ENV, paths=["/local_disk0"], root=tmp_path / "root") as rt:
+            assert rt.host.name == "databricks"
+            assert rt.paths.persist == tmp_path / "root/local_disk0/portarun" / rt.project
+
+
+def test_databricks_connect_on_a_laptop_is_not_databricks() -> None:
+    env = {"HOME": "/home/boc", "DATABRICKS_RUNTIME_VERSION": "connect", "DATABRICKS_HOST": "https://adb-1.azuredatabricks.net",
+           "DATABRICKS_TOKEN": "redacted", "DATABRICKS_CLUSTER_ID": "0818-155203-cheese22"}
+    with simulate(env=env) as rt:
+        assert rt.host.name == "local"
+        assert confidence(rt) == 0.0
+        assert any("Databricks Connect" in line for line in evidence(rt))
+
+
+def test_a_runtime_image_run_elsewhere_stays_below_the_threshold() -> None:
+    env = {"DATABRICKS_RUNTIME_VERSION": "16.4", "VIRTUAL_ENV": "/databricks/python3", "USER": "root"}
+    with simulate(env=env, paths=["/databricks/python3"]) as rt:
+        assert rt.host.name == "local"
+        assert confidence(rt) == pytest.approx(0.3)
+
+
+def test_serverless_environment_versions_are_noted_not_counted() -> None:
+    with simulate(env={"DATABRICKS_RUNTIME_VERSION": "client.1.13"}) as rt:
+        assert confidence(rt) == 0.0
