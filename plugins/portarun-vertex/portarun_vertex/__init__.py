@@ -1,0 +1,2 @@
+"""portarun provider for Vertex AI Workbench instances (``vertex-workbench``), registered
+through the ``portarun`` entry-point group by ``workbench.py``."""
