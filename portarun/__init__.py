@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .errors import PathError as PathError
     from .errors import PluginError as PluginError
     from .errors import UnknownHostError as UnknownHostError
+    from .hookspecs import hookimpl as hookimpl
     from .paths import Paths as Paths
     from .probe import Probe as Probe
     from .provider import Detection as Detection
@@ -46,20 +47,17 @@ _LAZY = {
     "Paths": "paths", "Probe": "probe", "SessionInfo": "session",
     "UnknownHostError": "errors", "PluginError": "errors", "PathError": "errors",
     "NotAvailableError": "errors", "notebook_launch": "notebook_launcher",
+    "hookimpl": "hookspecs",  # the one marker, defined with the hook specifications
 }
 
-__all__ = ["__version__", "PortarunError", "PortarunWarning", "hookimpl", *_LAZY]
+__all__ = ["__version__", "PortarunError", "PortarunWarning", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "hookimpl":
-        import pluggy
-
-        value: Any = pluggy.HookimplMarker("portarun")
-    elif name in _LAZY:
+    if name in _LAZY:
         import importlib
 
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        value: Any = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     else:
         raise AttributeError(f"module 'portarun' has no attribute {name!r}")
     globals()[name] = value

@@ -6,20 +6,23 @@ Each imports its feature module only when called: registering them costs nothing
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import pluggy
+from .hookspecs import hookimpl
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from .devices import DeviceInfo
+    from .loader import LoaderOptions
+    from .paths import Paths
     from .provider import Provider
     from .runtime import Runtime
-
-hookimpl = pluggy.HookimplMarker("portarun")
+    from .submission import Submission, SubmitOptions
 
 
 @hookimpl(trylast=True)
-def portarun_resolve_paths(provider: Provider, project: str) -> Any:
+def portarun_resolve_paths(provider: Provider, project: str) -> Paths:
     """Path roles with overrides applied (:func:`portarun.paths.resolve`)."""
     from .paths import resolve
 
@@ -27,7 +30,7 @@ def portarun_resolve_paths(provider: Provider, project: str) -> Any:
 
 
 @hookimpl(trylast=True)
-def portarun_resolve_device(runtime: Runtime) -> Any:
+def portarun_resolve_device(runtime: Runtime) -> DeviceInfo:
     """The device decision (:func:`portarun.devices.resolve`)."""
     from .devices import resolve
 
@@ -35,7 +38,7 @@ def portarun_resolve_device(runtime: Runtime) -> Any:
 
 
 @hookimpl(trylast=True)
-def portarun_resolve_loader(runtime: Runtime) -> Any:
+def portarun_resolve_loader(runtime: Runtime) -> LoaderOptions:
     """DataLoader settings (:meth:`portarun.loader.LoaderOptions.for_runtime`)."""
     from .loader import LoaderOptions
 
@@ -43,7 +46,7 @@ def portarun_resolve_loader(runtime: Runtime) -> Any:
 
 
 @hookimpl(trylast=True)
-def portarun_submit(runtime: Runtime, path: Path, options: dict[str, Any]) -> Any:
+def portarun_submit(runtime: Runtime, path: Path, options: SubmitOptions) -> Submission:
     """Submission delivery (:func:`portarun.submission.deliver`)."""
     from .submission import deliver
 

@@ -1,10 +1,7 @@
-"""The type of the ``register`` callable passed to ``portarun_register_providers``."""
+"""``Register``, the type of ``portarun_register_providers``'s argument, for code that imported it
+from here: it is defined with the hook specifications (:mod:`portarun.hookspecs`)."""
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from .hookspecs import Register
 
-if TYPE_CHECKING:
-    from .provider import Provider
-
-Register = Callable[[type["Provider"]], None]
+__all__ = ["Register"]

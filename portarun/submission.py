@@ -95,6 +95,34 @@ class Table:
 
 
 @dataclass(frozen=True)
+class SubmitOptions:
+    """What ``rt.submit()`` hands the ``portarun_submit`` hook with the written file: the file
+    name asked for, the competition, message and ``dry_run`` flag, and what validation found
+    (the sample file, row count, columns, whether rows were put in the sample's order, which
+    ``checks`` ran: ``"sample"`` or ``"basic"``). ``options["rows"]`` and ``options.get(...)``
+    read the fields too, as they did when this was a dict."""
+
+    filename: str
+    rows: int
+    columns: tuple[str, ...]
+    checks: str = "basic"
+    competition: str | None = None
+    message: str | None = None
+    dry_run: bool = False
+    sample: Path | None = None
+    reordered: bool = False
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self.__dataclass_fields__:
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """The field ``name``, or ``default`` when there is no such field."""
+        return getattr(self, name) if name in self.__dataclass_fields__ else default
+
+
+@dataclass(frozen=True)
 class Submission:
     """A written (and possibly sent) submission.
 
@@ -608,9 +636,9 @@ def submit(rt: Runtime, data: Any, filename: str | os.PathLike[str] = "submissio
                               [("write", "folder not created")]) from None
     with _gc_paused():
         write_atomic(target, table)
-    options = {"filename": str(name), "competition": competition, "message": message, "dry_run": dry_run,
-               "sample": sample_path, "rows": table.nrows, "columns": table.header, "reordered": reordered,
-               "checks": checks}
+    options = SubmitOptions(filename=str(name), competition=competition, message=message, dry_run=dry_run,
+                            sample=sample_path, rows=table.nrows, columns=tuple(table.header), reordered=reordered,
+                            checks=checks)
     from .runtime import plugin_set
 
     result: Submission = plugin_set(rt.probe.env).pm.hook.portarun_submit(runtime=rt, path=target, options=options)
@@ -665,17 +693,17 @@ def _send_to_kaggle(rt: Runtime, path: Path, competition: str, message: str, dry
     return plan, response, True
 
 
-def deliver(runtime: Runtime, path: Path, options: dict[str, Any]) -> Submission:
+def deliver(runtime: Runtime, path: Path, options: SubmitOptions) -> Submission:
     """Built-in delivery: upload to a remote output, submit through the Kaggle API when a
     competition is named (off Kaggle), offer the file for download on Colab."""
     rt, notes = runtime, []
-    dry_run = bool(options.get("dry_run"))
-    competition, message = options.get("competition"), options.get("message")
+    dry_run = options.dry_run
+    competition, message = options.competition, options.message
     uploaded = None
     if is_remote(rt.paths.output):
         from fsspec.core import url_to_fs
 
-        uploaded = str(join(rt.paths.output, options["filename"]))
+        uploaded = str(join(rt.paths.output, options.filename))
         try:
             fs, remote = url_to_fs(uploaded)
             fs.put_file(str(path), remote)
@@ -683,15 +711,15 @@ def deliver(runtime: Runtime, path: Path, options: dict[str, Any]) -> Submission
             raise SubmissionError(f"could not upload the submission to {uploaded}: {type(exc).__name__}: {exc}. The "
                                   f"checked file is at {path}; check the bucket's credentials and quota, or unset "
                                   "PORTARUN_OUTPUT_DIR to keep it local.", [("upload", type(exc).__name__)]) from None
-    if options.get("checks") == "basic":
+    if options.checks == "basic":
         notes.append("only basic checks ran: no sample submission, so ids, row count, column names and types "
                      "were not checked")
     plan, response, sent = None, None, False
     if competition:
-        message = message or f"{options['filename']} via portarun"
+        message = message or f"{options.filename} via portarun"
         platform_note = PLATFORM_SUBMITS.get(rt.host.name)
         if platform_note:
-            notes.append(platform_note.format(name=options["filename"]))
+            notes.append(platform_note.format(name=options.filename))
         else:
             plan, response, sent = _send_to_kaggle(rt, path, competition, message, dry_run)
             notes.append(("dry run: would call " if dry_run else "called ") + plan)
@@ -704,8 +732,8 @@ def deliver(runtime: Runtime, path: Path, options: dict[str, Any]) -> Submission
         except Exception as exc:  # the browser side can refuse; the file is safely written
             warn(f"could not offer {path} for download ({type(exc).__name__}: {exc}); it is saved at "
                           f"{path}: download it from the Files panel.")
-    return Submission(path=path, rows=int(options["rows"]), columns=tuple(options["columns"]),
-                      sample=options.get("sample"), reordered=bool(options.get("reordered")),
+    return Submission(path=path, rows=options.rows, columns=options.columns,
+                      sample=options.sample, reordered=options.reordered,
                       competition=competition, message=message, dry_run=dry_run, sent=sent, plan=plan,
                       uploaded_to=uploaded, response=response, notes=tuple(notes),
-                      checks=str(options.get("checks", "basic")))
+                      checks=options.checks)

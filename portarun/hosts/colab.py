@@ -47,13 +47,9 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-import pluggy
-
+from ..hookspecs import Register, hookimpl
 from ..probe import Probe
 from ..provider import Detection, DeviceKind, Evidence, HostLocations, Provider, SessionLimits
-from ..registry import Register
-
-hookimpl = pluggy.HookimplMarker("portarun")
 
 DRIVE_MOUNT = "/content/drive"
 # "MyDrive" since 2020; older mounts show "My Drive" (HOSTS.md [F1]; corpus colab-kernel-drive-*).

@@ -35,16 +35,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-import pluggy
-
+from ..hookspecs import Register, hookimpl
 from ..probe import Probe
 from ..provider import Detection, Evidence, HostLocations, Provider, SessionLimits
-from ..registry import Register
 
 if TYPE_CHECKING:
     from ..monitor.budgets import Budget
-
-hookimpl = pluggy.HookimplMarker("portarun")
 
 _RUNTIME_VARS = ("KAGGLE_URL_BASE", "KAGGLE_DOCKER_IMAGE", "KAGGLE_CONTAINER_NAME", "KAGGLE_DATA_PROXY_URL",
                  "KAGGLE_DATA_PROXY_PROJECT")

@@ -8,13 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pluggy
-
+from ..hookspecs import Register, hookimpl
 from ..probe import Probe
 from ..provider import Detection, HostLocations, Provider
-from ..registry import Register
-
-hookimpl = pluggy.HookimplMarker("portarun")
 
 
 class LocalProvider(Provider):

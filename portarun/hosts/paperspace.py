@@ -25,13 +25,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pluggy
-
+from ..hookspecs import Register, hookimpl
 from ..probe import Probe
 from ..provider import Detection, Evidence, HostLocations, Provider, SessionLimits
-from ..registry import Register
-
-hookimpl = pluggy.HookimplMarker("portarun")
 
 
 class PaperspaceProvider(Provider):

@@ -3,11 +3,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import pluggy
+from portarun.hookspecs import hookimpl
 from portarun.probe import Probe
 from portarun.provider import Detection, HostLocations, Provider
-
-hookimpl = pluggy.HookimplMarker("portarun")
 
 
 class DetectRaisesProvider(Provider):

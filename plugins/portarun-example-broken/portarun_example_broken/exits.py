@@ -5,11 +5,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-import pluggy
+from portarun.hookspecs import hookimpl
 from portarun.probe import Probe
 from portarun.provider import Detection, HostLocations, Provider
-
-hookimpl = pluggy.HookimplMarker("portarun")
 
 
 class ExitsProvider(Provider):

@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import pluggy
+from portarun.hookspecs import hookimpl
 from portarun.probe import Probe
 from portarun.provider import HostLocations, Provider
-
-hookimpl = pluggy.HookimplMarker("portarun")
 
 
 class WrongTypeProvider(Provider):

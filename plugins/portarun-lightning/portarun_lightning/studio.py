@@ -50,11 +50,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import pluggy
+from portarun.hookspecs import hookimpl
 from portarun.probe import Probe
 from portarun.provider import Detection, Evidence, HostLocations, Provider, SessionLimits
-
-hookimpl = pluggy.HookimplMarker("portarun")
 
 STUDIO_DIR = "/teamspace/studios/this_studio"
 DATASETS_DIR = "/teamspace/datasets"

@@ -29,13 +29,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import pluggy
+from portarun.hookspecs import hookimpl
 from portarun.probe import Probe
 from portarun.provider import Detection, Evidence, HostLocations, Provider, SessionLimits
 
 from .serverless import JOB_WEBHOOK, RunPodServerlessProvider
-
-hookimpl = pluggy.HookimplMarker("portarun")
 
 WORKSPACE = "/workspace"
 _PLACEMENT_VARS = ("RUNPOD_DC_ID", "RUNPOD_PUBLIC_IP", "RUNPOD_TCP_PORT_22")

@@ -3,13 +3,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import pluggy
+from portarun.hookspecs import hookimpl
 from portarun.provider import Provider
 
 from .studio_lab import StudioLabProvider
 from .training_job import TrainingJobProvider
-
-hookimpl = pluggy.HookimplMarker("portarun")
 
 
 @hookimpl

@@ -46,12 +46,10 @@ import re
 from collections.abc import Callable
 from dataclasses import replace
 
-import pluggy
+from portarun.hookspecs import hookimpl
 from portarun.paths import Paths, join, project_folder, resolve
 from portarun.probe import Probe
 from portarun.provider import Detection, Evidence, HostLocations, Provider, SessionLimits
-
-hookimpl = pluggy.HookimplMarker("portarun")
 
 TASK_ID = "SKYPILOT_TASK_ID"
 #: ``sky-[managed-]<YYYY-MM-DD-hh-mm-ss-micro>_<name>_[id-]<job>[-<task>]`` (get_global_job_id).
