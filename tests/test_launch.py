@@ -73,7 +73,8 @@ def test_xla_worker_runs_the_script_as_main(monkeypatch: pytest.MonkeyPatch, tmp
     from test_devices import XlaRecorder
 
     xla = XlaRecorder(monkeypatch)
-    monkeypatch.delenv("PJRT_DEVICE", raising=False)
+    monkeypatch.setenv("PJRT_DEVICE", "")  # recorded, so the value _xla_main sets is removed afterwards
+    monkeypatch.delenv("PJRT_DEVICE")
     monkeypatch.setattr(sys, "argv", list(sys.argv))
     monkeypatch.setattr(sys, "path", list(sys.path))
     marker = tmp_path / "ran.txt"

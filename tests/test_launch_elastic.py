@@ -24,14 +24,15 @@ out, steps, kill_at = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 rt = portarun.detect()
 rt.init_distributed()
 rank, world = rt.dist.rank, rt.dist.world_size
-attempt = int(os.environ["TORCHELASTIC_RESTART_COUNT"])
 torch.manual_seed(0)
 model = torch.nn.Linear(4, 1)
 opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
 ckpt = Checkpointer(os.path.join(out, "ckpt"), keep_last=2, handle_signals=False)
 start = ckpt.resume(model, opt)
-with open(os.path.join(out, f"resumed-rank{rank}-attempt{attempt}.txt"), "w") as f:
-    f.write(str(int(start)))
+# One record per worker process: torchrun restarts every worker of the job, and an agent whose
+# worker did not fail restarts its own without counting a restart (TORCHELASTIC_RESTART_COUNT).
+with open(os.path.join(out, f"resumed-pid{os.getpid()}.txt"), "w") as f:
+    f.write(f"{rank} {int(start)}")
 for step in range(start, steps):
     g = torch.Generator().manual_seed(1000 * step + rank)  # each rank its own shard of the data
     x = torch.randn(8, 4, generator=g)
@@ -43,7 +44,7 @@ for step in range(start, steps):
     opt.step()
     ckpt.save(training_state(model, opt), step + 1, blocking=True)
     dist.barrier()  # checkpoint step+1 is published before any rank goes on
-    if step + 1 == kill_at and attempt == 0 and rank == 1:
+    if step + 1 == kill_at and start == 0 and rank == 1:
         with open(os.path.join(out, "victim.pid"), "w") as f:
             f.write(str(os.getpid()))
         time.sleep(600)  # the test SIGKILLs this worker here, mid-run
@@ -88,9 +89,8 @@ def test_killed_worker_restarts_and_resumes_to_the_same_weights(tmp_path: Path) 
     plain = train(tmp_path, "plain", kill_at=-1)
     killed = train(tmp_path, "killed", kill_at=3)
     assert (killed / "victim.pid").is_file()  # the kill happened
-    assert sorted(p.name for p in plain.glob("resumed-*")) == ["resumed-rank0-attempt0.txt", "resumed-rank1-attempt0.txt"]
-    # torchrun restarted both workers; each resumed from checkpoint 3, not from scratch
-    resumed = {p.name: p.read_text() for p in killed.glob("resumed-*attempt1.txt")}
-    assert resumed == {"resumed-rank0-attempt1.txt": "3", "resumed-rank1-attempt1.txt": "3"}
+    assert sorted(p.read_text() for p in plain.glob("resumed-*")) == ["0 0", "1 0"]
+    # torchrun restarted both workers (new processes); each resumed from checkpoint 3, not from scratch
+    assert sorted(p.read_text() for p in killed.glob("resumed-*")) == ["0 0", "0 3", "1 0", "1 3"]
     a, b = (torch.load(d / "final.pt", weights_only=True) for d in (plain, killed))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
