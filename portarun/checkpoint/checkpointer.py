@@ -10,20 +10,27 @@ Guarantees (docs/checkpoints.md states them with their limits):
 * Rotation runs only after a new checkpoint is published, and always keeps the newest.
 * Disk full or quota exceeded raises :class:`~portarun.errors.StorageFullError`; the partial
   files are removed.
+* Manifests are validated by one reader (:meth:`.manifest.Manifest.from_json`); a checkpoint
+  with an unusable one is skipped with one warning. With ``weights_only=False`` the CRC-32 is
+  checked before any unpickling.
+* One process at a time saves into a root: the writer lease of :mod:`.lock`.
 """
 from __future__ import annotations
 
 import atexit
 import io
+import math
+import operator
 import os
 import shutil
+import stat
 import tempfile
 import threading
 import time
 import uuid
-import warnings
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -31,18 +38,20 @@ from typing import TYPE_CHECKING, Any
 
 from .._redact import shown_location
 from ..errors import CheckpointError, CorruptCheckpointError, PortarunWarning
-from ..errors import warn
 from ..paths import is_remote
 from ..units import format_size
 from .drive import DRIVE_MOUNTPOINT, DriveSync
-from .manifest import STATE_FILE, FileEntry, Manifest, check_entry, checkpoint_name, crc32_file, parse_name
+from .manifest import MAX_STEP, STATE_FILE, FileEntry, Manifest, check_entry, checkpoint_name, crc32_file, parse_name
 from .policy import Candidate, Mode, SavePolicy, to_delete
 from .signals import DEFAULT_GRACE, PreemptionGuard
-from .storage import LocalStorage, Storage, is_full, open_storage, storage_full
+from .lock import DEFAULT_LEASE, Holder, WriterLease
+from .storage import (IncompleteCheckpointError, LocalStorage, Storage, is_full, is_read_only, open_storage, read_only,
+                      storage_full)
 from .loadable import check_loadable
 from .training import ResumeResult, restore, training_state
 from .writer import Mode as WriteMode
 from .writer import Writer, default_mode, write_state
+from ..errors import warn
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -99,6 +108,9 @@ class Checkpointer:
     background saves run (``fork``, ``thread`` or ``blocking``; see :mod:`.writer`).
     ``handle_signals`` lets :meth:`maybe_save` catch SIGTERM/SIGUSR1 and save once within
     ``grace`` seconds. ``drive`` flushes Colab's Drive mount after the deadline save and at exit.
+    ``lease`` is how many seconds the writer lease on ``root`` (see :mod:`.lock`) stays valid
+    without renewal: the first save takes it, and another process's save raises
+    :class:`~portarun.errors.CheckpointLockedError` while it is held.
     """
 
     #: Where this checkpointer's saves come from (project, its origin, host; set by
@@ -111,9 +123,13 @@ class Checkpointer:
                  session: SessionInfo | None = None, staging: str | os.PathLike[str] | None = None,
                  storage_options: dict[str, Any] | None = None, is_main: bool | Callable[[], bool] = True,
                  map_location: Any = None, mode: WriteMode | None = None, handle_signals: bool = True,
-                 grace: float = DEFAULT_GRACE, drive: DriveSync | None = None) -> None:
-        if keep_last < 1:
-            raise CheckpointError(f"keep_last must be at least 1 (the newest checkpoint is never deleted), got {keep_last}.")
+                 grace: float = DEFAULT_GRACE, drive: DriveSync | None = None,
+                 lease: float = DEFAULT_LEASE) -> None:
+        if type(keep_last) is not int or keep_last < 1:
+            raise CheckpointError(f"keep_last must be an integer of at least 1 (the newest checkpoint is never "
+                                  f"deleted), got {keep_last!r}.")
+        if type(keep_best) is not int or keep_best < 0:
+            raise CheckpointError(f"keep_best must be an integer of at least 0, got {keep_best!r}.")
         if keep_best and not best_metric:
             raise CheckpointError("keep_best needs best_metric: the name of a metric passed to save(metrics=...).")
         if best_mode not in ("min", "max"):
@@ -133,6 +149,10 @@ class Checkpointer:
         self.guard = PreemptionGuard(self._drain, grace)
         self._last_step: int | None = None
         self._lock = threading.RLock()
+        #: The writer lease on ``root`` (see :mod:`.lock`), taken by the first save.
+        self.lease = WriterLease(self.storage, lease)
+        #: Problems already reported by :meth:`list`, so each is warned about once.
+        self._reported: set[str] = set()
 
     @property
     def staging(self) -> LocalStorage | None:
@@ -189,16 +209,30 @@ class Checkpointer:
 
     # -- listing ---------------------------------------------------------------------------
     def list(self) -> list[CheckpointInfo]:
-        """Published checkpoints, oldest first (incomplete saves are not listed)."""
+        """Published checkpoints, oldest first. Incomplete saves (no manifest yet) are not
+        listed; a checkpoint whose manifest is unusable (malformed, out of range, not a regular
+        file, too large, or in a newer format) is not listed either, with one
+        :class:`~portarun.errors.PortarunWarning` per checkpointer saying what is wrong."""
         found = sorted((parse_name(n) or (0, 0), n) for n in self.storage.names())
         infos = []
         for _, name in found:
             try:
                 manifest = self.storage.manifest(name)
-            except (CorruptCheckpointError, OSError):
+            except IncompleteCheckpointError:
+                continue
+            except (CorruptCheckpointError, OSError) as exc:
+                self._report(f"{exc}" if isinstance(exc, CorruptCheckpointError)
+                             else f"{self.storage.location(name)}: its manifest cannot be read ({exc}).")
                 continue
             infos.append(self._info(name, manifest))
         return infos
+
+    def _report(self, problem: str) -> None:
+        """Warn once about a checkpoint that is skipped."""
+        if problem not in self._reported:
+            self._reported.add(problem)
+            warn(f"skipped a checkpoint: {problem} It is not listed, loaded or rotated; the checkpoints before "
+                 "it are used. Move it away or delete it once you have looked at it.")
 
     def _info(self, name: str, manifest: Manifest) -> CheckpointInfo:
         return CheckpointInfo(step=manifest.step, name=name, location=self.storage.location(name),
@@ -248,21 +282,42 @@ class Checkpointer:
             self.writer.wait()
             if step is None:
                 step = self._next_step()
-            if not isinstance(step, int) or step < 0:
-                raise CheckpointError(f"step must be a non-negative integer, got {step!r}.")
-            clean = {k: float(v) for k, v in (metrics or {}).items()}
+            step = _checked_step(step)
+            clean = _checked_metrics(metrics)
             _LIVE.add(self)
-            self.storage.clean_incomplete()
-            if self.staging is not None:
-                self.staging.clean_incomplete()
             if self.drive is not None:
                 self.drive.ensure_mounted()
+            with _translated(self.root):
+                self.lease.acquire()  # before anything is written or cleaned here
+                self.storage.clean_incomplete()
+            staging = self.staging
+            staged: Path | None = None
+            if staging is not None:
+                with _translated(staging.root):
+                    staging.clean_incomplete()  # copies staged by writers that were killed
             name = self._free_name(step)
+            if staging is not None:
+                with _translated(staging.root):
+                    staged = staging.temp_dir(name)  # named after this process, which promotes it
             world = (_rank_and_world() or (0, 1))[1]
-            self.writer.submit(state, lambda s: self._write(s, name, step, clean, world),
-                               lambda m: self._finish(name, m), blocking)
+            try:
+                self.writer.submit(state, lambda s: self._write(s, name, step, clean, world, staged),
+                                   lambda m: self._finish(name, m, staged), blocking)
+            except BaseException:
+                if staged is not None and not self.writer.busy:
+                    shutil.rmtree(staged, ignore_errors=True)
+                raise
             self._last_step = step
             return name
+
+    def break_lock(self) -> Holder | None:
+        """Take the writer lease on the root away from whoever holds it, and return who did
+        (host, pid, since when; ``None`` when nobody did). For a writer you know is gone
+        before its lease runs out, e.g. a disconnected Colab VM: if it is in fact still
+        running, two writers will overwrite each other's checkpoints. The next save takes the
+        lease. ``PORTARUN_CHECKPOINT_TAKEOVER=1`` does the same at every save."""
+        with _translated(self.root):
+            return self.lease.break_lock()
 
     def _next_step(self) -> int:
         if self._last_step is None:
@@ -285,34 +340,45 @@ class Checkpointer:
         assert isinstance(self.storage, LocalStorage)
         return self.storage
 
-    def _write(self, state: Any, name: str, step: int, metrics: dict[str, float], world: int) -> Manifest:
-        """Write and publish ``state`` as ``name`` in local storage (runs in a forked child in
-        ``fork`` mode, so it touches local files only)."""
+    def _write(self, state: Any, name: str, step: int, metrics: dict[str, float], world: int,
+               staged: Path | None) -> Manifest:
+        """Write ``state`` into the staged folder ``staged``, or, without staging, write and
+        publish it as ``name`` in the root (runs in a forked child in ``fork`` mode, so it
+        touches local files only)."""
         target = self._local
-        temp = target.temp_dir(name)
+        temp = staged if staged is not None else target.temp_dir(name)
         try:
             entry = write_state(state, temp / STATE_FILE, show_progress=not self.writer.forking)
             manifest = Manifest(step=step, saved_at=time.time(), files={STATE_FILE: entry}, metrics=metrics,
                                 world_size=world)
-            target.commit(temp, name, manifest)
+            if staged is None:
+                target.commit(temp, name, manifest)
             return manifest
         except BaseException as exc:
+            written = _size_hint(temp)  # before the partial files go: the error says how far it got
             shutil.rmtree(temp, ignore_errors=True)
             if is_full(exc):
-                raise storage_full(target.root, _size_hint(temp), exc) from exc
+                raise storage_full(target.root, written, exc) from exc
+            if is_read_only(exc):
+                raise read_only(target.root, exc) from exc
             raise
 
-    def _finish(self, name: str, manifest: Manifest) -> None:
-        """Promote a staged checkpoint to the root (manifest last) and rotate."""
-        if self.staging is not None:
-            try:
-                self.storage.publish(self.staging.path / name, name, manifest)
-            except BaseException as exc:
-                if is_full(exc):
-                    raise storage_full(self.root, manifest.size, exc) from exc
-                raise
-            finally:
-                self.staging.delete(name)
+    def _finish(self, name: str, manifest: Manifest, staged: Path | None) -> None:
+        """Promote a staged checkpoint to the root (manifest last), checking first that this
+        process still holds the writer lease, then rotate."""
+        try:
+            self.lease.acquire()  # still ours? (a promotion may come long after the save)
+            if staged is not None:
+                self.storage.publish(staged, name, manifest)
+        except BaseException as exc:
+            if is_full(exc):
+                raise storage_full(self.root, manifest.size, exc, exact=True) from exc
+            if is_read_only(exc):
+                raise read_only(self.root, exc) from exc
+            raise
+        finally:
+            if staged is not None:
+                shutil.rmtree(staged, ignore_errors=True)
         if self.drive is not None:
             self.drive.dirty = True
         self._rotate()
@@ -334,6 +400,11 @@ class Checkpointer:
         try:
             self.writer.wait()
         finally:
+            try:
+                self.lease.release()  # before Drive is flushed and unmounted
+            except OSError as exc:
+                warn(f"could not release the writer lease on {self.root} ({exc}); it expires "
+                     f"{self.lease.lease:.0f} s after its last renewal.")
             if self.drive is not None:
                 self.drive.flush(f"checkpoints in {self.root}")
 
@@ -341,7 +412,7 @@ class Checkpointer:
         try:
             self.close()
         except Exception as exc:
-            warnings.warn(f"the last checkpoint save to {self.root} failed: {exc}", PortarunWarning, stacklevel=1)
+            warn(f"the last checkpoint save to {self.root} failed: {exc}")
 
     def _drain(self) -> None:
         """The signal watchdog's last act: let the pending write finish."""
@@ -360,6 +431,10 @@ class Checkpointer:
         """
         if self.handle_signals and not self.guard.installed:
             self.guard.install()
+        try:  # keeps the writer lease alive between saves; a lost lease is raised here
+            self.lease.renew_if_held()
+        except OSError:
+            pass  # an unreachable store: the next save retries and reports it
         if self.guard.received is not None:
             self.save(state_fn(), step, metrics, blocking=True)
             self.close()
@@ -406,8 +481,7 @@ class Checkpointer:
                 problems.append(str(exc))
                 continue
             if problems:
-                warnings.warn(f"skipped corrupt checkpoint(s): {'; '.join(problems)}. Loaded {info} instead.",
-                              PortarunWarning, stacklevel=3)
+                warn(f"skipped corrupt checkpoint(s): {'; '.join(problems)}. Loaded {info} instead.")
             return info, state
         raise CorruptCheckpointError(f"every checkpoint in {self.root} is corrupt: {'; '.join(problems)}")
 
@@ -427,9 +501,14 @@ class Checkpointer:
         folder = self.storage.local_path(info.name)
         if folder is not None:
             path = folder / STATE_FILE
-            size = path.stat().st_size if path.exists() else -1
+            try:
+                found = path.lstat()  # a link or a FIFO planted as state.pt is never opened
+                size = found.st_size if stat.S_ISREG(found.st_mode) else -1
+            except FileNotFoundError:
+                size = -1
             check_entry(where, STATE_FILE, entry, size, None)
             return _load_verified(path, entry, where, map_location, weights_only)
+        check_entry(where, STATE_FILE, entry, self.storage.sizes(info.name).get(STATE_FILE, -1), None)
         data = self.storage.read(info.name, STATE_FILE)
         from .manifest import crc32_bytes
 
@@ -521,6 +600,8 @@ class Checkpointer:
         if not isinstance(self.storage, LocalStorage):
             raise CheckpointError(f"save_sharded writes with torch.distributed.checkpoint's FileSystemWriter and "
                                   f"needs a local or mounted folder, not {self.root}.")
+        step = _checked_step(step)
+        clean = _checked_metrics(metrics)
         self.wait()
         ranks = _rank_and_world() or (0, 1)
         box: list[Any] = [(self._free_name(step), uuid.uuid4().hex[:8]) if ranks[0] == 0 else None]
@@ -537,14 +618,17 @@ class Checkpointer:
                     size, crc = crc32_file(file)
                     files[file.relative_to(temp).as_posix()] = FileEntry(size, crc)
                 manifest = Manifest(step=step, saved_at=time.time(), files=files, kind="dcp",
-                                    metrics={k: float(v) for k, v in (metrics or {}).items()}, world_size=ranks[1])
+                                    metrics=clean, world_size=ranks[1])
                 self.storage.commit(temp, name, manifest)
                 self._rotate()
         except BaseException as exc:
+            written = _size_hint(temp)  # this rank's view of the partial files, before they go
             if ranks[0] == 0:
                 shutil.rmtree(temp, ignore_errors=True)
             if is_full(exc):
-                raise storage_full(self.root, 0, exc) from exc
+                raise storage_full(self.root, written, exc) from exc
+            if is_read_only(exc):
+                raise read_only(self.root, exc) from exc
             raise
         finally:
             if ranks[1] > 1:
@@ -566,7 +650,11 @@ class Checkpointer:
         folder = self.storage.local_path(info.name)
         assert folder is not None
         for file, entry in manifest.files.items():
-            size, crc = crc32_file(folder / file)
+            try:
+                size, crc = crc32_file(folder / file)
+            except OSError as exc:  # missing, or a link or FIFO planted in its place
+                raise CorruptCheckpointError(f"{info.location}/{file}: cannot be read as a regular file "
+                                             f"({type(exc).__name__}: {exc}).") from None
             check_entry(info.location, file, entry, size, crc)
         load(state_dict, storage_reader=FileSystemReader(str(folder)))
         return info.step
@@ -581,6 +669,60 @@ _LIVE: weakref.WeakSet[Checkpointer] = weakref.WeakSet()
 def _close_all() -> None:
     for ck in list(_LIVE):
         ck._at_exit()
+
+
+def _checked_step(step: Any) -> int:
+    """``step`` as an int from 0 to 2**63 - 1; anything else raises :class:`CheckpointError`."""
+    try:
+        value = operator.index(step) if not isinstance(step, bool) else None
+    except TypeError:
+        value = None
+    if value is None or not 0 <= value <= MAX_STEP:
+        raise CheckpointError(f"step must be an integer from 0 to 2**63 - 1 (the number of completed steps), "
+                              f"got {step!r}.")
+    return int(value)
+
+
+def _checked_metrics(metrics: Any) -> dict[str, float]:
+    """``metrics`` as a dict of names to finite floats (numbers or 0-d tensors); anything else
+    raises :class:`CheckpointError`: a NaN or infinite value cannot rank checkpoints for keep_best."""
+    if metrics is None:
+        return {}
+    if not isinstance(metrics, dict):
+        raise CheckpointError(f"metrics must be a dict of names to numbers, got {type(metrics).__name__}.")
+    clean: dict[str, float] = {}
+    for key, value in metrics.items():
+        if not isinstance(key, str):
+            raise CheckpointError(f"metric names must be strings, got {key!r}.")
+        try:
+            number = float(value) if not isinstance(value, (str, bytes)) else math.nan
+        except (TypeError, ValueError):
+            number = math.nan
+        if not math.isfinite(number):
+            raise CheckpointError(f"metric {key!r} must be a finite number, got {value!r}; nothing was saved. "
+                                  "Leave a diverged value out of metrics (or save it in the state instead).")
+        clean[key] = number
+    return clean
+
+
+@contextmanager
+def _translated(where: str) -> Iterator[None]:
+    """Turn an ``OSError`` met while preparing a save (a read-only folder, a full disk, a root
+    that is a file, an unreachable bucket) into a :class:`CheckpointError` (a
+    :class:`StorageFullError` for no space) saying what happened and what to do."""
+    try:
+        yield
+    except OSError as exc:
+        if isinstance(exc, CheckpointError):
+            raise
+        if is_full(exc):
+            raise storage_full(where, 0, exc) from exc
+        if is_read_only(exc):
+            raise read_only(where, exc) from exc
+        raise CheckpointError(f"cannot save a checkpoint in {where} ({type(exc).__name__}: {exc}); nothing was "
+                              "written and the published checkpoints are untouched. Check that it is a folder (or "
+                              "bucket) this process can reach and write, or point PORTARUN_CHECKPOINTS_DIR "
+                              "elsewhere.") from exc
 
 
 def _size_hint(folder: Path) -> int:
@@ -604,22 +746,42 @@ def _torch_load(source: Any, where: str, map_location: Any, weights_only: bool) 
 
 
 def _load_verified(path: Path, entry: FileEntry, where: str, map_location: Any, weights_only: bool) -> Any:
-    """``torch.load`` a local file while a helper thread computes its CRC-32 from the same
-    page cache; a mismatch (or a load error on a file that fails the check) is corruption."""
+    """``torch.load`` a local file whose CRC-32 matches the manifest; a mismatch (or a load
+    error on a file that fails the check) is corruption.
+
+    With ``weights_only=False`` unpickling runs code named in the file, so the whole file is
+    checked *before* ``torch.load`` opens it. With ``weights_only=True`` torch's restricted
+    unpickler runs no code, so the CRC-32 is computed in a helper thread while ``torch.load``
+    reads the same page cache, and the state is returned only once it matches."""
     result: list[tuple[int, str]] = []
-    checker = threading.Thread(target=lambda: result.append(crc32_file(path)), name="portarun-verify")
+
+    def checksum() -> None:
+        try:
+            result.append(crc32_file(path))
+        except OSError:
+            pass  # reported below as a file that cannot be read
+
+    def check() -> None:
+        if not result:
+            raise CorruptCheckpointError(f"{where}/{STATE_FILE}: cannot be read as a regular file.")
+        check_entry(where, STATE_FILE, entry, result[0][0], result[0][1])
+
+    if not weights_only:
+        checksum()
+        check()
+        return _torch_load(str(path), where, map_location, weights_only)
+    checker = threading.Thread(target=checksum, name="portarun-verify")
     checker.start()
     try:
         state = _torch_load(str(path), where, map_location, weights_only)
     except Exception as exc:
         checker.join()
-        if result:
-            check_entry(where, STATE_FILE, entry, result[0][0], result[0][1])
+        check()
         if isinstance(exc, CheckpointError):
             raise
         raise CorruptCheckpointError(f"{where}/{STATE_FILE}: cannot be loaded: {type(exc).__name__}: {exc}") from exc
     checker.join()
-    check_entry(where, STATE_FILE, entry, result[0][0], result[0][1])
+    check()
     return state
 
 

@@ -29,6 +29,7 @@ def main(root: str, mode: str) -> None:
             error = str(exc)
             break
     intact = [ck.load(step=i.step)["step"] == i.step for i in ck.list()]
+    ck.close()  # releases the writer lease, so the folder holds checkpoints only
     print(json.dumps({"saved": saved, "error": error, "listed": [i.step for i in ck.list()],
                       "intact": intact, "entries": sorted(os.listdir(root))}))
 
