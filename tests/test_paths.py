@@ -223,6 +223,7 @@ def _listing(*tops: Path) -> set[str]:
 _HOST_ROOTS = [Path(p) for p in ("/kaggle", "/notebooks", "/storage", "/content", "/tmp/portarun-scratch")]
 
 
+@pytest.mark.real_machine
 def test_detect_and_info_create_nothing(tmp_path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     """In-process and as `python -m portarun info`, also with forced hosts: nothing on disk changes."""
     from portarun import cli

@@ -82,6 +82,7 @@ def remote_env(monkeypatch):
     monkeypatch.setenv("PORTARUN_PROGRESS", "0")
 
 
+@pytest.mark.real_machine  # the overrides come from this process's environment
 @pytest.mark.parametrize("args", [["info"], ["info", "--json"], ["info", "--explain"]])
 def test_portarun_info_never_shows_credentials(remote_env, capsys, args):
     assert cli.main(args) == 0
