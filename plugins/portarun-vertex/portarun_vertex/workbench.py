@@ -4,16 +4,18 @@ Markers:
 
 - ``VERTEX_PRODUCT=WORKBENCH_INSTANCE``: the Vertex AI SDK tells its resource type from this
   variable, ``COLAB_ENTERPRISE`` or ``WORKBENCH_INSTANCE`` (google-cloud-aiplatform's
-  ``test_get_resource_type``, github-file-id:683937463); huggingface_hub's ``is_workbench()``
-  reads the same value (``utils/_runtime.py``, github-file-id:15680157756). It is the instance's
-  environment, not a session's, so alone it stays below a match: +0.45.
+  ``test_get_resource_type``, github-file-id:683937463); Google's Dataproc Spark Connect client
+  labels its caller "workbench" from the same value (``is_workbench()`` in
+  ``google/cloud/dataproc_spark_connect/environment.py``, github-file-id:15680157756). It is the
+  instance's environment, not a session's, so alone it stays below a match: +0.45.
 - ``/home/jupyter``: the Jupyter user's home on a Workbench instance, whose free space decides
   whether the instance starts (Google's gcpdiag runbook ``CheckWorkbenchInstanceJupyterSpace``,
   github-file-id:13115525138). Other images have a ``jupyter`` user too: +0.15, and
   ``HOME=/home/jupyter`` +0.10.
 - ``VERTEX_PRODUCT=COLAB_ENTERPRISE``: Colab Enterprise runtimes, which portarun's built-in
-  ``colab`` provider claims (they run Colab's runtime; notebooks there keep using ``/content``,
-  github-file-id:52320148215). Noted here so that one value has one owner.
+  ``colab`` provider claims (a notebook written for Colab Enterprise keeps its files under
+  ``/content`` there, ``HF_HOME=/content/hf``, github-file-id:52320148215). Noted here so that
+  one value has one owner.
 - ``AIP_*`` (``AIP_MODEL_DIR``, ``AIP_HEALTH_ROUTE``...): Vertex AI training and prediction
   containers, and laptop ``.env`` files that copy them (tests/fixtures/hosts/neg-vertex-*):
   noted. ``GOOGLE_CLOUD_PROJECT`` and ``CLOUD_ML_PROJECT_ID``: set wherever the Google Cloud SDK
