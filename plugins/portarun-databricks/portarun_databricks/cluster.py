@@ -9,8 +9,9 @@ Markers:
   ``ENV`` too (github-file-id:47228677), so an image run anywhere carries it: +0.30, not a match
   alone. Databricks Connect users export ``DATABRICKS_RUNTIME_VERSION=connect`` on laptops
   (github-file-id:61775001098): noted, never counted. Values that are not a version number
-  (``client.1.13``, seen in github-file-id:52641181427) are serverless or client environments,
-  whose file layout portarun has no source for: noted.
+  (``client.1.13``, a "client runtime string" in github-file-id:52641181427; ``1``, set on
+  developer machines to install the Databricks CLI, github-file-id:53122731431) are no cluster
+  runtime whose file layout portarun knows: noted.
 - ``DB_CLUSTER_ID``, ``DB_CONTAINER_IP``, ``DB_IS_DRIVER``, ``DB_DRIVER_IP``,
   ``DB_INSTANCE_TYPE``, ``DB_CLUSTER_NAME``, ``DB_IS_JOB_CLUSTER``: set by Databricks on the
   cluster, and "You cannot override these predefined environment variables"
@@ -73,7 +74,7 @@ class DatabricksProvider(Provider):
             ev.note(f"env {RUNTIME_VERSION}=connect", "exported on laptops for Databricks Connect; not evidence")
         elif version:
             ev.note(f"env {RUNTIME_VERSION}={version}",
-                    "not a runtime version: a serverless or client environment, whose layout portarun does not know")
+                    "not a cluster runtime version: a client runtime or a flag set by hand; not counted")
         else:
             ev.missing(f"env {RUNTIME_VERSION}, which Databricks sets on every cluster node")
         cluster = [v for v in CLUSTER_VARS if probe.getenv(v)]

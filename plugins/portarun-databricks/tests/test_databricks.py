@@ -67,6 +67,8 @@ def test_a_runtime_image_run_elsewhere_stays_below_the_threshold() -> None:
         assert confidence(rt) == pytest.approx(0.3)
 
 
-def test_serverless_environment_versions_are_noted_not_counted() -> None:
-    with simulate(env={"DATABRICKS_RUNTIME_VERSION": "client.1.13"}) as rt:
+@pytest.mark.parametrize("value", ["client.1.13", "1"])
+def test_values_that_are_not_a_runtime_version_are_noted_not_counted(value: str) -> None:
+    with simulate(env={"DATABRICKS_RUNTIME_VERSION": value}) as rt:
         assert confidence(rt) == 0.0
+        assert any("not a cluster runtime version" in line for line in evidence(rt))
