@@ -9,6 +9,7 @@ import math
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -347,3 +348,17 @@ def test_a_root_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="cannot save a checkpoint in .*ck.*PORTARUN_CHECKPOINTS_DIR"):
         ck.save({"w": 1}, step=1)
     assert root.read_text() == "not a folder"
+
+
+def test_an_unreachable_store_is_a_clear_error(tmp_path: Path) -> None:
+    pytest.importorskip("aiohttp")  # fsspec's http filesystem
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ck = Checkpointer(f"http://127.0.0.1:{port}/ck", mode="blocking", staging=tmp_path / "staging",
+                      handle_signals=False)
+    with pytest.raises(CheckpointError, match="cannot list the checkpoints in http://127.0.0.1"):
+        ck.list()
+    with pytest.raises(CheckpointError, match="cannot save a checkpoint in http://127.0.0.1"):
+        ck.save({"w": 1}, step=1)
+    assert not (tmp_path / "staging").exists() or os.listdir(tmp_path / "staging") == []

@@ -213,7 +213,13 @@ class Checkpointer:
         listed; a checkpoint whose manifest is unusable (malformed, out of range, not a regular
         file, too large, or in a newer format) is not listed either, with one
         :class:`~portarun.errors.PortarunWarning` per checkpointer saying what is wrong."""
-        found = sorted((parse_name(n) or (0, 0), n) for n in self.storage.names())
+        try:
+            names = self.storage.names()
+        except (OSError, NotImplementedError) as exc:  # an unreachable host or bucket, a refused listing
+            raise CheckpointError(f"cannot list the checkpoints in {self.root} ({type(exc).__name__}: {exc}). Check "
+                                  "that it can be reached (network, credentials), or point PORTARUN_CHECKPOINTS_DIR "
+                                  "elsewhere.") from exc
+        found = sorted((parse_name(n) or (0, 0), n) for n in names)
         infos = []
         for _, name in found:
             try:
@@ -712,6 +718,9 @@ def _translated(where: str) -> Iterator[None]:
     :class:`StorageFullError` for no space) saying what happened and what to do."""
     try:
         yield
+    except NotImplementedError as exc:  # an fsspec protocol that cannot write (http, zip, ...)
+        raise CheckpointError(f"cannot save a checkpoint in {where}: that storage cannot be written ({exc}). "
+                              "Point PORTARUN_CHECKPOINTS_DIR at a folder or a writable bucket.") from exc
     except OSError as exc:
         if isinstance(exc, CheckpointError):
             raise
