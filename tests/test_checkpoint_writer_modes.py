@@ -96,3 +96,25 @@ def test_this_test_process_is_not_proven_safe_to_fork(tmp_path: Path) -> None:
 def test_an_unknown_mode_is_refused(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="mode must be 'auto', 'fork', 'thread' or 'blocking'"):
         Checkpointer(tmp_path, mode="forkserver")  # type: ignore[arg-type]
+
+
+def test_thread_snapshots_copy_every_kind_of_tensor_exactly() -> None:
+    from portarun.checkpoint.writer import host_copy
+
+    x = torch.randn(4, 5)
+    state = {"plain": x, "transposed": x.t(), "slice": torch.arange(10)[2:7], "empty": torch.empty(0),
+             "conj": torch.randn(3, dtype=torch.complex64).conj(), "bf16": torch.randn(3).to(torch.bfloat16),
+             "param": torch.nn.Parameter(torch.ones(2)), "sparse": torch.eye(3).to_sparse(), "n": [torch.ones(2), 3]}
+    first = host_copy(state)
+    second_source = {**state, "plain": x + 1, "slice": torch.arange(10)[3:8]}
+    second = host_copy(second_source, first)  # into the first snapshot's buffers where they fit
+    assert second["plain"] is first["plain"]
+    for snapshot, source in ((second, second_source),):
+        for key in ("plain", "transposed", "slice", "empty", "bf16", "param"):
+            assert torch.equal(snapshot[key], source[key]) and snapshot[key].dtype == source[key].dtype, key
+            assert snapshot[key].numel() == 0 or snapshot[key].data_ptr() != source[key].data_ptr(), key
+        assert torch.equal(snapshot["conj"].resolve_conj(), source["conj"].resolve_conj())
+        assert torch.equal(snapshot["sparse"].to_dense(), torch.eye(3)) and snapshot["n"][1] == 3
+    expected = x.t().clone()
+    x.add_(5)  # the snapshot does not follow the live tensor
+    assert torch.equal(second["transposed"], expected)
