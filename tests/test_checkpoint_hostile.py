@@ -210,6 +210,7 @@ def test_planted_links_and_special_files_are_never_followed(tmp_path: Path) -> N
     shutil.copytree(root / "step-000000001", outside / "step-000000001")
     (root / "step-000000009").symlink_to(outside / "step-000000001")  # a checkpoint name pointing away
     (root / ".tmp-step-000000005-host-1-abcdef01").symlink_to(outside)  # a leftover-looking link
+    (root / "step-000000001" / "extra").symlink_to(outside / "step-000000001" / MANIFEST)  # rotated away below
     (root / "step-000000002" / STATE_FILE).unlink()
     os.mkfifo(root / "step-000000002" / STATE_FILE)  # a FIFO where the data should be
     with deadline(30):

@@ -188,3 +188,11 @@ def test_a_planted_lease_file_is_replaced_never_followed(tmp_path: Path, planted
     assert outside.read_text() == "keep me"
     holder = Holder.parse(lease.read_bytes())
     assert holder is not None and holder.pid == os.getpid() and not lease.is_symlink()
+
+
+@pytest.mark.parametrize("lease", [0, -1.0, float("nan"), float("inf"), True, "600", 8 * 24 * 3600])
+def test_lease_length_must_be_a_positive_finite_duration(tmp_path: Path, lease: object) -> None:
+    from portarun.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="lease must be"):
+        Checkpointer(tmp_path, lease=lease)  # type: ignore[arg-type]
