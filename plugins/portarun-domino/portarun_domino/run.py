@@ -89,7 +89,10 @@ class DominoProvider(Provider):
         return ev.detection()
 
     def _dir(self, variable: str, default: str) -> Path:
-        return self.probe.path(self.probe.getenv(variable) or default)
+        """The folder ``variable`` names, or ``default`` when it is unset or not an absolute path
+        (a value cut off or typed by hand must not send files somewhere relative)."""
+        value = self.probe.getenv(variable) or ""
+        return self.probe.path(value if value.startswith("/") else default)
 
     def git_based(self) -> bool:
         """Whether the run belongs to a Git-based project (code in ``/mnt/code``)."""

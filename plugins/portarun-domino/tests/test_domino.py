@@ -54,6 +54,13 @@ def test_a_custom_working_directory_is_followed(tmp_path: Path) -> None:
         assert rt.paths.persist == root / "mnt/alice/churn/portarun/churn"
 
 
+@pytest.mark.parametrize("value", ["", "redacted", "mnt/work"])
+def test_a_working_directory_that_is_not_absolute_falls_back_to_mnt(value: str, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    with simulate(env={**RUN_ENV, "DOMINO_WORKING_DIR": value}, root=root, project="churn") as rt:
+        assert rt.paths.persist == root / "mnt/portarun/churn"
+
+
 def test_domino_api_settings_on_a_ci_machine_are_not_a_run() -> None:
     env = {"DOMINO_API_HOST": "https://demo.dominodatalab.com", "DOMINO_USER_API_KEY": "redacted",
            "DOMINO_PROJECT_NAME": "Model-Pipeline-GBP", "DOMINO_PROJECT_OWNER": "elliott_botwick"}
