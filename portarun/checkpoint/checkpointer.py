@@ -186,7 +186,7 @@ class Checkpointer:
             defaults["staging"] = Path(rt.paths.scratch) / "portarun-checkpoint-staging" / rt.project
         defaults.update(options)
         checkpointer = cls(root, **defaults)
-        checkpointer.origin = {"project": rt.project, "origin": str(getattr(rt, "project_origin", "")),
+        checkpointer.origin = {"project": rt.project, "origin": rt.project_origin,
                                "host": rt.host.name}
         return checkpointer
 
