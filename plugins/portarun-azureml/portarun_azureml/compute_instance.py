@@ -9,9 +9,14 @@ Markers:
   code reads ``CI_RESOURCE_GROUP`` and ``CI_WORKSPACE`` from a notebook on the instance ("Get AML
   compute instance env vars", github-file-id:47088784963). Two or more: +0.35; one alone: +0.10
   (``CI_*`` names are common in build systems).
-- ``APPSETTING_WEBSITE_SITE_NAME=AMLComputeInstance``: what msticpy's tests set "to emulate AML"
-  (github-file-id:13914538110). +0.25 for that value only: App Service sets the variable with its
-  site name, and Azure CLI users set it to dummy values in containers (github-file-id:35089907760).
+- ``APPSETTING_WEBSITE_SITE_NAME=AMLComputeInstance``: Microsoft's msticpy decides "running in
+  Azure Machine Learning" from exactly this value (``is_in_aml()`` in
+  ``msticpy/init/azure_ml_tools.py``, github-file-id:6365045185; its tests set it "to emulate
+  AML", github-file-id:13914538110). +0.25 for that value only: App Service sets the variable
+  with its site name, and Azure CLI users set it to dummy values in containers
+  (github-file-id:35089907760).
+- ``/mnt/azmnt/.nbvm``: the instance's VM metadata file (``instance=``, ``domainsuffix=``), which
+  the same msticpy module reads to build the instance's address. +0.25.
 - ``MLFLOW_TRACKING_URI=azureml://...``: the workspace's MLflow tracking, from which the workshop
   code above takes the subscription id; Azure ML jobs get it too. +0.10.
 - ``/home/azureuser/cloudfiles/code``: the workspace file share, where VS Code sessions on an
@@ -46,6 +51,7 @@ JOB_VARS = ("AZUREML_RUN_ID", "AZUREML_COMPUTE_NAME", "AML_COMPUTE_TARGET")
 HOME = "/home/azureuser"
 SHARE = f"{HOME}/cloudfiles/code"
 MOUNTS = "/mnt/batch/tasks/shared/LS_root/mounts/clusters"
+NBVM = "/mnt/azmnt/.nbvm"
 
 
 class AzureMLComputeInstanceProvider(Provider):
@@ -69,6 +75,8 @@ class AzureMLComputeInstanceProvider(Provider):
             ev.add(0.25, f"env {SITE_NAME}={SITE}", "the compute instance's site name")
         elif site:
             ev.note(f"env {SITE_NAME} set", "App Service's site name, or a dummy for the Azure CLI; not an instance")
+        if probe.is_file(NBVM):
+            ev.add(0.25, f"file {NBVM}", "the compute instance's VM metadata")
         if (probe.getenv("MLFLOW_TRACKING_URI") or "").startswith("azureml://"):
             ev.add(0.1, "env MLFLOW_TRACKING_URI=azureml://...", "the workspace's MLflow tracking; jobs get it too")
         if probe.is_dir(SHARE):

@@ -47,6 +47,16 @@ def test_instance_variables_with_the_share_are_enough(tmp_path: Path) -> None:
         assert rt.host.confidence == pytest.approx(0.5)
 
 
+def test_the_site_name_with_the_vm_metadata_file_is_enough(tmp_path: Path) -> None:
+    env = {"APPSETTING_WEBSITE_SITE_NAME": "AMLComputeInstance"}
+    with pytest.warns(PortarunWarning, match="no workspace file share"):
+        with simulate(env=env, files=["/mnt/azmnt/.nbvm"], root=tmp_path / "root") as rt:
+            assert rt.host.name == "azureml"
+            assert rt.host.confidence == pytest.approx(0.5)
+    with simulate(env=env, root=tmp_path / "bare") as rt:
+        assert rt.host.name == "local"
+
+
 def test_without_the_share_persist_warns_it_dies_with_the_instance(tmp_path: Path) -> None:
     with pytest.warns(PortarunWarning, match="no workspace file share"):
         with simulate(env=INSTANCE_ENV, root=tmp_path / "root") as rt:
