@@ -116,7 +116,8 @@ def test_checkpoints_record_origin_and_shapes(tmp_path: Path) -> None:
         ck.save(training_state(model, opt), step=1)
         ck.wait()
         meta = ck.load(map_location="cpu")["meta"]
-        assert meta["origin"]["project"] == rt.project and meta["origin"]["host"] == "local"
+        assert meta["origin"] == {"project": rt.project, "origin": rt.project_origin, "host": "local"}
+        assert rt.project_origin  # where the project's name came from: something to tell two runs apart by
         assert meta["model"] == {"0.weight": [4, 6], "0.bias": [4], "2.weight": [2, 4], "2.bias": [2]}
         assert meta["optimizer"] == [[[4, 6], [4], [2, 4], [2]]]
         wider, wider_opt = _trained(width=5)
