@@ -196,3 +196,18 @@ def test_lease_length_must_be_a_positive_finite_duration(tmp_path: Path, lease: 
 
     with pytest.raises(CheckpointError, match="lease must be"):
         Checkpointer(tmp_path, lease=lease)  # type: ignore[arg-type]
+
+
+def test_a_dead_pid_of_another_boot_with_this_host_name_is_not_proof(tmp_path: Path) -> None:
+    """Two VMs or containers may share a host name; a pid is only looked up when the boot id
+    matches too."""
+    root = tmp_path / "ck"
+    root.mkdir()
+    now = time.time()
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(child.stdout)  # a pid that no longer runs here
+    (root / LOCK_FILE).write_bytes(Holder(socket.gethostname(), dead, "e" * 32, now - 60, now - 5, DEFAULT_LEASE,
+                                          boot="another-boot").to_json())
+    ck = Checkpointer(root, mode="blocking", handle_signals=False)
+    with pytest.raises(CheckpointLockedError, match=f"pid {dead} on host"):
+        ck.save({"step": 1}, step=1)

@@ -15,9 +15,9 @@ Google Drive, nor on object stores.
   passed, and :meth:`~portarun.checkpoint.Checkpointer.maybe_save` does so at every step, so a
   training loop keeps its lease between saves; before each publication the holder checks it
   still holds it.
-* **Stale** means provably dead (same host, pid not running) or not renewed for longer than the
-  lease (:data:`DEFAULT_LEASE`, 10 minutes; clocks of different machines are compared, so keep
-  them roughly in sync). A stale lease is taken over by the next save; one of another machine
+* **Stale** means provably dead (same host name and boot id, pid not running) or not renewed
+  for longer than the lease (:data:`DEFAULT_LEASE`, 10 minutes; clocks of different machines are
+  compared, so keep them roughly in sync). A stale lease is taken over by the next save; one of another machine
   with a :class:`~portarun.errors.PortarunWarning` naming it.
 * **Otherwise** saving raises :class:`~portarun.errors.CheckpointLockedError` naming the holder.
   If you know it is gone before its lease runs out (a Colab VM that was disconnected a minute
@@ -71,6 +71,19 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_renew_token)
 
 
+def _boot_id() -> str:
+    """This boot's random id (``/proc/sys/kernel/random/boot_id``, "a random UUID generated once
+    per boot", proc_sys_kernel(5)); ``""`` where there is none (macOS, Windows)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as source:
+            return source.read(64).strip()
+    except OSError:
+        return ""
+
+
+_BOOT_ID = _boot_id()
+
+
 def _time(value: float) -> str:
     return datetime.fromtimestamp(value, tz=timezone.utc).isoformat(timespec="seconds").replace("+00:00", " UTC")
 
@@ -86,6 +99,9 @@ class Holder:
     started: float
     renewed: float
     lease: float
+    #: The holder machine's boot id: with the host name, what tells "this machine" apart from
+    #: another VM or container that happens to have the same host name.
+    boot: str = ""
 
     def to_json(self) -> bytes:
         return json.dumps({"format": _FORMAT, **asdict(self)}, allow_nan=False).encode()
@@ -99,17 +115,17 @@ class Holder:
             return None
         if not isinstance(raw, dict) or raw.get("format") != _FORMAT:
             return None
-        host, pid, token = raw.get("host"), raw.get("pid"), raw.get("token")
+        host, pid, token, boot = raw.get("host"), raw.get("pid"), raw.get("token"), raw.get("boot", "")
         numbers = [raw.get(k) for k in ("started", "renewed", "lease")]
         if (not isinstance(host, str) or not 0 < len(host) <= 255 or type(pid) is not int or not 0 < pid < 2**31
-                or not isinstance(token, str) or not 0 < len(token) <= 64
+                or not isinstance(token, str) or not 0 < len(token) <= 64 or not isinstance(boot, str) or len(boot) > 64
                 or not all(isinstance(n, (int, float)) and not isinstance(n, bool) and math.isfinite(n)
                            for n in numbers)):
             return None
         started, renewed, lease = (float(n) for n in numbers if isinstance(n, (int, float)))
         if not (0 <= started <= _MAX_TIME and 0 <= renewed <= _MAX_TIME and 0 < lease <= _MAX_LEASE):
             return None
-        return cls(host, pid, token, started, renewed, lease)
+        return cls(host, pid, token, started, renewed, lease, boot)
 
     def describe(self, now: float) -> str:
         """``pid 42 on host 'vm-1', writing since ..., lease renewed 12 s ago``."""
@@ -117,8 +133,13 @@ class Holder:
                 f"lease renewed {max(now - self.renewed, 0):.0f} s ago")
 
     @property
+    def on_this_machine(self) -> bool:
+        """Same host name and same boot: its pid can be looked up here."""
+        return self.host == this_host() and self.boot == _BOOT_ID
+
+    @property
     def is_this_process(self) -> bool:
-        return self.host == this_host() and self.pid == os.getpid() and self.token == _TOKEN
+        return self.on_this_machine and self.pid == os.getpid() and self.token == _TOKEN
 
 
 class WriterLease:
@@ -180,7 +201,7 @@ class WriterLease:
 
     def _mine(self, now: float) -> Holder:
         return Holder(this_host(), os.getpid(), _TOKEN, self._started if self._started is not None else now, now,
-                      self.lease)
+                      self.lease, _BOOT_ID)
 
     def _take(self, now: float) -> None:
         was_held = self._renewed_at is not None
@@ -240,7 +261,7 @@ class WriterLease:
         ``None`` when its holder must be presumed alive."""
         if holder is None:
             return "its lease file was unreadable (not one portarun wrote, or cut short)"
-        if holder.host == this_host() and not process_alive(holder.pid):
+        if holder.on_this_machine and not process_alive(holder.pid):
             return ""
         if now - holder.renewed > holder.lease:
             return f"{holder.describe(now)}, longer than its {holder.lease:.0f} s lease"
