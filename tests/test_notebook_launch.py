@@ -187,6 +187,7 @@ NOTEBOOK_CELLS = [
     "def train(scale):\n"
     "    rt = portarun.detect()\n"
     "    rt.init_distributed()\n"
+    "    print(f'worker {rt.dist.rank} up', flush=True)\n"
     "    t = torch.tensor([float(rt.dist.rank + 1)]) * scale\n"
     "    dist.all_reduce(t)\n"
     "    return {'rank': rt.dist.rank, 'world': rt.dist.world_size, 'device': str(rt.device.torch()), 'sum': t.item()}",
@@ -211,6 +212,7 @@ def test_from_a_real_jupyter_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPa
                             resources={"metadata": {"path": str(tmp_path)}}).execute()
     out = ["".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream") for cell in nb.cells]
     assert out[0].strip() == "ZMQInteractiveShell"  # a real kernel, not a plain interpreter
+    assert "worker 0 up" in out[2] and "worker 1 up" in out[2]  # the workers' output reaches the cell
     assert json.loads(out[2].strip().splitlines()[-1]) == [{"rank": 0, "world": 2, "device": "cpu", "sum": 6.0},
                                   {"rank": 1, "world": 2, "device": "cpu", "sum": 6.0}]
     failure = json.loads(out[3].strip().splitlines()[-1])
