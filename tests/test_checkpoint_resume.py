@@ -25,6 +25,10 @@ class Config:
     lr: float = 0.1
 
 
+class Tagged(torch.Tensor):
+    """A tensor subclass: refused by weights_only loading unless allowed, then loaded as itself."""
+
+
 def _trained(seed: int = 0, width: int = 4) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     torch.manual_seed(seed)
     model = torch.nn.Sequential(torch.nn.Linear(6, width), torch.nn.ReLU(), torch.nn.Linear(width, 2))
@@ -144,11 +148,16 @@ def test_save_refuses_what_weights_only_loading_refuses(tmp_path: Path) -> None:
     ck.save({"config": Config(lr=0.5)}, step=2, weights_only=False)
     ck.wait()
     assert ck.load(weights_only=False)["config"] == Config(lr=0.5)
-    # Allowed globals pass, as they load.
-    with torch.serialization.safe_globals([Config]):
-        ck.save({"config": Config(lr=0.7)}, step=3)
+    # Allowed globals pass, as they load; an allowed tensor subclass too, rebuilt on its own data.
+    tagged = torch.arange(4.0).as_subclass(Tagged)
+    with pytest.raises(CheckpointError, match=r"state\['t'\] is a test_checkpoint_resume.Tagged"):
+        ck.save({"t": tagged}, step=3)
+    with torch.serialization.safe_globals([Config, Tagged]):
+        ck.save({"config": Config(lr=0.7), "t": tagged}, step=3)
         ck.wait()
-        assert ck.load()["config"] == Config(lr=0.7)
+        loaded = ck.load()
+        assert loaded["config"] == Config(lr=0.7)
+        assert type(loaded["t"]) is Tagged and torch.equal(loaded["t"], tagged)
 
 
 def test_resume_falls_back_past_a_checkpoint_it_cannot_load(tmp_path: Path) -> None:

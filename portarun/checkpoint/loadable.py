@@ -5,8 +5,8 @@ unpickler, which rebuilds tensors, containers and plain values and refuses any o
 unless ``torch.serialization.add_safe_globals`` allowed it. A state holding such an object
 (a config class, a ``pathlib.Path``, a numpy array) would be written without complaint and
 then never load. :func:`check_loadable` pickles the state's skeleton the way ``torch.save``
-does (protocol 2), with every plain tensor and storage replaced by a persistent id so no tensor
-data is copied, and reads it back with torch's own restricted unpickler: the verdict is
+does (protocol 2), with every plain tensor and storage set aside under a persistent id so no
+tensor data is copied, and reads it back with torch's own restricted unpickler: the verdict is
 torch's, not an imitation of its rules. Cost: one pickle and one pure-Python unpickle of the
 state's structure (milliseconds for thousands of tensors; no tensor bytes).
 """
@@ -66,11 +66,15 @@ def _refusal(obj: Any) -> str | None:
     from torch import _weights_only_unpickler
 
     plain = (torch.Tensor, torch.nn.Parameter)
+    # Tensors and storages travel beside the pickle, as torch.save's do; reading back hands the
+    # same objects to torch's rebuild functions (a tensor subclass is rebuilt on them, no copy).
+    aside: list[Any] = []
 
     class Skeleton(pickle.Pickler):
         def persistent_id(self, item: Any) -> Any:
             if type(item) in plain or isinstance(item, (torch.UntypedStorage, torch.storage.TypedStorage)):
-                return ("storage",)
+                aside.append(item)
+                return ("storage", len(aside) - 1)
             return None
 
     buffer = io.BytesIO()
@@ -80,7 +84,7 @@ def _refusal(obj: Any) -> str | None:
         return f"{_UNPICKLABLE}: {type(exc).__name__}: {exc}"
     buffer.seek(0)
     unpickler = _weights_only_unpickler.Unpickler(buffer, encoding="utf-8")
-    unpickler.persistent_load = lambda pid: None  # type: ignore[method-assign]
+    unpickler.persistent_load = lambda pid: aside[pid[1]]  # type: ignore[method-assign]
     try:
         unpickler.load()  # type: ignore[no-untyped-call]
     except Exception as exc:
