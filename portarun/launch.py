@@ -176,10 +176,12 @@ def plan(rt: Runtime, nproc: str, script: str, script_args: Sequence[str], nodes
                 "--nproc-per-node", str(count), *restarts, script, *script_args)
         return LaunchPlan(argv, count, env, False, reason, "one node")
     # torchrun's c10d rendezvous: the agent whose host is the endpoint serves the store and
-    # ranks are handed out as agents join; --node-rank is passed for torchrun's logs only.
+    # ranks are handed out as agents join. torchrun uses --node-rank only with its static
+    # rendezvous (and warns otherwise), so it is passed on only when the user gave it.
     argv = (sys.executable, "-m", "torch.distributed.run", "--nnodes", str(nnodes), "--nproc-per-node", str(count),
             "--rdzv-backend", "c10d", "--rdzv-endpoint", str(endpoint), *(("--rdzv-id", rdzv_id) if rdzv_id else ()),
-            *(("--node-rank", str(node_rank)) if node_rank is not None else ()), *restarts, script, *script_args)
+            *(("--node-rank", str(asked.node_rank)) if asked.node_rank is not None else ()), *restarts, script,
+            *script_args)
     where = f"{nnodes} node(s) ({source})" + (f", this is node {node_rank}" if node_rank is not None else "")
     return LaunchPlan(argv, count, env, False, reason, where)
 
@@ -191,8 +193,8 @@ def launch_command(parser: argparse.ArgumentParser) -> Runner:
                              "CPUs, at least 2)")
     parser.add_argument("--nnodes", type=int, default=None, metavar="N",
                         help="nodes taking part (default: from an srun step or SkyPilot, else 1)")
-    parser.add_argument("--node-rank", type=int, default=None, metavar="R", help="this node's index (logs only: "
-                        "c10d hands out ranks as nodes join)")
+    parser.add_argument("--node-rank", type=int, default=None, metavar="R", help="this node's index, passed to "
+                        "torchrun (its c10d rendezvous ranks nodes as they join and ignores it)")
     parser.add_argument("--rdzv-endpoint", default=None, metavar="HOST:PORT",
                         help="torchrun's c10d rendezvous, the same on every node (default: from SLURM or SkyPilot)")
     parser.add_argument("--rdzv-id", default=None, metavar="ID", help="the job's id, the same on every node "

@@ -92,7 +92,7 @@ def test_slurm_step_with_one_task_per_node() -> None:
         p = plan(rt, "1", __file__, [])
     assert torchrun_args(p.argv, __file__) == [
         "--nnodes", "3", "--nproc-per-node", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint", "t02n13:19242",
-        "--rdzv-id", "slurm-4242", "--node-rank", "0"]
+        "--rdzv-id", "slurm-4242"]  # the node's rank is shown, not passed: c10d ignores it
     assert p.nodes == "3 node(s) (slurm), this is node 0"
 
 
@@ -125,7 +125,8 @@ def test_skypilot_node() -> None:
         p = plan(rt, "auto", __file__, [])
     assert torchrun_args(p.argv, __file__)[2:] == [
         "--nproc-per-node", str(p.nproc), "--rdzv-backend", "c10d", "--rdzv-endpoint", f"172.31.5.10:{RDZV_PORT}",
-        "--rdzv-id", "sky-managed-2024-01-01-1_my-job_1", "--node-rank", "1"]
+        "--rdzv-id", "sky-managed-2024-01-01-1_my-job_1"]
+    assert p.nodes == "2 node(s) (skypilot), this is node 1"
     assert torchrun_args(p.argv, __file__)[:2] == ["--nnodes", "2"]
 
 
