@@ -12,6 +12,9 @@ Environment controls (read from the probe's environment at first use):
 - ``PORTARUN_PLUGIN_TIMEOUT=5``: seconds each third-party import, registration and ``detect()``
   may take (:mod:`portarun._isolation`, which also keeps plugins from changing the process).
 
+A hook implementation whose name is not a portarun hook (a misspelling) is reported once the
+plugins are loaded (:meth:`PluginSet.check_pending`).
+
 What a plugin hands portarun is checked before use: provider classes when they are registered
 (:func:`provider_problem`), detections when they are ranked (:func:`checked_detection`).
 """
@@ -25,7 +28,7 @@ import os
 import re
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from types import MappingProxyType, ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -36,6 +39,7 @@ from . import hookspecs
 from ._entrypoints import portarun_entry_points
 from ._files import flag
 from ._isolation import MAX_LINE, Guard, Outcome, Worker, budget, clean_text, describe_error
+from ._state import STATE
 from .errors import PluginError, warn
 from .provider import MATCH_THRESHOLD, Detection, HostLocations, Provider, SessionLimits
 
@@ -52,6 +56,9 @@ BUILTIN_PLUGINS: Mapping[str, str] = {
 }
 #: Built-in default hook implementations (all ``trylast``), always registered.
 DEFAULT_HOOK_MODULES: tuple[str, ...] = ("portarun._defaults",)
+#: The variables that decide which plugins load: one plugin set per combination of their values.
+PLUGIN_VARS = ("PORTARUN_DISABLE_PLUGIN_AUTOLOAD", "PORTARUN_PLUGINS", "PORTARUN_DISABLE_PLUGINS", "PORTARUN_STRICT",
+               "PORTARUN_PLUGIN_TIMEOUT")
 
 
 class PluginInfo(NamedTuple):
@@ -84,10 +91,24 @@ def fail(message: str, env: Mapping[str, str]) -> None:
     warn(message + " Set PORTARUN_STRICT=1 to make this an error.")
 
 
-class PluginSet:
-    """The loaded plugins and the pluggy manager that holds them."""
+def plugin_set(env: Mapping[str, str] | None = None) -> PluginSet:
+    """The loaded plugins for an environment's plugin-control variables (the current probe's
+    by default), loaded once per process and kept in :data:`portarun._state.STATE`."""
+    env = STATE.current_probe().env if env is None else env
+    key = tuple(env.get(v, "") for v in PLUGIN_VARS)
+    with STATE.lock:
+        plugins = STATE.plugin_sets.get(key)
+        if plugins is None:
+            plugins = STATE.plugin_sets[key] = PluginSet(env, extra=STATE.extra_plugins)
+        return plugins
 
-    def __init__(self, env: Mapping[str, str]) -> None:
+
+class PluginSet:
+    """The loaded plugins and the pluggy manager that holds them: the built-ins, the entry
+    points the environment allows, then ``extra`` (objects registered as they are, with their
+    names: :func:`portarun.testing.plugin`'s)."""
+
+    def __init__(self, env: Mapping[str, str], extra: Sequence[tuple[object, str]] = ()) -> None:
         self.env = env
         self.pm = pluggy.PluginManager("portarun")
         self.pm.add_hookspecs(hookspecs)
@@ -106,6 +127,9 @@ class PluginSet:
             self._load()
         finally:
             self._worker.close()
+        for obj, name in extra:
+            self.pm.register(obj, name=name)
+        self.check_pending()
 
     # -- loading -------------------------------------------------------------------------
     def _load(self) -> None:
@@ -190,6 +214,32 @@ class PluginSet:
         if info.builtin:
             return Worker(None).call(call), []
         return guard.run(worker or self._worker, call)
+
+    def check_pending(self) -> None:
+        """Report each hook implementation whose name is no portarun hook (pluggy's
+        ``check_pending()``: it would never be called), naming the plugin and the closest hook
+        names, through :func:`fail` like any other plugin fault. Implementations marked
+        ``optionalhook=True`` are left alone, as pluggy leaves them."""
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError:
+            pass
+        else:
+            return
+        import difflib
+
+        known = sorted(name for name in vars(hookspecs) if name.startswith("portarun_"))
+        for name, caller in sorted(vars(self.pm.hook).items()):
+            if name.startswith("_") or not isinstance(caller, pluggy.HookCaller) or caller.has_spec():
+                continue
+            for impl in caller.get_hookimpls():
+                if impl.optionalhook:
+                    continue
+                close = difflib.get_close_matches(name, known, n=1)
+                fail(f"portarun plugin {self.info_for(impl.plugin_name).label} implements {clean_text(name, 100)!r}, "
+                     "which is not a portarun hook, so it is never called"
+                     f"{f' (did you mean {close[0]!r}?)' if close else ''}. The hooks are: {', '.join(known)}.",
+                     self.env)
 
     def _changed(self, info: PluginInfo, during: str, changed: list[str], consequence: str) -> None:
         if changed:
@@ -469,16 +519,3 @@ def _own_version() -> str:
 
     return __version__
 
-
-def distribution_of(module: str) -> tuple[str, str] | None:
-    """``(distribution, version)`` of the plugin that registered a provider defined in ``module``
-    (or whose entry point names ``module``), if loaded."""
-    from .runtime import plugin_set
-
-    plugins = plugin_set()
-    candidates = [plugins.info_for_provider(cls) for cls in plugins.providers().values() if cls.__module__ == module]
-    candidates += [info for info in plugins.infos if info.module.split(":")[0] == module]
-    for info in candidates:
-        if info.distribution:
-            return info.distribution, info.version or "?"
-    return None

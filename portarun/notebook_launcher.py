@@ -230,10 +230,9 @@ def _record(folder: Path, rank: int, outcome: dict[str, Any]) -> None:
 def _forget_parent_detection() -> None:
     """A forked child starts with the parent's cached runtime and probe (rank 0 of 1): drop them
     so ``portarun.detect()`` reads this child's variables."""
-    from . import runtime
+    from ._state import STATE
 
-    runtime._cache.clear()
-    runtime._real_probe.clear()
+    STATE.forget_detection()
 
 
 def _run_recorded(rank: int, fn: Callable[..., Any], args: tuple[Any, ...], folder: Path) -> bool:

@@ -159,8 +159,9 @@ class Provider(ABC):
 
     @classmethod
     def version(cls) -> str | None:
-        """Version of the distribution that ships this provider, if installed."""
-        from ._manager import distribution_of
+        """Version of the distribution whose plugin registered this provider, once plugins are
+        loaded (``portarun.detect()`` or ``portarun.providers()`` loads them); else ``None``."""
+        from ._state import STATE
 
-        dist = distribution_of(cls.__module__)
+        dist = STATE.distribution_of(cls.__module__)
         return dist[1] if dist else None

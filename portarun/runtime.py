@@ -8,13 +8,13 @@ on the first call; the result is cached per process until ``refresh=True`` (or u
 from __future__ import annotations
 
 import sys
-import threading
-from collections.abc import Mapping
 from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple, overload
 
 from ._manager import PluginSet
+from ._manager import plugin_set as plugin_set  # where submission, report and plugins look it up
+from ._state import STATE
 from .errors import NotAvailableError, UnknownHostError
 from .paths import Paths, ProjectId, default_project, project_folder
 from .probe import Probe
@@ -42,10 +42,6 @@ if TYPE_CHECKING:
     from .submission import Submission
 
     T = TypeVar("T")
-
-_PLUGIN_VARS = ("PORTARUN_DISABLE_PLUGIN_AUTOLOAD", "PORTARUN_PLUGINS", "PORTARUN_DISABLE_PLUGINS", "PORTARUN_STRICT",
-                "PORTARUN_PLUGIN_TIMEOUT")
-
 
 class HostInfo(NamedTuple):
     """The winning provider: its name, confidence, the evidence, which plugin supplied it (and
@@ -80,39 +76,7 @@ class Verdict(NamedTuple):
         return self.error is None and (self.confidence >= MATCH_THRESHOLD or (self.fallback and self.detection is not None))
 
 
-# -- plugin set and cache ------------------------------------------------------------------
-_lock = threading.RLock()
-_plugin_sets: dict[tuple[str, ...], PluginSet] = {}
-_cache: dict[tuple[Any, ...], Runtime] = {}
-_probe_stack: list[Probe] = []
-_real_probe: list[Probe] = []
-_extra_plugins: list[tuple[object, str]] = []
-
-
-def current_probe(*, fresh: bool = False) -> Probe:
-    """The probe ``detect()`` uses now: a simulation's, or this machine's (read once per
-    process; ``fresh=True`` reads the machine again)."""
-    if _probe_stack:
-        return _probe_stack[-1]
-    if fresh or not _real_probe:
-        _real_probe[:] = [Probe.real()]
-    return _real_probe[0]
-
-
-def plugin_set(env: Mapping[str, str] | None = None) -> PluginSet:
-    """The loaded plugins for an environment's plugin-control variables (loaded once)."""
-    env = current_probe().env if env is None else env
-    key = tuple(env.get(v, "") for v in _PLUGIN_VARS)
-    with _lock:
-        plugins = _plugin_sets.get(key)
-        if plugins is None:
-            plugins = PluginSet(env)
-            for obj, name in _extra_plugins:
-                plugins.pm.register(obj, name=name)
-            _plugin_sets[key] = plugins
-        return plugins
-
-
+# -- plugins (loaded once per process: portarun._state.STATE holds them) ---------------------
 def get_plugin_manager() -> PluginManager:
     """The pluggy manager holding portarun's plugins (for calling hooks or inspecting them)."""
     return plugin_set().pm
@@ -121,14 +85,6 @@ def get_plugin_manager() -> PluginManager:
 def providers() -> dict[str, type[Provider]]:
     """Registered provider classes by name."""
     return plugin_set().providers()
-
-
-def _reset() -> None:
-    """Forget loaded plugins, the machine's probe and cached runtimes (for :mod:`portarun.testing`)."""
-    with _lock:
-        _plugin_sets.clear()
-        _cache.clear()
-        _real_probe.clear()
 
 
 # -- detection -----------------------------------------------------------------------------
@@ -155,13 +111,13 @@ def detect(*, host: str | None = None, project: str | None = None, device: str |
     :class:`~portarun.errors.PathError` for a broken path override.
     """
     key = (host, project, device)
-    with _lock:
-        probe = current_probe(fresh=refresh)
-        cached = None if refresh else _cache.get(key)
+    with STATE.lock:
+        probe = STATE.current_probe(fresh=refresh)
+        cached = None if refresh else STATE.cached(key)
         if cached is not None:
             return cached
         runtime = build_runtime(probe, host=host, project=project, device=device)
-        _cache[key] = runtime
+        STATE.remember(key, runtime)
         return runtime
 
 

@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from . import runtime as _runtime
+from ._manager import plugin_set
+from ._state import DEFAULT_KEY, STATE
 from .catalog import gpu_from_name, tpu_from_spec
 from .errors import PortarunError, UnknownHostError, warn
 from .facts import CpuFacts, GpuFacts, MemoryFacts, PlatformFacts, ShmFacts, TpuFacts
@@ -97,7 +99,7 @@ def presets() -> tuple[str, ...]:
 def _host_modules(env: Mapping[str, str]) -> frozenset[str]:
     """Host marker modules of every provider the simulated environment's plugin controls load."""
     names = {"torch_xla", "pynvml", "google.colab", "kaggle_secrets", "kaggle_web_client"}
-    for cls in _runtime.plugin_set(env).providers().values():
+    for cls in plugin_set(env).providers().values():
         names.update(cls.marker_modules)
     return frozenset(names)
 
@@ -235,7 +237,6 @@ def simulate(
     made_root = root is None
     base = Path(tempfile.mkdtemp(prefix="portarun-sim-")) if root is None else Path(root)
     added: list[str] = []
-    saved_cache = dict(_runtime._cache)
     probe: Probe | None = None
     try:
         base.mkdir(parents=True, exist_ok=True)
@@ -258,19 +259,16 @@ def simulate(
         for name in sorted(all_modules):
             _stand_in(name, added)
         _add_stand_in_apis(added)
-        _runtime._probe_stack.append(probe)
-        _runtime._cache.clear()
+        STATE.push_probe(probe)
         rt = _runtime.detect(project=project)
-        _runtime._cache[(None, None, None)] = rt
+        STATE.remember(DEFAULT_KEY, rt)  # detect() without arguments answers the same runtime
         yield rt
     finally:
         try:
             _close_checkpointers(base)
         finally:
-            if probe is not None and _runtime._probe_stack and _runtime._probe_stack[-1] is probe:
-                _runtime._probe_stack.pop()
-            _runtime._cache.clear()
-            _runtime._cache.update(saved_cache)
+            if probe is not None:
+                STATE.pop_probe(probe)
             _remove_stand_ins(added)
             if made_root:
                 _remove_root(base)
@@ -316,11 +314,9 @@ def plugin(obj: object, name: str | None = None) -> Iterator[None]:
     """Register a plugin object (a module or class with ``@portarun.hookimpl`` functions) for
     the duration of the block, in every plugin set; detection caches are reset on entry and
     exit so it takes effect at once and leaves no trace."""
-    entry = (obj, name or f"portarun-testing-{id(obj)}")
-    _runtime._extra_plugins.append(entry)
-    _runtime._reset()
+    name = name or f"portarun-testing-{id(obj)}"
+    STATE.add_plugin(obj, name)
     try:
         yield
     finally:
-        _runtime._extra_plugins.remove(entry)
-        _runtime._reset()
+        STATE.remove_plugin(obj, name)

@@ -102,7 +102,7 @@ def test_uninstall_then_editable_install_stays_importable(tmp_path) -> None:
     source = tmp_path / "src"
     shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
         ".git", ".venv", ".tox", "build", "dist", "*.egg-info", "__pycache__", "tests", "plugins", "benchmarks",
-        "docs", "examples", ".mypy_cache", ".pytest_cache"))
+        "docs", "examples", ".mypy_cache", ".pytest_cache", "bench-*"))  # bench-*: benchmarks' passing scratch
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
@@ -152,3 +152,19 @@ def test_special_files_planted_as_metadata_neither_hang_nor_fill_memory(tmp_path
     found = {e.name: e for e in ep.portarun_entry_points({})}
     assert found["metafifo"] == ep.EntryPoint("metafifo", "metafifo_plugin", None, None)
     assert "local" in found
+
+
+def test_setup_cfg_declares_exactly_the_builtin_plugins() -> None:
+    """The built-in hosts are named twice: as entry points (what an install advertises) and in
+    ``BUILTIN_PLUGINS`` (what loads when entry points are not scanned). They must agree."""
+    import configparser
+
+    from portarun._manager import BUILTIN_PLUGINS
+
+    config = configparser.ConfigParser()
+    config.read(REPO / "setup.cfg", encoding="utf-8")
+    declared = dict(line.replace(" ", "").split("=", 1)
+                    for line in config["options.entry_points"]["portarun"].strip().splitlines())
+    assert declared == dict(BUILTIN_PLUGINS)
+    for name, module in declared.items():  # and each names a module that exists
+        assert (REPO / (module.replace(".", "/") + ".py")).is_file(), name

@@ -375,8 +375,9 @@ _modules = itertools.count()
 def entry_point(tmp_path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], str]]:
     """Install a plugin module with the given source under the entry point ``ep-test`` of a
     distribution ``ep-test-dist 1.0``; returns the module's name."""
-    from portarun import _manager, runtime
+    from portarun import _manager
     from portarun._entrypoints import EntryPoint
+    from portarun._state import STATE
 
     def install(source: str) -> str:
         module = f"portarun_test_plugin_{next(_modules)}"  # a fresh name: sys.modules keeps the last
@@ -384,12 +385,12 @@ def entry_point(tmp_path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[
         monkeypatch.syspath_prepend(str(tmp_path))
         monkeypatch.setattr(_manager, "portarun_entry_points",
                             lambda env: [EntryPoint("ep-test", module, "ep-test-dist", "1.0")])
-        runtime._reset()
+        STATE.reset()
         return module
 
     yield install
     monkeypatch.undo()
-    runtime._reset()
+    STATE.reset()
 
 
 _PROVIDER_SOURCE = """
@@ -584,3 +585,73 @@ def test_a_provider_that_matches_but_cannot_answer_is_skipped(method: str, behav
             with simulate("kaggle", env={"PORTARUN_PLUGIN_TIMEOUT": "0.3"}) as rt:
                 assert rt.host.name == "kaggle"
                 rt.session, rt.cpu  # noqa: B018  (the winner's answers are all usable)
+
+
+# -- hooks that portarun does not know ------------------------------------------------------
+
+_MISSPELLED = """
+    import portarun
+    from portarun import Detection, HostLocations, Provider
+
+    class Acme(Provider):
+        name = "acme"
+        display_name = "Acme"
+
+        @classmethod
+        def detect(cls, probe):
+            return Detection(0.9, ("+0.90 always",))
+
+        def locations(self, project):
+            base = self.probe.path("/acme")
+            return HostLocations(base, base, base, base, base)
+
+    @portarun.hookimpl
+    def portarun_register_provider(register):  # one letter short: pluggy would never call it
+        register(Acme)
+"""
+
+
+def test_a_misspelled_hook_is_reported_with_the_hook_it_meant(entry_point) -> None:
+    entry_point(_MISSPELLED)
+    with pytest.warns(portarun.PortarunWarning) as caught:
+        with simulate("kaggle") as rt:
+            assert rt.host.name == "kaggle"  # Acme was never registered
+    message = next(str(w.message) for w in caught if "not a portarun hook" in str(w.message))
+    assert message.startswith("portarun plugin 'ep-test' (ep-test-dist 1.0) implements 'portarun_register_provider'")
+    assert "(did you mean 'portarun_register_providers'?)" in message
+    for hook in ("portarun_register_providers", "portarun_resolve_paths", "portarun_submit"):
+        assert hook in message.split("The hooks are: ")[1]
+
+
+def test_a_misspelled_hook_is_an_error_in_strict_mode(entry_point) -> None:
+    entry_point(_MISSPELLED)
+    with pytest.raises(PluginError, match=r"'ep-test' \(ep-test-dist 1.0\) implements 'portarun_register_provider'"):
+        with simulate("kaggle", env={"PORTARUN_STRICT": "1"}):
+            pass
+
+
+def test_an_optional_unknown_hook_is_left_alone(recwarn: pytest.WarningsRecorder) -> None:
+    """pluggy's ``optionalhook=True`` says: a hook of another version or project; not an error."""
+    @hookimpl(optionalhook=True)
+    def portarun_future_hook() -> None:
+        """A hook a later portarun may specify."""
+
+    with plugin(types.SimpleNamespace(portarun_future_hook=portarun_future_hook)):
+        with simulate("kaggle", env={"PORTARUN_STRICT": "1"}) as rt:
+            assert rt.host.name == "kaggle"
+    assert not [w for w in recwarn if "not a portarun hook" in str(w.message)]
+
+
+def test_every_hook_is_documented_with_its_parameters_and_result() -> None:
+    import inspect
+
+    from portarun import hookspecs
+
+    hooks = [f for name, f in vars(hookspecs).items() if name.startswith("portarun_")]
+    assert len(hooks) >= 5
+    for hook in hooks:
+        doc = inspect.getdoc(hook) or ""
+        for parameter in inspect.signature(hook).parameters:
+            assert f":param {parameter}:" in doc, (hook.__name__, parameter)
+        assert ":return:" in doc, hook.__name__
+    assert portarun.hookimpl is hookspecs.hookimpl
