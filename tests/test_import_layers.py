@@ -19,7 +19,8 @@ LAYERS = ("probe", "_state", "provider", "hookspecs", "_isolation", "_manager", 
 def _imports(module: str) -> set[str]:
     """The sibling modules ``module`` imports anywhere (functions included), except under
     ``if TYPE_CHECKING:``, which never runs."""
-    tree = ast.parse((PACKAGE / f"{module}.py").read_text(encoding="utf-8"))
+    path = PACKAGE / f"{module}.py"
+    tree = ast.parse((path if path.exists() else PACKAGE / module / "__init__.py").read_text(encoding="utf-8"))
     skipped: set[int] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":

@@ -1,81 +1,88 @@
 """Every registered provider — built-in or installed from a plugin distribution — passes the
-same checks. ``tox -e plugins`` runs this file with the plugin packages under plugins/ installed.
+provider contract (:mod:`portarun.testing.contract`, which plugin authors run on their own
+classes), and the contract catches providers that break it. ``tox -e plugins`` runs this file
+with the plugin packages under plugins/ installed.
 """
 from __future__ import annotations
+
+import types
+from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 
 import portarun
-from portarun.errors import PortarunWarning
-from portarun.paths import ROLES, is_remote
+from portarun.hookspecs import Register
+from portarun.probe import Probe
 from portarun.provider import Detection, HostLocations, Provider, SessionLimits
-from portarun.testing import simulate
+from portarun.testing import contract, plugin
 
 PROVIDERS = sorted(portarun.providers())
+Check = Callable[[type[Provider]], None]
 
 
-@pytest.fixture(params=PROVIDERS)
-def provider_cls(request: pytest.FixtureRequest) -> type[Provider]:
-    return portarun.providers()[request.param]
+@pytest.mark.parametrize("check", contract.CHECKS, ids=lambda check: check.__name__)
+@pytest.mark.parametrize("name", PROVIDERS)
+def test_every_registered_provider_keeps_the_contract(name: str, check: Check) -> None:
+    check(portarun.providers()[name])
 
 
-def test_class_attributes(provider_cls: type[Provider]) -> None:
-    assert isinstance(provider_cls.name, str) and provider_cls.name == provider_cls.name.strip().lower()
-    assert isinstance(provider_cls.display_name, str) and provider_cls.display_name
-    assert isinstance(provider_cls.priority, int)
-    assert all(isinstance(m, str) for m in provider_cls.marker_modules)
+class _Sound(Provider):
+    """A provider that keeps every promise; each case below breaks one."""
+
+    name = "contract-sound"
+    display_name = "Contract test host"
+
+    @classmethod
+    def detect(cls, probe: Probe) -> Detection | None:
+        return Detection(0.9, ("+0.90 env CONTRACT_HOST",)) if probe.getenv("CONTRACT_HOST") else None
+
+    def locations(self, project: str) -> HostLocations:
+        base = self.probe.path("/contract")
+        return HostLocations(base / "in", base / "scratch", base / "out", base / "persist", base / "cache")
 
 
-def test_detect_on_an_empty_machine_is_not_a_match(provider_cls: type[Provider]) -> None:
-    """Nothing in the environment, no folders: only the fallback may claim the machine."""
-    with simulate(env={}) as rt:
-        detection = provider_cls.detect(rt.probe)
-        assert detection is None or isinstance(detection, Detection)
-        if not provider_cls.fallback:
-            assert detection is None or detection.confidence < 0.5, detection
-        assert rt.host.name == "local"
+def _broken(**attributes: object) -> type[Provider]:
+    return type("Broken", (_Sound,), {"name": "contract-broken", **attributes})
 
 
-def test_detection_is_well_formed_and_deterministic(provider_cls: type[Provider]) -> None:
-    with simulate("kaggle") as rt:
-        first, second = provider_cls.detect(rt.probe), provider_cls.detect(rt.probe)
-        assert first == second
-        if first is not None:
-            assert 0.0 <= first.confidence <= 0.99
-            assert all(isinstance(line, str) and line for line in first.evidence)
+def _claims_everything(cls: type[Provider], probe: Probe) -> Detection:
+    return Detection(0.9, ("+0.90 always",))
 
 
-def test_forced_provider_gives_usable_paths(provider_cls: type[Provider], tmp_path) -> None:
-    """Forced onto a bare simulated machine, a provider still hands out paths (with a warning
-    that they belong to another platform): local ones live under the simulation root, and
-    none is created until something writes there."""
-    root = tmp_path / "root"
-    with pytest.warns(PortarunWarning) if not provider_cls.fallback else _nullcontext():
-        with simulate(env={"PORTARUN_HOST": provider_cls.name}, root=root) as rt:
-            assert rt.host.name == provider_cls.name and rt.host.forced
-            locations = provider_cls(rt.probe).locations(rt.project)
-            assert isinstance(locations, HostLocations)
-            for role in ROLES:
-                value = rt.paths[role]
-                if is_remote(value):
-                    continue
-                assert root in value.parents, (role, value)
-                assert not value.exists() or value == root, (role, value)
+_counter = iter(range(1_000_000))
 
 
-def test_session_limits_and_device_order(provider_cls: type[Provider]) -> None:
-    with simulate(env={}) as rt:
-        provider = provider_cls(rt.probe)
-        limits = provider.session_limits()
-        assert isinstance(limits, SessionLimits) and limits.source
-        assert limits.limit is None or limits.limit.total_seconds() > 0
-        order = provider.device_order()
-        assert order and set(order) <= {"cuda", "xla", "mps", "cpu"} and order[-1] == "cpu"
+@pytest.mark.parametrize("broken, check, promise", [
+    (_broken(name="Upper"), contract.check_class, "not lower case"),
+    (_broken(priority="high"), contract.check_class, "would be refused at registration"),
+    (_broken(detect=classmethod(_claims_everything)), contract.check_empty_machine, "claims an empty machine"),
+    (_broken(detect=classmethod(lambda cls, probe: Detection(0.2, (f"+0.20 call {next(_counter)}",)))),
+     contract.check_detection, "differently twice"),
+    (_broken(detect=classmethod(lambda cls, probe: Detection(0.2, ("line\x1b[31m",)))),
+     contract.check_detection, "had to clean"),
+    (_broken(locations=lambda self, project: HostLocations(*(["/contract-outside"] * 5))),
+     contract.check_forced_paths, "outside the simulated machine's root"),
+    (_broken(session_limits=lambda self: SessionLimits(timedelta(hours=-1), "x")),
+     contract.check_forced_paths, "cannot answer as a winner"),
+    (_broken(session_limits=lambda self: SessionLimits(None, "")),
+     contract.check_session_and_devices, "without a source"),
+    (_broken(device_order=lambda self: ("cpu", "cuda")), contract.check_session_and_devices, "ending with 'cpu'"),
+])
+def test_the_contract_catches_a_provider_that_breaks_it(broken: type[Provider], check: Check, promise: str) -> None:
+    with pytest.raises(contract.ContractViolation, match=promise):
+        check(broken)
 
 
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
+def test_a_sound_provider_passes_whether_registered_or_not() -> None:
+    contract.check_provider(_Sound)
+    with plugin(_plugin_of(_Sound)):
+        contract.check_provider(_Sound)
 
-    def __exit__(self, *exc: object) -> None:
-        return None
+
+def _plugin_of(cls: type[Provider]) -> object:
+    @portarun.hookimpl
+    def portarun_register_providers(register: Register) -> None:
+        register(cls)
+
+    return types.SimpleNamespace(portarun_register_providers=portarun_register_providers)

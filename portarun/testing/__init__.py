@@ -28,14 +28,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import runtime as _runtime
-from ._manager import plugin_set
-from ._state import DEFAULT_KEY, STATE
-from .catalog import gpu_from_name, tpu_from_spec
-from .errors import PortarunError, UnknownHostError, warn
-from .facts import CpuFacts, GpuFacts, MemoryFacts, PlatformFacts, ShmFacts, TpuFacts
-from .probe import Probe
-from .units import parse_size
+from .. import runtime as _runtime
+from .._manager import plugin_set
+from .._state import DEFAULT_KEY, STATE
+from ..catalog import gpu_from_name, tpu_from_spec
+from ..errors import PortarunError, UnknownHostError, warn
+from ..facts import CpuFacts, GpuFacts, MemoryFacts, PlatformFacts, ShmFacts, TpuFacts
+from ..probe import Probe
+from ..units import parse_size
 
 @dataclass(frozen=True)
 class Preset:
