@@ -105,7 +105,8 @@ class Checkpointer:
     promote"; used automatically for fsspec URLs). ``is_main`` says whether this process writes
     replicated states (``torch.distributed``'s rank 0 when initialized). ``map_location``
     (a value or a callable returning one) is where ``load`` puts tensors. ``mode`` is how
-    background saves run (``fork``, ``thread`` or ``blocking``; see :mod:`.writer`).
+    background saves run (default ``auto``: ``fork`` where that is proven safe, else ``thread``;
+    or ``fork``, ``thread``, ``blocking``; see :mod:`.writer`).
     ``handle_signals`` lets :meth:`maybe_save` catch SIGTERM/SIGUSR1 and save once within
     ``grace`` seconds. ``drive`` flushes Colab's Drive mount after the deadline save and at exit.
     ``lease`` is how many seconds the writer lease on ``root`` (see :mod:`.lock`) stays valid
