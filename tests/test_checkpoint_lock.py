@@ -43,10 +43,19 @@ def _plant(root: Path, host: str, pid: int, renewed_ago: float, lease: float = D
     (root / LOCK_FILE).write_bytes(Holder(host, pid, "f" * 32, now - 3600, now - renewed_ago, lease).to_json())
 
 
+def _both_ready(go: Path, count: int = 2) -> None:
+    """Wait until ``count`` writers have imported torch and wait for ``go``, so they really
+    save at the same time (a fixed sleep lost that race on a loaded machine)."""
+    deadline = time.monotonic() + 120
+    while len(list(go.parent.glob(go.name + ".ready.*"))) < count:
+        assert time.monotonic() < deadline, "the writer processes did not start"
+        time.sleep(0.01)
+
+
 def test_two_processes_saving_into_one_folder(tmp_path: Path) -> None:
     root, go = tmp_path / "ck", tmp_path / "go"
     children = [_writer(str(root), 1, 30, "--wait", str(go)), _writer(str(root), 101, 130, "--wait", str(go))]
-    time.sleep(1.0)  # both interpreters started and waiting: then both save at once
+    _both_ready(go)
     go.write_text("")
     results = [_result(c) for c in children]
     winners = [r for r in results if r["error"] is None]

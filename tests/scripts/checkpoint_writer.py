@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import time
+from pathlib import Path
 
 import torch
 
@@ -30,6 +31,8 @@ def main() -> None:
     parser.add_argument("--hold", action="store_true")
     parser.add_argument("--options")
     args = parser.parse_args()
+    if args.wait:  # say "ready" (torch is imported), then start with the other writers
+        Path(f"{args.wait}.ready.{os.getpid()}").touch()
     while args.wait and not os.path.exists(args.wait):
         time.sleep(0.001)
     ck = Checkpointer(args.root, mode="blocking", keep_last=1000, staging=args.staging, handle_signals=False,
