@@ -38,11 +38,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import pluggy
+from portarun.hookspecs import hookimpl
 from portarun.probe import Probe
 from portarun.provider import Detection, Evidence, HostLocations, Provider, SessionLimits
-
-hookimpl = pluggy.HookimplMarker("portarun")
 
 INSTANCE_VARS = ("CI_NAME", "CI_RESOURCE_GROUP", "CI_WORKSPACE", "CI_LOCAL_UBUNTU_USER")
 SITE_NAME = "APPSETTING_WEBSITE_SITE_NAME"

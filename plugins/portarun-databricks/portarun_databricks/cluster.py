@@ -40,11 +40,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-import pluggy
+from portarun.hookspecs import hookimpl
 from portarun.probe import Probe
 from portarun.provider import Detection, Evidence, HostLocations, Provider, SessionLimits
-
-hookimpl = pluggy.HookimplMarker("portarun")
 
 RUNTIME_VERSION = "DATABRICKS_RUNTIME_VERSION"
 CLUSTER_VARS = ("DB_CLUSTER_ID", "DB_CONTAINER_IP", "DB_IS_DRIVER", "DB_DRIVER_IP", "DB_INSTANCE_TYPE",

@@ -37,11 +37,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import pluggy
+from portarun.hookspecs import hookimpl
 from portarun.probe import Probe
 from portarun.provider import Detection, Evidence, HostLocations, Provider, SessionLimits
-
-hookimpl = pluggy.HookimplMarker("portarun")
 
 RUN_ID = "DOMINO_RUN_ID"
 TIER = "DOMINO_HARDWARE_TIER_ID"

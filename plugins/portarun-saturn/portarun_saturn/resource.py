@@ -29,11 +29,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import pluggy
+from portarun.hookspecs import hookimpl
 from portarun.probe import Probe
 from portarun.provider import Detection, Evidence, HostLocations, Provider, SessionLimits
-
-hookimpl = pluggy.HookimplMarker("portarun")
 
 INTERNAL = "SATURN_IS_INTERNAL"
 RESOURCE_TYPE = "SATURN_RESOURCE_TYPE"
