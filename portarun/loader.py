@@ -399,14 +399,21 @@ _WORKER_ONLY = ("prefetch_factor", "persistent_workers", "multiprocessing_contex
 
 
 def build_dataloader(rt: Runtime, dataset: Any, batch_size: int | None = 1, *, autotune: bool = False,
-                     batch_bytes: int | None = None, **overrides: Any) -> Any:
+                     batch_bytes: int | None = None, stateful: bool | None = None, **overrides: Any) -> Any:
     """A ``torch.utils.data.DataLoader`` with ``rt.loader``'s settings planned for one real batch
     (or ``batch_bytes``), autotuned if asked; ``overrides`` (any DataLoader argument) always win,
     and one that differs from portarun's choice is recorded in ``loader.portarun.explain()``.
     A worker-only argument (``timeout`` too) that cannot apply with 0 workers, or an override that does not fit
-    the shared-memory plan, is reported with a :class:`~portarun.errors.PortarunWarning`."""
+    the shared-memory plan, is reported with a :class:`~portarun.errors.PortarunWarning`.
+
+    ``stateful`` (default: whenever torchdata is installed) builds torchdata's
+    ``StatefulDataLoader`` instead, whose ``state_dict()`` holds its place in the epoch, the
+    shuffling generator and, through :class:`WorkerRNG`, each worker's random states, so
+    ``training_state(..., loader=loader)`` and ``resume(..., loader=loader)`` continue it exactly;
+    ``stateful=True`` without torchdata raises :class:`~portarun.errors.LoaderError`."""
     from torch.utils.data import DataLoader
 
+    loader_class = _stateful_class(stateful)
     user_collate = overrides.get("collate_fn")
     options = rt.loader
     if batch_size is not None:
@@ -445,9 +452,200 @@ def build_dataloader(rt: Runtime, dataset: Any, batch_size: int | None = 1, *, a
              f"{format_size(options.shm_needed(workers, prefetch, batch_bytes))} of batches in /dev/shm, "
              f"more than the safe {format_size(budget)}; expect 'No space left on device' or 'Bus error'. "
              "Leave them to portarun to stay within /dev/shm.")
-    loader = DataLoader(dataset, batch_size=batch_size, **final)
+    if loader_class is not None:
+        if workers and not _is_iterable(dataset):
+            dataset = WorkerRNG(dataset)
+        if final.get("generator") is None:
+            import torch
+
+            # Drawn from the global RNG once, here, so seeding it still decides the order.
+            seed = int(torch.empty((), dtype=torch.int64).random_().item())
+            final["generator"] = torch.Generator().manual_seed(seed)
+    loader = (loader_class or DataLoader)(dataset, batch_size=batch_size, **final)
     loader.portarun = replace(options, overridden=notes)
     return loader
+
+
+# -- a loader's place in the data -----------------------------------------------------------
+def _stateful_class(stateful: bool | None) -> Any:
+    """torchdata's ``StatefulDataLoader`` when asked for (or, with ``None``, when installed)."""
+    if stateful is False:
+        return None
+    try:
+        from torchdata.stateful_dataloader import StatefulDataLoader
+    except ImportError:
+        if stateful:
+            raise LoaderError("stateful=True needs torchdata's StatefulDataLoader, which is not installed: "
+                              "pip install 'portarun[resume]' (or torchdata), or pass stateful=False.") from None
+        return None
+    return _resumable(StatefulDataLoader)
+
+
+_RESUMABLE: list[Any] = []
+
+
+def _resumable(base: Any) -> Any:
+    """``StatefulDataLoader`` that also keeps its ``generator`` where it was.
+
+    Every ``iter()`` draws the workers' base seed from the loader's generator (torch's global
+    RNG when it has none), including the ``iter()`` that continues a restored epoch, whose seed
+    torchdata then replaces with the saved one: that stray draw would move the generator (or
+    the training loop's own RNG) off the uninterrupted run's course. So ``rt.dataloader`` gives
+    every stateful loader a generator of its own, and this class saves its state and puts it
+    back after the iterators that a restore creates have drawn from it."""
+    if _RESUMABLE:
+        return _RESUMABLE[0]
+
+    class ResumableDataLoader(base):  # type: ignore[misc]
+        _portarun_generator: Any = None
+
+        def _get_iterator(self) -> Any:
+            iterator = super()._get_iterator()
+            if self._portarun_generator is not None and self.generator is not None:
+                # After the restoring iterator's stray draws; an epoch that had ended then
+                # starts in the next iterator, which draws from the saved state.
+                self.generator.set_state(self._portarun_generator)
+            self._portarun_generator = None
+            return iterator
+
+        def state_dict(self) -> dict[str, Any]:
+            state = dict(super().state_dict())
+            if self.generator is not None:
+                state["portarun_generator"] = self.generator.get_state()
+            return state
+
+        def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+            state = dict(state_dict)
+            saved = state.pop("portarun_generator", None)
+            super().load_state_dict(state)
+            if saved is not None and self.generator is not None:
+                self.generator.set_state(saved)
+                self._portarun_generator = saved
+
+    ResumableDataLoader.__module__ = __name__
+    _RESUMABLE.append(ResumableDataLoader)
+    return ResumableDataLoader
+
+
+def _is_iterable(dataset: Any) -> bool:
+    from torch.utils.data import IterableDataset
+
+    return isinstance(dataset, IterableDataset)
+
+
+class WorkerRNG:
+    """A map-style dataset as it is, plus the random states of the DataLoader worker that reads it.
+
+    A worker seeds Python's ``random``, torch and numpy once, when it starts, and every random
+    augmentation then moves those generators on. torchdata's ``StatefulDataLoader`` asks each
+    worker's dataset for ``state_dict()`` along with every batch and gives it back through
+    ``load_state_dict`` when a restored loader starts its workers, so storing the generators
+    here makes a resumed worker draw what the interrupted one would have drawn next. In the main
+    process (no workers) it stores nothing: those generators belong to the training loop, and
+    ``training_state`` saves them itself. A dataset that has its own ``state_dict`` keeps it.
+    Other attributes are the wrapped dataset's (``loader.dataset.dataset`` is the dataset itself).
+    """
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.dataset[index]
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "dataset":  # not set yet while unpickling in a worker: no recursion
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The worker's random states (and the dataset's own state); ``{}`` outside a worker."""
+        from torch.utils.data import get_worker_info
+
+        from .checkpoint.training import rng_state
+
+        if get_worker_info() is None:
+            return {}
+        state: dict[str, Any] = {"rng": rng_state()}
+        if callable(getattr(self.dataset, "state_dict", None)):
+            state["dataset"] = self.dataset.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Put back what :meth:`state_dict` stored, in a worker only."""
+        from torch.utils.data import get_worker_info
+
+        from .checkpoint.training import set_rng_state
+
+        if get_worker_info() is None or not state:
+            return
+        set_rng_state(state["rng"])
+        if "dataset" in state and callable(getattr(self.dataset, "load_state_dict", None)):
+            self.dataset.load_state_dict(state["dataset"])
+
+    def __repr__(self) -> str:
+        return f"WorkerRNG({self.dataset!r})"
+
+
+def _stateful(obj: Any) -> bool:
+    return callable(getattr(obj, "state_dict", None)) and callable(getattr(obj, "load_state_dict", None))
+
+
+def _from_torchdata(sampler: Any) -> bool:
+    """torchdata's own samplers, whose iterators carry the state (``StatefulDataLoader`` puts
+    them in for ``shuffle=True`` and ``batch_size``)."""
+    return type(sampler).__module__.startswith("torchdata.")
+
+
+def inexact_parts(loader: Any) -> list[str]:
+    """What keeps ``loader``'s saved state from continuing it exactly, each part named; empty
+    when nothing does. Reads only."""
+    from torch.utils.data import BatchSampler, SequentialSampler
+    from torch.utils.data.distributed import DistributedSampler
+
+    if not _stateful(loader):
+        return [f"{type(loader).__name__} {loader!r} keeps no position in its data (a plain torch DataLoader "
+                "restarts its epoch); build it with rt.dataloader(...) with torchdata installed "
+                "(pip install 'portarun[resume]')"]
+    problems: list[str] = []
+    dataset = getattr(loader, "dataset", None)
+    # Orders that are a function of their settings (and of set_epoch) are re-created and fast-forwarded.
+    ordered = (SequentialSampler, DistributedSampler)
+    if _is_iterable(dataset):
+        if not _stateful(dataset):
+            problems.append(f"the IterableDataset {dataset!r} has no state_dict()/load_state_dict(), so a "
+                            "resumed loader restarts it (give it both, or use a map-style dataset)")
+    else:
+        sampler = getattr(loader, "sampler", None)
+        if (sampler is not None and not _stateful(sampler) and not isinstance(sampler, ordered)
+                and not _from_torchdata(sampler)):
+            problems.append(f"the sampler {sampler!r} has no state_dict()/load_state_dict(): its order after "
+                            "a resume is whatever it draws then (give it both, or use shuffle=True with a generator)")
+        batch_sampler = getattr(loader, "batch_sampler", None)
+        if (batch_sampler is not None and type(batch_sampler) is not BatchSampler and not _stateful(batch_sampler)
+                and not _from_torchdata(batch_sampler)):
+            problems.append(f"the batch sampler {batch_sampler!r} has no state_dict()/load_state_dict()")
+        if getattr(loader, "num_workers", 0) and not isinstance(dataset, WorkerRNG) and not _stateful(dataset):
+            problems.append(f"the workers' random states of {dataset!r} are not saved (build the loader with "
+                            "rt.dataloader(...), which wraps the dataset in portarun.loader.WorkerRNG)")
+    return problems
+
+
+def loader_state(loader: Any) -> dict[str, Any] | None:
+    """``loader.state_dict()`` for a checkpoint, or ``None`` when it has none. The first time a
+    loader cannot be continued exactly (:func:`inexact_parts`), one
+    :class:`~portarun.errors.PortarunWarning` names what and why."""
+    if not getattr(loader, "_portarun_checked", False):
+        problems = inexact_parts(loader)
+        if problems:
+            warn("portarun cannot resume this DataLoader exactly: " + "; ".join(problems) + ".")
+        try:
+            loader._portarun_checked = True
+        except AttributeError:  # a loader with __slots__: warned again next time, nothing worse
+            pass
+    return dict(loader.state_dict()) if _stateful(loader) else None
 
 
 def loader_section(rt: Runtime) -> dict[str, Any]:

@@ -524,11 +524,13 @@ class Checkpointer:
 
     def resume(self, model: Any = None, optimizer: Any = None, scheduler: Any = None, scaler: Any = None, *,
                map_location: Any = None, strict: bool = True, rng: bool = True,
-               weights_only: bool = True) -> ResumeResult:
+               weights_only: bool = True, loader: Any = None) -> ResumeResult:
         """Restore the newest loadable checkpoint saved from :func:`training_state` into the
         given objects (and the RNG states) and return a :class:`ResumeResult`: the step to
         continue from (an ``int``: the saved step, or 0 when there is no checkpoint) with the
-        state's ``extra``, ``epoch`` and the ``checkpoint`` it came from.
+        state's ``extra``, ``epoch``, ``accumulated`` and the ``checkpoint`` it came from.
+        ``loader`` (from ``rt.dataloader``) is given its saved place in the data: its next
+        ``iter()`` continues the interrupted epoch.
 
         A newest checkpoint that cannot be loaded (corrupt, or holding objects that
         ``weights_only`` loading refuses) is skipped for the previous one with a
@@ -568,7 +570,8 @@ class Checkpointer:
                 raise error
         if info is None:
             return ResumeResult(0)
-        restore(state, model, optimizer, scheduler, scaler, strict=strict, rng=rng, where=f"checkpoint {info}")
+        restore(state, model, optimizer, scheduler, scaler, strict=strict, rng=rng, loader=loader,
+                where=f"checkpoint {info}")
         self._last_step = info.step
         extra = state.get("extra") if isinstance(state, dict) else None
         return ResumeResult(info.step, extra=extra if isinstance(extra, dict) else None, checkpoint=info)

@@ -63,14 +63,32 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def training_state(model: Any = None, optimizer: Any = None, scheduler: Any = None, scaler: Any = None,
-                   *, extra: dict[str, Any] | None = None, rng: bool = True) -> dict[str, Any]:
+                   *, extra: dict[str, Any] | None = None, rng: bool = True, loader: Any = None,
+                   accumulated: int = 0) -> dict[str, Any]:
     """The state of a training run, as :meth:`Checkpointer.resume` restores it. ``extra``
-    holds anything else (epoch, best score, data-loader position) as tensors and plain values."""
+    holds anything else (epoch, best score) as tensors and plain values.
+
+    ``loader``: a loader from ``rt.dataloader`` (torchdata's ``StatefulDataLoader``); its
+    ``state_dict()`` (place in the epoch, shuffling generator, workers' random states) is
+    stored, and a loader that cannot be continued exactly is named once in a
+    :class:`~portarun.errors.PortarunWarning` (:func:`portarun.loader.inexact_parts`).
+    ``accumulated``: micro-batches whose gradients are summed in the model's ``.grad`` but not
+    yet applied by the optimizer; when above 0 those gradients are stored too, and
+    ``resume()`` puts them back and reports the count as ``accumulated``."""
     state: dict[str, Any] = {}
     meta: dict[str, Any] = {}
     for key, obj in (("model", model), ("optimizer", optimizer), ("scheduler", scheduler), ("scaler", scaler)):
         if obj is not None:
             state[key] = obj.state_dict()
+    if loader is not None:
+        from ..loader import loader_state
+
+        saved = loader_state(loader)
+        if saved is not None:
+            state["loader"] = saved
+    if accumulated and model is not None:
+        state["grads"] = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
+        extra = {**(extra or {}), "accumulated": int(accumulated)}
     if model is not None:
         meta["model"] = {name: list(value.shape) for name, value in state["model"].items() if hasattr(value, "shape")}
     if optimizer is not None:
@@ -133,7 +151,8 @@ def _named(what: str, keys: list[str]) -> list[str]:
 
 
 def restore(state: dict[str, Any], model: Any = None, optimizer: Any = None, scheduler: Any = None,
-            scaler: Any = None, *, strict: bool = True, rng: bool = True, where: str = "the checkpoint") -> None:
+            scaler: Any = None, *, strict: bool = True, rng: bool = True, loader: Any = None,
+            where: str = "the checkpoint") -> None:
     """Load each part of a :func:`training_state` into the given objects.
 
     Everything is checked first (:func:`mismatches`): when the state does not fit, raises
@@ -154,8 +173,27 @@ def restore(state: dict[str, Any], model: Any = None, optimizer: Any = None, sch
     for key, obj in (("optimizer", optimizer), ("scheduler", scheduler), ("scaler", scaler)):
         if obj is not None and key in state:
             obj.load_state_dict(state[key])
+    if model is not None and "grads" in state:
+        for name, p in model.named_parameters():
+            p.grad = state["grads"][name].to(p.device) if name in state["grads"] else None
+    if loader is not None:
+        _restore_loader(loader, state.get("loader"), where)
     if rng and "rng" in state:
         set_rng_state(state["rng"])
+
+
+def _restore_loader(loader: Any, saved: Any, where: str) -> None:
+    """Give ``loader`` its saved place; say so when it cannot take one or there is none."""
+    from ..errors import warn
+    from ..loader import inexact_parts
+
+    if saved is None:
+        warn(f"{where} holds no DataLoader state (it was saved without training_state(..., loader=...)): "
+             "the loader starts its epoch from the beginning.")
+    elif not callable(getattr(loader, "load_state_dict", None)):
+        warn(f"portarun cannot resume this DataLoader exactly: {'; '.join(inexact_parts(loader))}.")
+    else:
+        loader.load_state_dict(saved)
 
 
 def _describe_origin(origin: Any) -> str:
@@ -187,6 +225,12 @@ class ResumeResult(int):
         self.epoch = _as_int(self.extra.get("epoch"))
         self.checkpoint = checkpoint
         return self
+
+    @property
+    def accumulated(self) -> int:
+        """Micro-batches already accumulated into the restored ``.grad`` (``training_state(...,
+        accumulated=k)``): the gradient-accumulation cycle continues with micro-batch ``k``."""
+        return _as_int(self.extra.get("accumulated")) or 0
 
     @property
     def resumed(self) -> bool:
