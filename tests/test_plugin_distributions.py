@@ -256,6 +256,7 @@ def test_contract_and_plugin_test_suites_pass_against_installed_plugins(installe
     result = run(["-m", "pytest", "-v", "-p", "no:cacheprovider", *suites], [installed.good])
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     for provider in ("sagemaker", "sagemaker-studiolab", "lightning", "runpod"):
-        assert f"test_session_limits_and_device_order[{provider}] PASSED" in result.stdout
+        assert f"test_every_registered_provider_keeps_the_contract[{provider}-check_session_and_devices] PASSED" \
+            in result.stdout
     for name in GOOD:
         assert f"plugins/{name}/tests/" in result.stdout

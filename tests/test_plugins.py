@@ -655,3 +655,15 @@ def test_every_hook_is_documented_with_its_parameters_and_result() -> None:
             assert f":param {parameter}:" in doc, (hook.__name__, parameter)
         assert ":return:" in doc, hook.__name__
     assert portarun.hookimpl is hookspecs.hookimpl
+
+
+def test_one_hookimpl_marker_serves_portarun_and_every_plugin_package() -> None:
+    """Markers are created in portarun.hookspecs only; the built-in hosts and the plugin packages
+    (written as outside authors would) import that one."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    sources = [*(repo / "portarun").rglob("*.py"), *(repo / "plugins").glob("*/portarun_*/*.py")]
+    assert len(sources) > 40
+    makers = sorted(str(path.relative_to(repo)) for path in sources if "HookimplMarker(" in path.read_text("utf-8"))
+    assert makers == ["portarun/hookspecs.py"]
