@@ -218,8 +218,16 @@ class PluginSet:
     def check_pending(self) -> None:
         """Report each hook implementation whose name is no portarun hook (pluggy's
         ``check_pending()``: it would never be called), naming the plugin and the closest hook
-        names, through :func:`fail` like any other plugin fault. Implementations marked
-        ``optionalhook=True`` are left alone, as pluggy leaves them."""
+        names, and each loaded plugin that implements no hook at all (its functions lack the
+        ``hookimpl`` mark), through :func:`fail` like any other plugin fault. Implementations
+        marked ``optionalhook=True`` are left alone, as pluggy leaves them."""
+        known = sorted(name for name in vars(hookspecs) if name.startswith("portarun_"))
+        for info in self.infos:
+            plugin = self.pm.get_plugin(info.name)
+            if info.error is None and plugin is not None and not self.pm.get_hookcallers(plugin):
+                unmarked = sorted(name for name in getattr(plugin, "__dict__", {}) if name in known)
+                why = f" ({', '.join(unmarked)} without the @portarun.hookimpl mark)" if unmarked else ""
+                fail(f"portarun plugin {info.label} implements no portarun hook{why}, so it does nothing.", self.env)
         try:
             self.pm.check_pending()
         except pluggy.PluginValidationError:
@@ -228,7 +236,6 @@ class PluginSet:
             return
         import difflib
 
-        known = sorted(name for name in vars(hookspecs) if name.startswith("portarun_"))
         for name, caller in sorted(vars(self.pm.hook).items()):
             if name.startswith("_") or not isinstance(caller, pluggy.HookCaller) or caller.has_spec():
                 continue

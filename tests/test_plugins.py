@@ -667,3 +667,14 @@ def test_one_hookimpl_marker_serves_portarun_and_every_plugin_package() -> None:
     assert len(sources) > 40
     makers = sorted(str(path.relative_to(repo)) for path in sources if "HookimplMarker(" in path.read_text("utf-8"))
     assert makers == ["portarun/hookspecs.py"]
+
+
+def test_a_plugin_whose_hook_lacks_the_mark_is_reported(entry_point) -> None:
+    """pluggy ignores a function without the mark: the plugin would load and do nothing."""
+    entry_point(_MISSPELLED.replace("@portarun.hookimpl\n    def portarun_register_provider(",
+                                    "def portarun_register_providers("))
+    with pytest.warns(portarun.PortarunWarning, match=r"'ep-test' \(ep-test-dist 1.0\) implements no portarun hook "
+                                                      r"\(portarun_register_providers without the @portarun.hookimpl "
+                                                      r"mark\), so it does nothing"):
+        with simulate("kaggle") as rt:
+            assert rt.host.name == "kaggle"
