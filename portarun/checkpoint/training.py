@@ -74,7 +74,9 @@ def training_state(model: Any = None, optimizer: Any = None, scheduler: Any = No
     :class:`~portarun.errors.PortarunWarning` (:func:`portarun.loader.inexact_parts`).
     ``accumulated``: micro-batches whose gradients are summed in the model's ``.grad`` but not
     yet applied by the optimizer; when above 0 those gradients are stored too, and
-    ``resume()`` puts them back and reports the count as ``accumulated``."""
+    ``resume()`` puts them back and reports the count as ``accumulated``. The run ids of
+    experiment trackers (:func:`portarun.integrations.tracking.tracker_run_id`) go into
+    ``extra["trackers"]``."""
     state: dict[str, Any] = {}
     meta: dict[str, Any] = {}
     for key, obj in (("model", model), ("optimizer", optimizer), ("scheduler", scheduler), ("scaler", scaler)):
@@ -89,6 +91,10 @@ def training_state(model: Any = None, optimizer: Any = None, scheduler: Any = No
     if accumulated and model is not None:
         state["grads"] = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
         extra = {**(extra or {}), "accumulated": int(accumulated)}
+    from ..integrations.tracking import run_ids
+
+    if run_ids():  # experiment trackers' runs, continued after a resume (portarun.integrations.tracking)
+        extra = {**(extra or {}), "trackers": run_ids()}
     if model is not None:
         meta["model"] = {name: list(value.shape) for name, value in state["model"].items() if hasattr(value, "shape")}
     if optimizer is not None:
