@@ -93,3 +93,36 @@ def monitor_callback(rt: Runtime, **options: Any) -> Any:
             self.monitor.stop()
 
     return MonitorCallback()
+
+
+def rng_callback() -> Any:
+    """A Lightning ``Callback`` that makes ``fit(ckpt_path=...)`` resume exactly where Lightning
+    itself does not: Lightning's checkpoints restore the model, optimizers, schedulers, loop
+    progress and the ``state_dict()`` of stateful train loaders (a loader from
+    ``rt.dataloader``), but not Python's, numpy's and torch's global random states, so dropout
+    and other random operations differ after a resume. This callback stores them in each
+    checkpoint (``on_save_checkpoint``, at the step boundary the checkpoint is taken at) and
+    puts them back at ``on_train_start``, after Lightning's restore and before the first batch.
+    See docs/checkpoints.md ("Exact resume")."""
+    from lightning.pytorch.callbacks import Callback
+
+    from ..checkpoint.training import rng_state, set_rng_state
+
+    class RNGCallback(Callback):  # type: ignore[misc,unused-ignore]  # Any without Lightning's types
+        """Save the global random states with each checkpoint; restore them on resume."""
+
+        def __init__(self) -> None:
+            self.pending: dict[str, Any] | None = None
+
+        def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+            checkpoint["portarun_rng"] = rng_state()
+
+        def on_load_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+            self.pending = checkpoint.get("portarun_rng")
+
+        def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+            if self.pending is not None:
+                set_rng_state(self.pending)
+                self.pending = None
+
+    return RNGCallback()
