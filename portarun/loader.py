@@ -492,7 +492,11 @@ def _resumable(base: Any) -> Any:
     torchdata then replaces with the saved one: that stray draw would move the generator (or
     the training loop's own RNG) off the uninterrupted run's course. So ``rt.dataloader`` gives
     every stateful loader a generator of its own, and this class saves its state and puts it
-    back after the iterators that a restore creates have drawn from it."""
+    back after the iterators that a restore creates have drawn from it. (Sources, torch 2.13 and
+    torchdata 0.11.0: pytorch/pytorch ``torch/utils/data/dataloader.py``,
+    ``_BaseDataLoaderIter.__init__`` draws ``_base_seed`` with ``random_(generator=loader.generator)``;
+    pytorch/data ``torchdata/stateful_dataloader/stateful_dataloader.py``,
+    ``_StatefulMultiProcessingDataLoaderIter.__init__`` then sets it from the snapshot.)"""
     if _RESUMABLE:
         return _RESUMABLE[0]
 
@@ -544,6 +548,9 @@ class WorkerRNG:
     process (no workers) it stores nothing: those generators belong to the training loop, and
     ``training_state`` saves them itself. A dataset that has its own ``state_dict`` keeps it.
     Other attributes are the wrapped dataset's (``loader.dataset.dataset`` is the dataset itself).
+    (Source, torchdata 0.11.0: pytorch/data ``torchdata/stateful_dataloader/worker.py``,
+    ``_make_state_dict`` serialises a map-style dataset that has ``state_dict``/``load_state_dict``
+    with each batch, and ``_worker_loop`` restores it after seeding the restarted worker.)
     """
 
     def __init__(self, dataset: Any) -> None:

@@ -46,7 +46,10 @@ class Stream(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
 
 def _loader(rt: portarun.Runtime, workers: int, persistent: bool, **kw: Any) -> Any:
     rt.seed(0)
-    return rt.dataloader(Noisy(), batch_size=4, shuffle=True, num_workers=workers,
+    order = kw.pop("order")
+    if order == "own generator":
+        kw["generator"] = torch.Generator().manual_seed(11)
+    return rt.dataloader(Noisy(), batch_size=4, shuffle=order != "sequential", num_workers=workers,
                          persistent_workers=persistent if workers else None, **kw)
 
 
@@ -62,27 +65,33 @@ def _draw(loader: Any, n: int, it: Any = None) -> tuple[list[Any], Any]:
     return out, it
 
 
-@pytest.mark.parametrize(("workers", "persistent", "cut"), [(2, True, 3), (2, True, 6), (2, False, 8), (0, False, 4)])
-def test_a_restored_loader_continues_exactly(tmp_path: Path, workers: int, persistent: bool, cut: int) -> None:
-    """6 batches an epoch (the last one short): cut mid-epoch, at an epoch's end and later; the
-    training loop's own RNG draws between batches must come out the same after the resume."""
+@pytest.mark.parametrize(("workers", "persistent", "cut", "order"),
+                         [(2, True, 3, "shuffled"), (2, True, 6, "shuffled"), (2, False, 8, "shuffled"),
+                          (0, False, 4, "shuffled"), (2, True, 9, "own generator"), (2, False, 12, "own generator"),
+                          (2, False, 4, "sequential")])
+def test_a_restored_loader_continues_exactly(tmp_path: Path, workers: int, persistent: bool, cut: int,
+                                             order: str) -> None:
+    """6 batches an epoch (the last one short): cut mid-epoch, at an epoch's end and later,
+    shuffled with portarun's generator or the user's, or in order (where the loader's generator
+    only seeds each epoch's workers); the training loop's own RNG draws between batches must
+    come out the same after the resume."""
     rt = portarun.detect()
     # Uninterrupted: cut batches, then (after the training loop used the global RNG) 15 more.
-    straight = _loader(rt, workers, persistent)
+    straight = _loader(rt, workers, persistent, order=order)
     first, it = _draw(straight, cut)
     torch.rand(3)
     rest, _ = _draw(straight, 15, it)
     after = torch.rand(2)
 
     ck = Checkpointer(tmp_path, mode="blocking")
-    interrupted = _loader(rt, workers, persistent)
+    interrupted = _loader(rt, workers, persistent, order=order)
     done, it = _draw(interrupted, cut)
     torch.rand(3)
     ck.save(training_state(loader=interrupted), step=cut)
     del it, interrupted
 
     torch.manual_seed(123)  # a new process: other states until resume() restores them
-    resumed = _loader(rt, workers, persistent)
+    resumed = _loader(rt, workers, persistent, order=order)
     start = Checkpointer(tmp_path).resume(loader=resumed)
     assert start == cut
     again, _ = _draw(resumed, 15)
