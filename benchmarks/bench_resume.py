@@ -165,6 +165,38 @@ def save_stall(repeats: int = 30) -> dict[str, float]:
             "ratio": med["with_loader"] / med["without_loader"]}
 
 
+class Cheap:
+    """20,000 samples that cost nothing to load: the loader's own cost per batch shows."""
+
+    def __len__(self) -> int:
+        return 20_000
+
+    def __getitem__(self, i: int) -> Any:
+        import torch
+
+        return torch.full((64,), float(i))
+
+
+def loader_overhead(rounds: int = 2) -> dict[str, float]:
+    """Microseconds per batch of 32 through 2 persistent workers: a plain DataLoader, and
+    rt.dataloader's stateful one (which sends the workers' state with every batch); the best
+    epoch of ``rounds`` after a warm-up epoch, plain and stateful alternating."""
+    import portarun
+
+    rt = portarun.detect()
+    best: dict[str, float] = {}
+    for stateful in (False, True) * rounds:
+        loader = rt.dataloader(Cheap(), batch_size=32, shuffle=True, num_workers=2, persistent_workers=True,
+                               stateful=stateful)
+        for _ in loader:
+            pass
+        began = time.perf_counter()
+        n = sum(1 for _ in loader)
+        key = "loader_us_per_batch_stateful" if stateful else "loader_us_per_batch_plain"
+        best[key] = min(best.get(key, float("inf")), (time.perf_counter() - began) / n * 1e6)
+    return best
+
+
 def bench(kills: int, steps: int, seed: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         plain, killed = Path(tmp) / "plain", Path(tmp) / "killed"
@@ -182,6 +214,7 @@ def bench(kills: int, steps: int, seed: int) -> dict[str, Any]:
             "killed_by_sigkill": sum(1 for c in codes if c == -signal.SIGKILL), "final_exit": final,
             **compare(plain, killed), "seconds": round(time.perf_counter() - began, 1)}
     result.update(save_stall())
+    result.update(loader_overhead())
     return result
 
 
