@@ -9,7 +9,6 @@ it was, and whatever writes into a role creates its folder first with :func:`ens
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import stat
@@ -23,9 +22,22 @@ from .errors import PathError, PortarunWarning
 from .errors import warn
 
 if TYPE_CHECKING:
+    from hashlib import sha256 as _sha256
+
     from .probe import Probe
     from .provider import Provider
     from .runtime import Runtime
+else:
+    # detect() hashes the project's path: CPython's built-in SHA-256 gives the same digest as
+    # hashlib's without loading OpenSSL's libcrypto, which costs ~2 ms at every start (the
+    # module is _sha2 from CPython 3.12, _sha256 before: python/cpython@2eaf712:Modules/sha2module.c).
+    try:
+        from _sha2 import sha256 as _sha256
+    except ImportError:
+        try:
+            from _sha256 import sha256 as _sha256
+        except ImportError:  # another interpreter, or a build without the built-in module
+            from hashlib import sha256 as _sha256
 
 
 Location = Union[Path, str]
@@ -129,7 +141,7 @@ def slugify(name: str) -> str:
 
 def short_hash(text: str) -> str:
     """Eight hex digits of the SHA-256 of ``text`` (undecodable bytes kept as they were)."""
-    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return _sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:8]
 
 
 def _clean(name: str) -> str:

@@ -35,3 +35,23 @@ def test_plain_import_loads_neither_typing_nor_pluggy() -> None:
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def _modules_after(code: str, names: tuple[str, ...]) -> list[str]:
+    script = f"import sys, json\n{code}\nprint(json.dumps([m for m in {names!r} if m in sys.modules]))"
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return list(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def test_detection_skips_hashlib() -> None:
+    """The project's folder name hashes a path with SHA-256: through the interpreter's built-in
+    SHA-256, since hashlib loads OpenSSL (about 2 ms, most of a bare interpreter start's tenth)."""
+    assert _modules_after("import portarun; portarun.detect()", ("hashlib",)) == []
+
+
+def test_hosted_detection_skips_platformdirs() -> None:
+    """Only the local provider's folders come from platformdirs (with tempfile, shutil, random:
+    about 4 ms); a hosted platform's detection never imports it."""
+    code = "from portarun.testing import simulate\nwith simulate('kaggle') as rt: rt.paths, rt.session"
+    assert _modules_after(code, ("platformdirs", "hashlib")) == []
