@@ -14,8 +14,9 @@
   A URL with credentials (``s3://key:secret@bucket/...``, ``?token=...``) never shows them in
   that folder name: the bucket part becomes ``<bucket>-<hash of the full URL>``.
 - a local path, such as a Google Drive folder ``/content/drive/MyDrive/...``: returned as it
-  is when it exists (use ``rt.stage`` to copy it to fast disk); a missing Drive path raises with
-  the instruction to mount Drive.
+  is when it exists (use ``rt.stage`` to copy it to fast disk); a missing path that the host's
+  provider explains (:meth:`~portarun.provider.Provider.missing_path_hint`: a Drive path before
+  Drive is mounted, on Colab) raises with what to do.
 """
 from __future__ import annotations
 
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
     from .runtime import Runtime
 
 _HANDLE = re.compile(r"^(?P<owner>[A-Za-z0-9][\w.-]*)/(?P<slug>[A-Za-z0-9][\w.-]*)(?:/versions/(?P<version>\d+))?$")
-_DRIVE = "/content/drive"
 _kagglehub_lock = threading.Lock()
 
 
@@ -56,9 +56,9 @@ def resolve(rt: Runtime, ref: str | os.PathLike[str]) -> Path:
     match = _HANDLE.match(text)
     if match:
         return _from_kaggle(rt, text, match.group("owner"), match.group("slug"))
-    if text.startswith(_DRIVE):
-        raise DatasetError(f"{text} does not exist: Google Drive is not mounted (or the path is wrong). Mount it "
-                           "with `rt = rt.mount_drive()` in Colab, then check the path under /content/drive/MyDrive.")
+    hint = rt.provider.missing_path_hint(text)
+    if hint:
+        raise DatasetError(f"{text} does not exist: {hint}")
     raise DatasetError(f"dataset {text!r} is neither an existing path, an fsspec URL (s3://, gs://, https://...) "
                        "nor a Kaggle handle owner/slug. Check the spelling.")
 

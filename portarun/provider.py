@@ -13,12 +13,17 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Literal, NamedTuple
+from typing import TYPE_CHECKING, ClassVar, Literal, NamedTuple, Protocol
 
 from .probe import Probe
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from .monitor.budgets import Budget
+    from .runtime import Runtime
+    from .secrets import Source
+    from .submission import SubmitOptions
 
 DeviceKind = Literal["cuda", "xla", "mps", "cpu"]
 
@@ -98,6 +103,43 @@ class SessionLimits(NamedTuple):
     source: str
 
 
+class Preset(NamedTuple):
+    """A host as :func:`portarun.testing.simulate` builds it: environment, folders, files,
+    modules, whether the process is a notebook kernel, and the TPU of a TPU host (nothing else:
+    CPUs and memory are the real machine's unless ``simulate`` is told otherwise, so code under
+    test sizes itself to what really runs it). Providers ship theirs from :meth:`Provider.presets`;
+    values should come from real environment dumps of the host."""
+
+    env: Mapping[str, str]
+    paths: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
+    modules: tuple[str, ...] = ()
+    kernel: bool = True
+    tpu: str | None = None
+
+
+class Quota(NamedTuple):
+    """A storage cap a host puts on one of its folders: ``limit`` bytes, and the ``source`` of
+    that number (quoted in staging warnings and the run monitor)."""
+
+    limit: int
+    source: str
+
+
+class StorageSync(Protocol):
+    """Storage that uploads lazily and must be flushed before the machine goes away (Colab's
+    Drive mount): the checkpointer calls :meth:`ensure_mounted` before writing under it, sets
+    :attr:`dirty` after a save, and calls :meth:`flush` after the deadline save and at exit."""
+
+    dirty: bool
+
+    def ensure_mounted(self) -> None:
+        """Make the storage writable again if a flush detached it."""
+
+    def flush(self, what: str) -> bool:
+        """Push pending writes (of ``what``, for messages); ``False`` when that failed."""
+
+
 class Provider(ABC):
     """Base class of every host provider (built-in or third-party)."""
 
@@ -155,6 +197,56 @@ class Provider(ABC):
     def cpu_hint(self) -> int | None:
         """A CPU count the host publishes that is truer than what the kernel shows (RunPod's
         ``RUNPOD_CPU_COUNT``, say), or ``None``."""
+        return None
+
+    # -- what the host offers beyond paths: each has a default, so a provider overrides only
+    # -- what its host has (docs/plugins.md "What a provider can supply").
+    @classmethod
+    def presets(cls) -> Mapping[str, Preset]:
+        """Simulated machines of this host, by name (``name`` itself or ``name-<variant>``), that
+        :func:`portarun.testing.simulate` accepts. Called only by simulations. Default: none."""
+        return {}
+
+    def secret_sources(self) -> tuple[Source, ...]:
+        """This host's secret stores (:class:`portarun.secrets.Source`), consulted in order
+        before the environment and the ``.env`` file by ``rt.secret()``. Default: none."""
+        return ()
+
+    def submission_note(self, filename: str) -> str | None:
+        """Where the host scores the written output file itself (Kaggle code competitions), how
+        to submit ``filename`` there; ``rt.submit(competition=...)`` then adds this note instead
+        of calling the Kaggle API. Default: ``None`` (the API is called)."""
+        return None
+
+    def deliver_submission(self, runtime: Runtime, path: Path, options: SubmitOptions) -> tuple[str, ...]:
+        """Deliver the submission written at ``path`` the host's own way, after the generic
+        delivery (upload, Kaggle API) succeeded; returns notes for ``Submission.notes``. Must
+        not raise for a delivery that is only a convenience (warn instead). Default: nothing."""
+        return ()
+
+    def quotas(self) -> Mapping[str, Quota]:
+        """Storage caps of this host, by host folder (``/kaggle/working``): staging warns before
+        a copy would pass one, and the run monitor tracks their use. Default: none."""
+        return {}
+
+    def storage_sync(self, folder: Path) -> StorageSync | None:
+        """The lazily uploading storage that local ``folder`` lives on, for the checkpointer to
+        flush (and to stage saves beside it), or ``None`` (the default: writes are durable)."""
+        return None
+
+    def mount_drive(self, runtime: Runtime, mountpoint: str | None = None) -> Runtime:
+        """Mount the host's cloud drive and return the runtime detected afresh (``rt.mount_drive()``
+        delegates here). Default: :class:`~portarun.errors.NotAvailableError`."""
+        from .errors import NotAvailableError
+
+        raise NotAvailableError(
+            f"Google Drive can only be mounted from Colab, and this is {self.display_name} ({self.name}). For "
+            "persistent storage elsewhere, set PORTARUN_PERSIST_DIR to a folder or an fsspec URL (s3://..., gs://...)."
+        )
+
+    def missing_path_hint(self, path: str) -> str | None:
+        """Why ``path``, which does not exist, may be missing on this host and what to do (Colab:
+        a Drive path before Drive is mounted), for ``rt.dataset()``'s error. Default: ``None``."""
         return None
 
     @classmethod

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, overload
 from ._manager import PluginSet
 from ._manager import plugin_set as plugin_set  # where submission, report and plugins look it up
 from ._state import STATE
-from .errors import NotAvailableError, UnknownHostError
+from .errors import UnknownHostError
 from .paths import Paths, ProjectId, default_project, project_folder
 from .probe import Probe
 from .provider import CLOSE_THRESHOLD, MATCH_THRESHOLD, Detection, Provider
@@ -240,22 +240,13 @@ class Runtime:
 
         return redact("\n".join(lines))
 
-    def mount_drive(self, mountpoint: str = "/content/drive") -> Runtime:
-        """Mount Google Drive (Colab only) and return the runtime detected afresh, whose
-        ``persist`` and ``checkpoints`` now live on Drive. Raises
-        :class:`~portarun.errors.NotAvailableError` off Colab."""
-        if not self.probe.has_module("google.colab"):
-            raise NotAvailableError(
-                f"Google Drive can only be mounted from Colab, and google.colab is not importable here "
-                f"(host: {self.host.name}). For persistent storage elsewhere, set PORTARUN_PERSIST_DIR to a "
-                "folder or an fsspec URL (s3://..., gs://...)."
-            )
-        if self.probe.is_dir(mountpoint + "/MyDrive"):
-            return self
-        from google.colab import drive  # only reachable on Colab
-
-        drive.mount(str(self.probe.path(mountpoint)))
-        return detect(project=self.project, refresh=True)
+    def mount_drive(self, mountpoint: str | None = None) -> Runtime:
+        """Mount the host's cloud drive and return the runtime detected afresh, whose
+        ``persist`` and ``checkpoints`` now live on it. An alias of the provider's
+        :meth:`~portarun.provider.Provider.mount_drive`: on Colab it mounts Google Drive (at
+        ``mountpoint``, by default where Colab's docs mount it); elsewhere it raises
+        :class:`~portarun.errors.NotAvailableError`."""
+        return self.provider.mount_drive(self, mountpoint)
 
     # --- devices and distributed (issue 3: portarun/devices.py, distributed.py) ---------
     @cached_property

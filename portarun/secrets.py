@@ -2,16 +2,12 @@
 
 Sources, in order (the first that has the name wins):
 
-1. Colab's secrets panel, through ``google.colab.userdata.get`` — only on Colab, inside the
-   notebook kernel (the call talks to the notebook frontend; a ``!python`` child cannot use it).
-   Its errors: ``SecretNotFoundError`` / ``NotebookAccessError`` (googlecolab/colabtools
-   ``google/colab/userdata.py``).
-2. Kaggle's "Add-ons → Secrets", through ``kaggle_secrets.UserSecretsClient().get_secret`` —
-   where ``kaggle_secrets`` is importable and ``KAGGLE_USER_SECRETS_TOKEN`` is set (the client
-   authenticates with it; Kaggle/docker-python ``patches/kaggle_secrets.py``). A label that is
-   not attached raises ``BackendError`` there.
-3. Environment variables (as the probe sees them, so simulations work).
-4. A ``.env`` file in the project folder (the working folder), parsed by python-dotenv
+1. The host's own secret stores, from its provider's
+   :meth:`~portarun.provider.Provider.secret_sources`: Colab's secrets panel
+   (``google.colab.userdata``, inside the notebook kernel only) on Colab, Kaggle's
+   "Add-ons → Secrets" (``kaggle_secrets``) on Kaggle, whatever a plugin's host offers.
+2. Environment variables (as the probe sees them, so simulations work).
+3. A ``.env`` file in the project folder (the working folder), parsed by python-dotenv
    (``pip install python-dotenv``).
 
 Values come back wrapped in :class:`Secret`, whose ``repr``/``str``/``format`` never show the
@@ -86,62 +82,15 @@ class Lookup:
 class Source:
     """A place secrets live: ``usable(rt)`` says why it cannot be read now (or ``None``),
     ``get(rt, name)`` looks the name up, ``how_to_add`` tells the user how to put one there,
-    ``offered(rt)`` whether this host has such a store (so the advice is worth giving)."""
+    ``offered(rt)`` whether the advice is worth giving here. A provider returns its host's stores
+    from :meth:`~portarun.provider.Provider.secret_sources`; ``get`` may import the host's client
+    (it runs only when ``usable`` said yes) and must never put a value in a note."""
 
     name: str
     usable: Callable[[Runtime], str | None]
     get: Callable[[Runtime, str], Lookup]
     how_to_add: str
     offered: Callable[[Runtime], bool] = lambda _rt: True
-
-
-# -- Colab ---------------------------------------------------------------------------------
-def _colab_usable(rt: Runtime) -> str | None:
-    if rt.host.name != "colab":
-        return "not on Colab"
-    if not rt.probe.in_kernel:
-        return "not inside the notebook kernel (Colab secrets reach only the kernel, not !python children)"
-    if not rt.probe.has_module("google.colab.userdata"):
-        return "google.colab.userdata is not importable"
-    return None
-
-
-def _colab_get(rt: Runtime, name: str) -> Lookup:
-    try:
-        from google.colab import userdata  # Colab only
-    except ImportError as exc:
-        return Lookup(None, f"google.colab.userdata cannot be imported ({exc})")
-    try:
-        value = userdata.get(name)
-    except Exception as exc:  # SecretNotFoundError, NotebookAccessError, TimeoutException
-        if type(exc).__name__ == "NotebookAccessError":
-            return Lookup(None, "exists but this notebook has no access: switch on 'Notebook access' "
-                                "for it in the Secrets panel (key icon)")
-        return Lookup(None, None if type(exc).__name__ == "SecretNotFoundError" else type(exc).__name__)
-    return Lookup(str(value))
-
-
-# -- Kaggle --------------------------------------------------------------------------------
-def _kaggle_usable(rt: Runtime) -> str | None:
-    if not rt.probe.has_module("kaggle_secrets"):
-        return "kaggle_secrets is not importable (not in a Kaggle notebook)"
-    if not rt.probe.getenv("KAGGLE_USER_SECRETS_TOKEN"):
-        return "KAGGLE_USER_SECRETS_TOKEN is not set (not in a Kaggle notebook)"
-    return None
-
-
-def _kaggle_get(rt: Runtime, name: str) -> Lookup:
-    try:
-        from kaggle_secrets import UserSecretsClient  # Kaggle only
-    except ImportError as exc:
-        return Lookup(None, f"kaggle_secrets.UserSecretsClient cannot be imported ({exc})")
-    try:
-        value = UserSecretsClient().get_secret(name)
-    except Exception as exc:  # BackendError when the label is not attached; no value in it
-        if type(exc).__name__ == "BackendError":
-            return Lookup(None)
-        return Lookup(None, f"the Kaggle secrets service failed with {type(exc).__name__} (is the internet on?)")
-    return Lookup(None if value is None else str(value))
 
 
 # -- environment and .env -------------------------------------------------------------------
@@ -199,30 +148,22 @@ def _dotenv_get(rt: Runtime, name: str) -> Lookup:
     return Lookup(value)
 
 
-def _on_colab(rt: Runtime) -> bool:
-    return rt.host.name == "colab"
-
-
-def _kaggle_offered(rt: Runtime) -> bool:
-    return rt.probe.has_module("kaggle_secrets")
-
-
-SOURCES: tuple[Source, ...] = (
-    Source("colab", _colab_usable, _colab_get,
-           "in Colab, open the key icon (Secrets) in the left sidebar, add {name}, and switch on Notebook access "
-           "(it reaches the notebook kernel only)", _on_colab),
-    Source("kaggle", _kaggle_usable, _kaggle_get,
-           "in a Kaggle notebook, open Add-ons → Secrets, add {name}, and tick it for this notebook",
-           _kaggle_offered),
+#: The sources every host has, after the host's own.
+COMMON_SOURCES: tuple[Source, ...] = (
     Source("env", lambda _rt: None, _env_get, "set the environment variable: export {name}=..."),
     Source("dotenv", _dotenv_usable, _dotenv_get,
            "add a line {name}=... to {env_file} (and keep .env out of version control)"),
 )
 
 
+def sources(rt: Runtime) -> tuple[Source, ...]:
+    """The sources consulted on ``rt``'s host, in order: the provider's, then the common ones."""
+    return (*rt.provider.secret_sources(), *COMMON_SOURCES)
+
+
 def _search(rt: Runtime, name: str) -> tuple[Secret | None, list[str]]:
     trail: list[str] = []
-    for source in SOURCES:
+    for source in sources(rt):
         why_not = source.usable(rt)
         if why_not is not None:
             trail.append(f"{source.name}: skipped ({why_not})")
@@ -242,7 +183,7 @@ def find(rt: Runtime, name: str) -> Secret:
     found, trail = _search(rt, name)
     if found is not None:
         return found
-    ways = [s.how_to_add.format(name=name, env_file=env_file(rt)) for s in SOURCES if s.offered(rt)]
+    ways = [s.how_to_add.format(name=name, env_file=env_file(rt)) for s in sources(rt) if s.offered(rt)]
     raise SecretNotFoundError(
         f"secret {name!r} was not found on {rt.host.display_name}. Looked in: " + "; ".join(trail)
         + ". To add it: " + "; or ".join(ways) + "."

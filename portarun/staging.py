@@ -27,7 +27,8 @@ Drive folder under ``/content/drive``). The copy is:
   destination inside the source (staging a folder into itself) is refused.
 - **careful with space**: before writing, a :class:`~portarun.errors.PortarunWarning` is issued
   when the bytes to copy exceed the free space of a local destination, or would push a folder
-  past a known quota (:data:`QUOTAS`, e.g. Kaggle's 20 GB ``/kaggle/working``).
+  past a quota the host's provider states (:meth:`~portarun.provider.Provider.quotas`, e.g.
+  Kaggle's 20 GB ``/kaggle/working``).
 """
 from __future__ import annotations
 
@@ -79,13 +80,6 @@ def default_workers(src_local: bool, dst_local: bool, cpus: int | None = None) -
     if cpus is None:
         cpus = read_cpu(Path("/")).usable
     return max(1, min(4, cpus))
-
-#: Known storage quotas by provider name: (host folder, bytes, source). Kaggle caps what a
-#: notebook may write to /kaggle/working at 20 GB (Kaggle notebook docs, 2nd-hand, and the
-#: default notebook template; docs/reference/HOSTS.md [K1][K5]).
-QUOTAS: dict[str, tuple[str, int, str]] = {
-    "kaggle": ("/kaggle/working", 20 * 1000**3, "Kaggle caps /kaggle/working at 20 GB"),
-}
 
 #: Metadata fields that change when a remote object changes (s3fs, gcsfs, adlfs, http, local).
 _VERSION_FIELDS = ("ETag", "etag", "md5Hash", "crc32c", "mtime", "LastModified", "last_modified", "updated", "generation")
@@ -584,7 +578,8 @@ def _folder_bytes(folder: Path) -> int:
 
 def space_check(rt: Runtime, dest: str) -> Callable[[int], None]:
     """A ``before_write`` callback that warns when ``need`` bytes will not fit at ``dest``: past
-    the free space of its disk, or past a known quota of this host (:data:`QUOTAS`)."""
+    the free space of its disk, or past a quota of this host (:meth:`Provider.quotas
+    <portarun.provider.Provider.quotas>`)."""
 
     def check(need: int) -> None:
         if is_remote(dest):
@@ -595,20 +590,17 @@ def space_check(rt: Runtime, dest: str) -> Callable[[int], None]:
             warn(f"staging {format_size(need)} to {dest}, but only {format_size(free)} is free on that "
                           "disk; the copy will fail part-way. Free space, or stage to another role "
                           "(to='scratch' or a folder on a larger disk).")
-        quota = QUOTAS.get(rt.host.name)
-        if quota is None:
-            return
-        folder, limit, why = quota
-        root = rt.probe.path(folder)
-        try:
-            target.resolve().relative_to(root.resolve())
-        except ValueError:
-            return
-        used = _folder_bytes(root)
-        if used + need > limit:
-            warn(f"staging {format_size(need)} to {dest} would bring {folder} to "
-                          f"{format_size(used + need)}, past its {format_size(limit)} limit ({why}); files past "
-                          "the limit are lost. Stage large data to rt.paths.scratch instead.")
+        for folder, (limit, why) in rt.provider.quotas().items():
+            root = rt.probe.path(folder)
+            try:
+                target.resolve().relative_to(root.resolve())
+            except ValueError:
+                continue
+            used = _folder_bytes(root)
+            if used + need > limit:
+                warn(f"staging {format_size(need)} to {dest} would bring {folder} to "
+                     f"{format_size(used + need)}, past its {format_size(limit)} limit ({why}); files past "
+                     "the limit are lost. Stage large data to rt.paths.scratch instead.")
 
     return check
 

@@ -19,8 +19,10 @@ and deliver it.
    ``SubmissionError`` and leaves the previous file as it was.
 4. The ``portarun_submit`` hook delivers it. The built-in implementation (``trylast``, so a
    provider plugin can replace it) uploads it when ``rt.paths.output`` is a bucket URL, submits
-   it through the official ``kaggle`` package when ``competition=`` is given off Kaggle
-   (``dry_run=True`` shows the exact call instead), and offers it for download on Colab.
+   it through the official ``kaggle`` package when ``competition=`` is given on a host that does
+   not score the file itself (Kaggle does: its provider's ``submission_note`` says how to submit
+   there instead; ``dry_run=True`` shows the exact call), then hands it to the provider's
+   ``deliver_submission`` (Colab offers it for download in the browser).
 
 Cost: every step is linear in the number of cells and runs over whole columns (set operations,
 ``map`` over a column), not a Python loop per row: a million-row submission is checked in about
@@ -53,11 +55,6 @@ if TYPE_CHECKING:
 
 #: Sample file names Kaggle competitions use (compared case-insensitively).
 SAMPLE_NAMES = frozenset({"sample_submission.csv", "samplesubmission.csv"})
-#: Hosts where the platform scores the notebook's output file itself, so a competition is
-#: submitted from the notebook page, not through the API (Kaggle code competitions score
-#: /kaggle/working/submission.csv).
-PLATFORM_SUBMITS = {"kaggle": "On Kaggle, submit from the notebook: its /kaggle/working/{name} is what the "
-                              "competition scores (Output → Submit, or 'Submit to competition')."}
 SHOWN = 5  # examples per problem in an error message
 #: The longest file or folder name, in bytes, on Linux filesystems (NAME_MAX in the kernel's
 #: include/uapi/linux/limits.h); NTFS and APFS allow 255 characters too.
@@ -695,7 +692,9 @@ def _send_to_kaggle(rt: Runtime, path: Path, competition: str, message: str, dry
 
 def deliver(runtime: Runtime, path: Path, options: SubmitOptions) -> Submission:
     """Built-in delivery: upload to a remote output, submit through the Kaggle API when a
-    competition is named (off Kaggle), offer the file for download on Colab."""
+    competition is named (unless the host scores the file itself:
+    :meth:`~portarun.provider.Provider.submission_note`), then the host's own delivery
+    (:meth:`~portarun.provider.Provider.deliver_submission`: Colab offers a download)."""
     rt, notes = runtime, []
     dry_run = options.dry_run
     competition, message = options.competition, options.message
@@ -717,21 +716,13 @@ def deliver(runtime: Runtime, path: Path, options: SubmitOptions) -> Submission:
     plan, response, sent = None, None, False
     if competition:
         message = message or f"{options.filename} via portarun"
-        platform_note = PLATFORM_SUBMITS.get(rt.host.name)
+        platform_note = rt.provider.submission_note(options.filename)
         if platform_note:
-            notes.append(platform_note.format(name=options.filename))
+            notes.append(platform_note)
         else:
             plan, response, sent = _send_to_kaggle(rt, path, competition, message, dry_run)
             notes.append(("dry run: would call " if dry_run else "called ") + plan)
-    if rt.host.name == "colab" and rt.session.interactive and not dry_run and rt.probe.has_module("google.colab"):
-        try:
-            from google.colab import files  # Colab only
-
-            files.download(str(path))
-            notes.append(f"offered {path.name} for download in the browser")
-        except Exception as exc:  # the browser side can refuse; the file is safely written
-            warn(f"could not offer {path} for download ({type(exc).__name__}: {exc}); it is saved at "
-                          f"{path}: download it from the Files panel.")
+    notes.extend(rt.provider.deliver_submission(rt, path, options))
     return Submission(path=path, rows=options.rows, columns=options.columns,
                       sample=options.sample, reordered=options.reordered,
                       competition=competition, message=message, dry_run=dry_run, sent=sent, plan=plan,

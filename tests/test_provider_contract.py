@@ -14,7 +14,7 @@ import pytest
 import portarun
 from portarun.hookspecs import Register
 from portarun.probe import Probe
-from portarun.provider import Detection, HostLocations, Provider, SessionLimits
+from portarun.provider import Detection, HostLocations, Preset, Provider, Quota, SessionLimits
 from portarun.testing import contract, plugin
 
 PROVIDERS = sorted(portarun.providers())
@@ -40,6 +40,13 @@ class _Sound(Provider):
     def locations(self, project: str) -> HostLocations:
         base = self.probe.path("/contract")
         return HostLocations(base / "in", base / "scratch", base / "out", base / "persist", base / "cache")
+
+    @classmethod
+    def presets(cls) -> dict[str, Preset]:
+        return {cls.name: Preset(env={"CONTRACT_HOST": "1"}, paths=("/contract",))}
+
+    def quotas(self) -> dict[str, Quota]:
+        return {"/contract/out": Quota(10**9, "the contract test's own cap")}
 
 
 def _broken(**attributes: object) -> type[Provider]:
@@ -68,6 +75,17 @@ _counter = iter(range(1_000_000))
     (_broken(session_limits=lambda self: SessionLimits(None, "")),
      contract.check_session_and_devices, "without a source"),
     (_broken(device_order=lambda self: ("cpu", "cuda")), contract.check_session_and_devices, "ending with 'cpu'"),
+    (_broken(presets=classmethod(lambda cls: {"elsewhere": Preset(env={"CONTRACT_HOST": "1"})})),
+     contract.check_presets, "not named 'contract-broken'"),
+    (_broken(presets=classmethod(lambda cls: {"contract-broken": Preset(env={})})),
+     contract.check_presets, "on which 'local' wins"),
+    (_broken(presets=classmethod(lambda cls: {"contract-broken": {"env": {}}})),
+     contract.check_presets, "not a Preset"),
+    (_broken(secret_sources=lambda self: ["vault"]), contract.check_host_services, "not a tuple of portarun.secrets.Source"),
+    (_broken(quotas=lambda self: {"/data": Quota(0, "x")}), contract.check_host_services, "positive limit"),
+    (_broken(quotas=lambda self: {"data": Quota(10, "x")}), contract.check_host_services, "absolute host folders"),
+    (_broken(submission_note=lambda self, filename: ""), contract.check_host_services, "submission_note"),
+    (_broken(storage_sync=lambda self, folder: object()), contract.check_host_services, "not None or a StorageSync"),
 ])
 def test_the_contract_catches_a_provider_that_breaks_it(broken: type[Provider], check: Check, promise: str) -> None:
     with pytest.raises(contract.ContractViolation, match=promise):

@@ -17,6 +17,8 @@ import pytest
 
 from portarun import staging
 from portarun.errors import PortarunWarning, StagingError
+from portarun.hosts.kaggle import KaggleProvider
+from portarun.provider import Quota
 from portarun.testing import simulate
 
 
@@ -107,7 +109,7 @@ def test_failed_files_are_listed_and_the_rest_copied(tmp_path):
 def test_quota_warning_before_writing(tmp_path, monkeypatch):
     src = tmp_path / "d"
     make_tree(src, files=4, size=1000)
-    monkeypatch.setitem(staging.QUOTAS, "kaggle", ("/kaggle/working", 3000, "test quota"))
+    monkeypatch.setattr(KaggleProvider, "quotas", lambda self: {"/kaggle/working": Quota(3000, "test quota")})
     with simulate("kaggle", root=tmp_path / "host") as rt:
         with pytest.warns(PortarunWarning, match="past its 2.9 KiB limit"):
             rt.stage(src, to="output")
@@ -115,7 +117,8 @@ def test_quota_warning_before_writing(tmp_path, monkeypatch):
 
 
 def test_kaggle_working_quota_is_20_gb():
-    folder, limit, why = staging.QUOTAS["kaggle"]
+    with simulate("kaggle") as rt:
+        ((folder, (limit, why)),) = rt.provider.quotas().items()
     assert (folder, limit) == ("/kaggle/working", 20 * 10**9) and "20 GB" in why
 
 

@@ -40,7 +40,6 @@ from .._redact import shown_location
 from ..errors import CheckpointError, CorruptCheckpointError, PortarunWarning
 from ..paths import is_remote
 from ..units import format_size
-from .drive import DRIVE_MOUNTPOINT, DriveSync
 from .manifest import MAX_STEP, STATE_FILE, FileEntry, Manifest, check_entry, checkpoint_name, crc32_file, parse_name
 from .policy import Candidate, Mode, SavePolicy, to_delete
 from .signals import DEFAULT_GRACE, PreemptionGuard
@@ -54,6 +53,7 @@ from .writer import Writer, default_mode, write_state
 from ..errors import warn
 
 if TYPE_CHECKING:
+    from ..provider import StorageSync
     from ..runtime import Runtime
     from ..session import SessionInfo
 
@@ -108,7 +108,8 @@ class Checkpointer:
     background saves run (default ``auto``: ``fork`` where that is proven safe, else ``thread``;
     or ``fork``, ``thread``, ``blocking``; see :mod:`.writer`).
     ``handle_signals`` lets :meth:`maybe_save` catch SIGTERM/SIGUSR1 and save once within
-    ``grace`` seconds. ``drive`` flushes Colab's Drive mount after the deadline save and at exit.
+    ``grace`` seconds. ``drive`` (a :class:`~portarun.provider.StorageSync`: Colab's Drive mount)
+    is flushed after the deadline save and at exit.
     ``lease`` is how many seconds the writer lease on ``root`` (see :mod:`.lock`) stays valid
     without renewal: the first save takes it, and another process's save raises
     :class:`~portarun.errors.CheckpointLockedError` while it is held.
@@ -124,7 +125,7 @@ class Checkpointer:
                  session: SessionInfo | None = None, staging: str | os.PathLike[str] | None = None,
                  storage_options: dict[str, Any] | None = None, is_main: bool | Callable[[], bool] = True,
                  map_location: Any = None, mode: WriteMode | None = None, handle_signals: bool = True,
-                 grace: float = DEFAULT_GRACE, drive: DriveSync | None = None,
+                 grace: float = DEFAULT_GRACE, drive: StorageSync | None = None,
                  lease: float = DEFAULT_LEASE) -> None:
         if type(keep_last) is not int or keep_last < 1:
             raise CheckpointError(f"keep_last must be an integer of at least 1 (the newest checkpoint is never "
@@ -167,23 +168,22 @@ class Checkpointer:
     def from_runtime(cls, rt: Runtime, **options: Any) -> Checkpointer:
         """A checkpointer on ``rt.paths.checkpoints`` configured from the runtime: the
         session's deadline, ``rt.dist.is_main``, ``rt.device`` as ``map_location``, staging in
-        ``rt.paths.scratch`` when the checkpoints live on a remote URL or Colab's Drive, and
-        Drive flushing there. Where the session has a limit, ``maybe_save`` saves once
+        ``rt.paths.scratch`` when the checkpoints live on a remote URL or on storage the provider
+        flushes (:meth:`~portarun.provider.Provider.storage_sync`: Colab's Drive), and that
+        flushing. Where the session has a limit, ``maybe_save`` saves once
         :data:`DEFAULT_DEADLINE_MARGIN` before it unless ``before_deadline`` is given.
         ``options`` override any keyword of :class:`Checkpointer`."""
         root = rt.paths.checkpoints
-        drive_root = rt.probe.path(DRIVE_MOUNTPOINT)
-        on_drive = (not is_remote(root) and rt.probe.has_module("google.colab")
-                    and Path(root).is_relative_to(drive_root))
+        sync = None if is_remote(root) else rt.provider.storage_sync(Path(root))
         defaults: dict[str, Any] = {
             "session": rt.session,
             "is_main": lambda: rt.dist.is_main,
             "map_location": lambda: rt.device.torch(),
-            "drive": DriveSync(str(drive_root)) if on_drive else None,
+            "drive": sync,
         }
         if rt.session.limit is not None:
             defaults["before_deadline"] = DEFAULT_DEADLINE_MARGIN
-        if (on_drive or is_remote(root)) and not is_remote(rt.paths.scratch):
+        if (sync is not None or is_remote(root)) and not is_remote(rt.paths.scratch):
             defaults["staging"] = Path(rt.paths.scratch) / "portarun-checkpoint-staging" / rt.project
         defaults.update(options)
         checkpointer = cls(root, **defaults)

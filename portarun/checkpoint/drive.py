@@ -3,20 +3,17 @@
 Colab's FAQ and the ``google.colab.drive`` docstring: files written to the mount are synced in
 the background, and ``flush_and_unmount()`` is the call that guarantees they reached Drive
 before the VM goes away. So after the last save before the deadline and at exit, the
-checkpointer flushes; a save after a flush mounts Drive again first.
+checkpointer flushes; a save after a flush mounts Drive again first. The Colab provider hands
+one out for folders under its mount (``ColabProvider.storage_sync``).
 """
 from __future__ import annotations
 
-
-from ..errors import PortarunWarning
 from ..errors import warn
-
-#: Where Colab mounts Drive (``google.colab.drive.mount`` default in Colab's docs).
-DRIVE_MOUNTPOINT = "/content/drive"
 
 
 class DriveSync:
-    """Flushes (and re-mounts) Colab's Drive mount at ``mountpoint``."""
+    """Flushes (and re-mounts) Colab's Drive mount at ``mountpoint``: a
+    :class:`~portarun.provider.StorageSync`."""
 
     def __init__(self, mountpoint: str) -> None:
         self.mountpoint = mountpoint

@@ -44,16 +44,35 @@ Session: "at most 12 hours" for free notebooks (Colab FAQ, HOSTS.md [C1]); idle 
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..hookspecs import Register, hookimpl
 from ..probe import Probe
-from ..provider import Detection, DeviceKind, Evidence, HostLocations, Provider, SessionLimits
+from ..provider import (Detection, DeviceKind, Evidence, HostLocations, Preset, Provider, SessionLimits,
+                        StorageSync)
 
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+    from ..secrets import Lookup, Source
+    from ..submission import SubmitOptions
+
+#: Where ``google.colab.drive.mount`` is told to mount Drive in Colab's docs and examples; the
+#: one place portarun spells it.
 DRIVE_MOUNT = "/content/drive"
 # "MyDrive" since 2020; older mounts show "My Drive" (HOSTS.md [F1]; corpus colab-kernel-drive-*).
-DRIVE_ROOTS = ("/content/drive/MyDrive", "/content/drive/My Drive")
+DRIVE_ROOTS = (f"{DRIVE_MOUNT}/MyDrive", f"{DRIVE_MOUNT}/My Drive")
+
+# A Colab kernel's environment (Colab `env` dumps: docs/reference/host-evidence.md §1).
+_PRESET_ENV = {
+    "HOME": "/root", "PWD": "/content", "COLAB_RELEASE_TAG": "release-colab_20250902-060114_RC00",
+    "COLAB_GPU": "", "COLAB_JUPYTER_IP": "172.28.0.12", "COLAB_BACKEND_VERSION": "next",
+    "COLAB_KERNEL_MANAGER_PROXY_HOST": "172.28.0.12", "MODEL_PROXY_HOST": "https://mp.kaggle.net",
+}
+_PRESET_PATHS = ("/content", "/kaggle")  # Colab VMs carry an empty /kaggle (HOSTS.md)
+_PRESET_FILES = ("/var/colab/hostname",)
 
 # Per-session kernel plumbing (Colab `env` dumps 2023-2025: corpus colab-cpu-child-*,
 # colab-gpu-child-servalshell-2024).
@@ -157,7 +176,7 @@ class ColabProvider(Provider):
                 "Google Drive is not mounted, so portarun's persist and checkpoints folders are on the "
                 "Colab VM's disk under /content/portarun and will be deleted when the session ends. "
                 "Mount Drive first with `rt = rt.mount_drive()` (or `from google.colab import drive; "
-                "drive.mount('/content/drive')`), or set PORTARUN_PERSIST_DIR to a bucket URL."
+                f"drive.mount('{DRIVE_MOUNT}')`), or set PORTARUN_PERSIST_DIR to a bucket URL."
             ),
         )
 
@@ -166,6 +185,107 @@ class ColabProvider(Provider):
 
     def device_order(self) -> tuple[DeviceKind, ...]:
         return ("cuda", "xla", "cpu")
+
+    @classmethod
+    def presets(cls) -> Mapping[str, Preset]:
+        modules = ("google.colab",)
+        return {
+            "colab": Preset(env=_PRESET_ENV, paths=(*_PRESET_PATHS, DRIVE_ROOTS[0]), files=_PRESET_FILES,
+                            modules=modules),
+            "colab-nodrive": Preset(env=_PRESET_ENV, paths=_PRESET_PATHS, files=_PRESET_FILES, modules=modules),
+            # A Colab TPU VM runtime shows COLAB_TPU_1VM=1 and TPU_ACCELERATOR_TYPE=v5e-1 (corpus colab-tpu-vm-v5e-1).
+            "colab-tpu": Preset(env={**_PRESET_ENV, "COLAB_TPU_1VM": "1", "TPU_ACCELERATOR_TYPE": "v5e-1"},
+                                paths=(*_PRESET_PATHS, DRIVE_ROOTS[0]), files=_PRESET_FILES, modules=modules,
+                                tpu="v5e-1"),
+        }
+
+    def secret_sources(self) -> tuple[Source, ...]:
+        """Colab's secrets panel, through ``google.colab.userdata.get``: inside the notebook kernel
+        only (the call talks to the notebook frontend; a ``!python`` child cannot use it). Its
+        errors: ``SecretNotFoundError`` / ``NotebookAccessError`` (googlecolab/colabtools
+        ``google/colab/userdata.py``)."""
+        from ..secrets import Source
+
+        return (Source("colab", _userdata_usable, _userdata_get,
+                       "in Colab, open the key icon (Secrets) in the left sidebar, add {name}, and switch on "
+                       "Notebook access (it reaches the notebook kernel only)"),)
+
+    def deliver_submission(self, runtime: Runtime, path: Path, options: SubmitOptions) -> tuple[str, ...]:
+        """Offer the file for download in the browser (``google.colab.files.download``,
+        googlecolab/colabtools ``google/colab/files.py``) in an interactive session."""
+        if not runtime.session.interactive or options.dry_run or not self.probe.has_module("google.colab"):
+            return ()
+        from ..errors import warn
+
+        try:
+            from google.colab import files  # Colab only
+
+            files.download(str(path))
+        except Exception as exc:  # the browser side can refuse; the file is safely written
+            warn(f"could not offer {path} for download ({type(exc).__name__}: {exc}); it is saved at "
+                 f"{path}: download it from the Files panel.")
+            return ()
+        return (f"offered {path.name} for download in the browser",)
+
+    def storage_sync(self, folder: Path) -> StorageSync | None:
+        """Drive's mount uploads lazily: a folder on it is flushed with
+        ``drive.flush_and_unmount()`` (:class:`portarun.checkpoint.DriveSync`)."""
+        mount = self.probe.path(DRIVE_MOUNT)
+        if not self.probe.has_module("google.colab") or not folder.is_relative_to(mount):
+            return None
+        from ..checkpoint.drive import DriveSync
+
+        return DriveSync(str(mount))
+
+    def mount_drive(self, runtime: Runtime, mountpoint: str | None = None) -> Runtime:
+        """Mount Drive with ``google.colab.drive.mount`` (at :data:`DRIVE_MOUNT` unless told
+        otherwise) and detect afresh, so that ``persist`` and ``checkpoints`` move to Drive."""
+        mountpoint = mountpoint or DRIVE_MOUNT
+        if not self.probe.has_module("google.colab"):
+            from ..errors import NotAvailableError
+
+            raise NotAvailableError("Google Drive is mounted through google.colab, which is not importable in this "
+                                    "process. Run rt.mount_drive() in the Colab notebook itself, or set "
+                                    "PORTARUN_PERSIST_DIR to a folder or an fsspec URL (s3://..., gs://...).")
+        if self.probe.is_dir(mountpoint + "/MyDrive"):
+            return runtime
+        from google.colab import drive  # only reachable on Colab
+
+        from ..runtime import detect
+
+        drive.mount(str(self.probe.path(mountpoint)))
+        return detect(project=runtime.project, refresh=True)
+
+    def missing_path_hint(self, path: str) -> str | None:
+        if not path.startswith(DRIVE_MOUNT):
+            return None
+        return (f"Google Drive is not mounted (or the path is wrong). Mount it with `rt = rt.mount_drive()`, then "
+                f"check the path under {DRIVE_ROOTS[0]}.")
+
+
+def _userdata_usable(rt: Runtime) -> str | None:
+    if not rt.probe.in_kernel:
+        return "not inside the notebook kernel (Colab secrets reach only the kernel, not !python children)"
+    if not rt.probe.has_module("google.colab.userdata"):
+        return "google.colab.userdata is not importable"
+    return None
+
+
+def _userdata_get(rt: Runtime, name: str) -> Lookup:
+    from ..secrets import Lookup
+
+    try:
+        from google.colab import userdata  # Colab only
+    except ImportError as exc:
+        return Lookup(None, f"google.colab.userdata cannot be imported ({exc})")
+    try:
+        value = userdata.get(name)
+    except Exception as exc:  # SecretNotFoundError, NotebookAccessError, TimeoutException
+        if type(exc).__name__ == "NotebookAccessError":
+            return Lookup(None, "exists but this notebook has no access: switch on 'Notebook access' "
+                                "for it in the Secrets panel (key icon)")
+        return Lookup(None, None if type(exc).__name__ == "SecretNotFoundError" else type(exc).__name__)
+    return Lookup(str(value))
 
 
 @hookimpl

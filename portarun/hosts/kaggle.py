@@ -32,15 +32,32 @@ Session: 12 h CPU/GPU, 9 h TPU per session (Kaggle notebook docs, 2nd-hand, HOST
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from ..hookspecs import Register, hookimpl
 from ..probe import Probe
-from ..provider import Detection, Evidence, HostLocations, Provider, SessionLimits
+from ..provider import Detection, Evidence, HostLocations, Preset, Provider, Quota, SessionLimits
 
 if TYPE_CHECKING:
     from ..monitor.budgets import Budget
+    from ..runtime import Runtime
+    from ..secrets import Lookup, Source
+
+#: The output folder: what a committed version saves and a code competition scores.
+WORKING = "/kaggle/working"
+
+# An interactive Kaggle kernel's environment (Kaggle `env` dumps: docs/reference/host-evidence.md §2).
+_PRESET_ENV = {
+    "HOME": "/root", "PWD": WORKING, "KAGGLE_KERNEL_RUN_TYPE": "Interactive",
+    "KAGGLE_URL_BASE": "https://www.kaggle.com", "KAGGLE_DATA_PROXY_URL": "https://dp.kaggle.net",
+    "KAGGLE_DOCKER_IMAGE": "gcr.io/kaggle-gpu-images/python@sha256:0", "KAGGLE_USER_SECRETS_TOKEN": "eyJhbGciOi.sim",
+    # Kaggle's image is built on Colab's: these come along (kagglehub PR #230; 2026 Kaggle dump).
+    "COLAB_RELEASE_TAG": "release-colab_20260508-060000_RC00", "COLAB_IMAGE_TYPE": "gpu",
+}
+_PRESET_PATHS = ("/kaggle/input", WORKING, "/kaggle/temp", "/content")
+_PRESET_MODULES = ("kaggle_secrets", "kaggle_web_client", "google.colab")
 
 _RUNTIME_VARS = ("KAGGLE_URL_BASE", "KAGGLE_DOCKER_IMAGE", "KAGGLE_CONTAINER_NAME", "KAGGLE_DATA_PROXY_URL",
                  "KAGGLE_DATA_PROXY_PROJECT")
@@ -128,6 +145,60 @@ class KaggleProvider(Provider):
         if self.is_tpu_vm():
             return SessionLimits(timedelta(hours=9), "Kaggle notebooks: 9 hours per TPU session")
         return SessionLimits(timedelta(hours=12), "Kaggle notebooks: 12 hours per CPU/GPU session")
+
+    @classmethod
+    def presets(cls) -> Mapping[str, Preset]:
+        return {
+            "kaggle": Preset(env=_PRESET_ENV, paths=_PRESET_PATHS, modules=_PRESET_MODULES),
+            "kaggle-batch": Preset(env={**_PRESET_ENV, "KAGGLE_KERNEL_RUN_TYPE": "Batch"}, paths=_PRESET_PATHS,
+                                   modules=_PRESET_MODULES, kernel=False),
+            "kaggle-tpu": Preset(env={**_PRESET_ENV, "ISTPUVM": "1", "TPU_ACCELERATOR_TYPE": "v3-8"},
+                                 paths=_PRESET_PATHS, modules=_PRESET_MODULES, tpu="v5e-8"),
+        }
+
+    def quotas(self) -> Mapping[str, Quota]:
+        # Kaggle caps what a notebook may write to /kaggle/working at 20 GB (Kaggle notebook docs,
+        # 2nd-hand, and the default notebook template; docs/reference/HOSTS.md [K1][K5]).
+        return {WORKING: Quota(20 * 1000**3, "Kaggle caps /kaggle/working at 20 GB")}
+
+    def submission_note(self, filename: str) -> str | None:
+        # Code competitions score the notebook's /kaggle/working output, submitted from the notebook page.
+        return (f"On Kaggle, submit from the notebook: its {WORKING}/{filename} is what the competition scores "
+                "(Output → Submit, or 'Submit to competition').")
+
+    def secret_sources(self) -> tuple[Source, ...]:
+        """Kaggle's "Add-ons → Secrets", through ``kaggle_secrets.UserSecretsClient().get_secret``,
+        where ``kaggle_secrets`` is importable and ``KAGGLE_USER_SECRETS_TOKEN`` is set (the client
+        authenticates with it; Kaggle/docker-python ``patches/kaggle_secrets.py``). A label that
+        is not attached raises ``BackendError`` there."""
+        from ..secrets import Source
+
+        return (Source("kaggle", _user_secrets_usable, _user_secrets_get,
+                       "in a Kaggle notebook, open Add-ons → Secrets, add {name}, and tick it for this notebook"),)
+
+
+def _user_secrets_usable(rt: Runtime) -> str | None:
+    if not rt.probe.has_module("kaggle_secrets"):
+        return "kaggle_secrets is not importable"
+    if not rt.probe.getenv("KAGGLE_USER_SECRETS_TOKEN"):
+        return "KAGGLE_USER_SECRETS_TOKEN is not set"
+    return None
+
+
+def _user_secrets_get(rt: Runtime, name: str) -> Lookup:
+    from ..secrets import Lookup
+
+    try:
+        from kaggle_secrets import UserSecretsClient  # Kaggle only
+    except ImportError as exc:
+        return Lookup(None, f"kaggle_secrets.UserSecretsClient cannot be imported ({exc})")
+    try:
+        value = UserSecretsClient().get_secret(name)
+    except Exception as exc:  # BackendError when the label is not attached; no value in it
+        if type(exc).__name__ == "BackendError":
+            return Lookup(None)
+        return Lookup(None, f"the Kaggle secrets service failed with {type(exc).__name__} (is the internet on?)")
+    return Lookup(None if value is None else str(value))
 
 
 @hookimpl

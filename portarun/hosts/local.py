@@ -6,11 +6,12 @@ Paths follow the platform's conventions through platformdirs, and the project fo
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from ..hookspecs import Register, hookimpl
 from ..probe import Probe
-from ..provider import Detection, HostLocations, Provider
+from ..provider import Detection, HostLocations, Preset, Provider
 
 
 class LocalProvider(Provider):
@@ -45,6 +46,11 @@ class LocalProvider(Provider):
             persist=self._user_dir(platformdirs.user_data_path("portarun", appauthor=False)),
             cache=cache,
         )
+
+    @classmethod
+    def presets(cls) -> Mapping[str, Preset]:
+        # A laptop's shell: a home folder and nothing else, outside any notebook kernel.
+        return {"local": Preset(env={"HOME": "/home/user"}, kernel=False)}
 
 
 @hookimpl

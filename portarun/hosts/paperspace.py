@@ -23,11 +23,12 @@ Session: free tier auto-shuts down after 6 hours (Paperspace/Docs ``instances/fr
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 
 from ..hookspecs import Register, hookimpl
 from ..probe import Probe
-from ..provider import Detection, Evidence, HostLocations, Provider, SessionLimits
+from ..provider import Detection, Evidence, HostLocations, Preset, Provider, SessionLimits
 
 
 class PaperspaceProvider(Provider):
@@ -70,6 +71,14 @@ class PaperspaceProvider(Provider):
 
     def session_limits(self) -> SessionLimits:
         return SessionLimits(timedelta(hours=6), "Paperspace free tier: auto-shutdown after 6 hours")
+
+    @classmethod
+    def presets(cls) -> Mapping[str, Preset]:
+        # A Gradient notebook's variables and folders (docs/reference/host-evidence.md).
+        return {"paperspace": Preset(
+            env={"HOME": "/root", "PAPERSPACE_NOTEBOOK_REPO_ID": "r1x2y3z", "PAPERSPACE_NOTEBOOK_ID": "n8mwcw7u7e",
+                 "PAPERSPACE_FQDN": "n8mwcw7u7e.clg07azjl.paperspacegradient.com", "PAPERSPACE_CLUSTER_ID": "clg07azjl"},
+            paths=("/notebooks", "/storage", "/datasets"))}
 
 
 @hookimpl

@@ -117,7 +117,6 @@ class Monitor:
         if self._thread is not None:
             return self
         from ..errors import NotAvailableError, PathError
-        from ..staging import QUOTAS
 
         try:
             import psutil  # noqa: F401  the CPU and memory readings need it
@@ -128,8 +127,7 @@ class Monitor:
         rt = self.rt
         quotas = self._quotas
         if quotas is None:
-            known = QUOTAS.get(rt.host.name)
-            quotas = {known[0]: (known[1], known[2])} if known else {}
+            quotas = dict(rt.provider.quotas())
         self._sampler = Sampler(rt, gpu_reader=self._gpu_reader, quotas=quotas, quota_every=self._quota_every)
         budgets = list(rt.provider.budgets())
         override = price_override(rt.probe.getenv("PORTARUN_PRICE_PER_HOUR"))

@@ -23,7 +23,6 @@ import tempfile
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -35,65 +34,41 @@ from ..catalog import gpu_from_name, tpu_from_spec
 from ..errors import PortarunError, UnknownHostError, warn
 from ..facts import CpuFacts, GpuFacts, MemoryFacts, PlatformFacts, ShmFacts, TpuFacts
 from ..probe import Probe
+from ..provider import Preset
 from ..units import parse_size
 
-@dataclass(frozen=True)
-class Preset:
-    """A host as simulate() builds it: environment, folders, files, modules, and the TPU of a TPU
-    host (nothing else: CPUs and memory are the real machine's unless ``simulate`` is told
-    otherwise, so code under test sizes itself to what really runs it). Values come from real
-    environment dumps (docs/reference/host-evidence.md)."""
-
-    env: Mapping[str, str]
-    paths: tuple[str, ...] = ()
-    files: tuple[str, ...] = ()
-    modules: tuple[str, ...] = ()
-    kernel: bool = True
-    tpu: str | None = None
-    extra: Mapping[str, str] = field(default_factory=dict)
-
-
-_COLAB_ENV = {
-    "HOME": "/root", "PWD": "/content", "COLAB_RELEASE_TAG": "release-colab_20250902-060114_RC00",
-    "COLAB_GPU": "", "COLAB_JUPYTER_IP": "172.28.0.12", "COLAB_BACKEND_VERSION": "next",
-    "COLAB_KERNEL_MANAGER_PROXY_HOST": "172.28.0.12", "MODEL_PROXY_HOST": "https://mp.kaggle.net",
-}
-_COLAB_PATHS = ("/content", "/kaggle")  # Colab VMs carry an empty /kaggle (HOSTS.md)
-_KAGGLE_ENV = {
-    "HOME": "/root", "PWD": "/kaggle/working", "KAGGLE_KERNEL_RUN_TYPE": "Interactive",
-    "KAGGLE_URL_BASE": "https://www.kaggle.com", "KAGGLE_DATA_PROXY_URL": "https://dp.kaggle.net",
-    "KAGGLE_DOCKER_IMAGE": "gcr.io/kaggle-gpu-images/python@sha256:0", "KAGGLE_USER_SECRETS_TOKEN": "eyJhbGciOi.sim",
-    # Kaggle's image is built on Colab's: these come along (kagglehub PR #230; 2026 Kaggle dump).
-    "COLAB_RELEASE_TAG": "release-colab_20260508-060000_RC00", "COLAB_IMAGE_TYPE": "gpu",
-}
-_KAGGLE_PATHS = ("/kaggle/input", "/kaggle/working", "/kaggle/temp", "/content")
-_KAGGLE_MODULES = ("kaggle_secrets", "kaggle_web_client", "google.colab")
-
-PRESETS: dict[str, Preset] = {
-    "local": Preset(env={"HOME": "/home/user"}, kernel=False),
-    "colab": Preset(env=_COLAB_ENV, paths=(*_COLAB_PATHS, "/content/drive/MyDrive"),
-                    files=("/var/colab/hostname",), modules=("google.colab",)),
-    "colab-nodrive": Preset(env=_COLAB_ENV, paths=_COLAB_PATHS, files=("/var/colab/hostname",),
-                            modules=("google.colab",)),
-    # A Colab TPU VM runtime shows COLAB_TPU_1VM=1 and TPU_ACCELERATOR_TYPE=v5e-1 (corpus colab-tpu-vm-v5e-1).
-    "colab-tpu": Preset(env={**_COLAB_ENV, "COLAB_TPU_1VM": "1", "TPU_ACCELERATOR_TYPE": "v5e-1"},
-                        paths=(*_COLAB_PATHS, "/content/drive/MyDrive"), files=("/var/colab/hostname",),
-                        modules=("google.colab",), tpu="v5e-1"),
-    "kaggle": Preset(env=_KAGGLE_ENV, paths=_KAGGLE_PATHS, modules=_KAGGLE_MODULES),
-    "kaggle-batch": Preset(env={**_KAGGLE_ENV, "KAGGLE_KERNEL_RUN_TYPE": "Batch"}, paths=_KAGGLE_PATHS,
-                           modules=_KAGGLE_MODULES, kernel=False),
-    "kaggle-tpu": Preset(env={**_KAGGLE_ENV, "ISTPUVM": "1", "TPU_ACCELERATOR_TYPE": "v3-8"},
-                         paths=_KAGGLE_PATHS, modules=_KAGGLE_MODULES, tpu="v5e-8"),
-    "paperspace": Preset(
-        env={"HOME": "/root", "PAPERSPACE_NOTEBOOK_REPO_ID": "r1x2y3z", "PAPERSPACE_NOTEBOOK_ID": "n8mwcw7u7e",
-             "PAPERSPACE_FQDN": "n8mwcw7u7e.clg07azjl.paperspacegradient.com", "PAPERSPACE_CLUSTER_ID": "clg07azjl"},
-        paths=("/notebooks", "/storage", "/datasets")),
-}
+def _installed_presets(env: Mapping[str, str] | None = None) -> dict[str, Preset]:
+    """Every preset the providers of ``env``'s plugin set ship (:meth:`Provider.presets`), by
+    name (``env=None``: every installed provider's); on a clash of names the provider that sorts
+    first by name keeps it."""
+    found: dict[str, Preset] = {}
+    providers = plugin_set(env or {}).providers()
+    for name in sorted(providers):
+        for preset_name, preset in providers[name].presets().items():
+            found.setdefault(preset_name, preset)
+    return found
 
 
 def presets() -> tuple[str, ...]:
-    """Names accepted as ``simulate(host)``."""
-    return tuple(sorted(PRESETS))
+    """Names accepted as ``simulate(host)``: the presets of every installed provider."""
+    return tuple(sorted(_installed_presets()))
+
+
+def preset(name: str) -> Preset:
+    """The installed preset ``name`` (:class:`~portarun.provider.Preset`), or
+    :class:`~portarun.errors.UnknownHostError` listing those there are."""
+    found = _installed_presets()
+    if name not in found:
+        raise UnknownHostError(name, found, "simulated host")
+    return found[name]
+
+
+def __getattr__(name: str) -> Any:
+    # ``PRESETS`` (name → Preset) was a fixed dict of the built-in hosts; it is now gathered from
+    # the installed providers on each access, plugins' included.
+    if name == "PRESETS":
+        return _installed_presets()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _host_modules(env: Mapping[str, str]) -> frozenset[str]:
@@ -218,9 +193,15 @@ def simulate(
     process is a notebook kernel. Unset hardware is read from the real machine (CPU, memory,
     /dev/shm) or absent (GPUs, TPU).
     """
-    if host is not None and host not in PRESETS:
-        raise UnknownHostError(host, PRESETS, "simulated host")
-    preset = PRESETS[host] if host else Preset(env={})
+    # The simulated machine's own plugin set first (so its plugin controls, PORTARUN_STRICT
+    # included, apply as they will to detection); every installed provider's where it disables
+    # the very host it builds.
+    known = _installed_presets(env) if host else {}
+    if host and host not in known:
+        known = _installed_presets()
+    if host and host not in known:
+        raise UnknownHostError(host, known, "simulated host")
+    preset = known[host] if host else Preset(env={})
     all_modules = frozenset((*preset.modules, *modules))
     # Every keyword is checked before anything is created, so a refused one leaves nothing behind.
     cpu = cpus if isinstance(cpus, CpuFacts) or cpus is None else CpuFacts(logical=_cpu_count(cpus),

@@ -24,14 +24,16 @@ writes only under a temporary folder, and raises :class:`ContractViolation` (an
 docs/plugins.md lists: a valid class, registered as portarun registers plugins' classes; a
 ``detect()`` that is pure, deterministic, well-formed and never claims an empty machine; and,
 forced onto any machine, usable paths under the probe's root, nothing created until something
-writes there, a positive session limit or none, and a device order ending in ``cpu``.
+writes there, a positive session limit or none, and a device order ending in ``cpu``; presets on
+which the provider wins; and well-typed answers from the optional host services (secret sources,
+quotas, submission note, storage sync, missing-path hint).
 """
 from __future__ import annotations
 
 import tempfile
 import types
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -39,7 +41,7 @@ from .._manager import _instance_problem, checked_detection, plugin_set, provide
 from ..errors import PortarunWarning
 from ..hookspecs import Register, hookimpl
 from ..paths import ROLES, is_remote
-from ..provider import MATCH_THRESHOLD, Detection, HostLocations, Provider, SessionLimits
+from ..provider import MATCH_THRESHOLD, Detection, HostLocations, Preset, Provider, Quota, SessionLimits
 from . import plugin, simulate
 
 #: The device kinds a provider may list in ``device_order()``.
@@ -160,9 +162,58 @@ def check_session_and_devices(cls: type[Provider]) -> None:
                  f"has device_order() {order!r}: it must list kinds from {sorted(DEVICE_KINDS)} ending with 'cpu'")
 
 
+def check_presets(cls: type[Provider]) -> None:
+    """``presets()`` maps names (the provider's ``name`` or ``name-<variant>``, so that no two
+    providers' presets clash) to :class:`~portarun.provider.Preset` records, and simulating each
+    one makes this provider win."""
+    presets = cls.presets()
+    _require(isinstance(presets, Mapping), cls, f"returned {type(presets).__name__} from presets(), not a mapping")
+    for name, preset in presets.items():
+        _require(isinstance(preset, Preset), cls, f"returned {type(preset).__name__} for preset {name!r}, not a Preset")
+        _require(name == cls.name or str(name).startswith(cls.name + "-"), cls,
+                 f"ships a preset {name!r} not named {cls.name!r} or {cls.name + '-<variant>'!r}")
+        with _registered(cls), warnings.catch_warnings():
+            warnings.simplefilter("ignore", PortarunWarning)  # a preset may show a host's own warnings
+            with simulate(name) as rt:
+                _require(rt.host.name == cls.name, cls, f"ships a preset {name!r} on which {rt.host.name!r} wins")
+
+
+def check_host_services(cls: type[Provider]) -> None:
+    """What a provider may supply beyond paths answers in the declared types, forced onto a bare
+    machine: ``secret_sources()`` a tuple of :class:`~portarun.secrets.Source`; ``quotas()``
+    absolute host folders mapped to :class:`~portarun.provider.Quota` with a positive limit and a
+    source; ``submission_note()`` and ``missing_path_hint()`` ``None`` or text; ``storage_sync()``
+    ``None`` or an object with ``ensure_mounted``, ``flush`` and ``dirty``. (``deliver_submission``
+    and ``mount_drive`` act on the host, so they are not called here.)"""
+    from ..secrets import Source
+
+    with _registered(cls), warnings.catch_warnings():
+        warnings.simplefilter("ignore", PortarunWarning)
+        with simulate(env={"PORTARUN_HOST": cls.name}) as rt:
+            provider = cls(rt.probe)
+            sources = provider.secret_sources()
+            _require(isinstance(sources, tuple) and all(isinstance(x, Source) for x in sources), cls,
+                     f"returned {sources!r} from secret_sources(), not a tuple of portarun.secrets.Source")
+            quotas = provider.quotas()
+            _require(isinstance(quotas, Mapping), cls, f"returned {type(quotas).__name__} from quotas(), not a mapping")
+            for folder, quota in quotas.items():
+                _require(isinstance(folder, str) and folder.startswith("/"), cls,
+                         f"has a quota on {folder!r}: quotas are keyed by absolute host folders")
+                _require(isinstance(quota, Quota) and isinstance(quota.limit, int) and quota.limit > 0
+                         and quota.source, cls, f"has quota {quota!r} on {folder}: it needs a positive limit and a source")
+            for what, answer in (("submission_note", provider.submission_note("submission.csv")),
+                                 ("missing_path_hint", provider.missing_path_hint("/portarun-contract/missing"))):
+                _require(answer is None or (isinstance(answer, str) and answer), cls,
+                         f"returned {answer!r} from {what}(), not None or text")
+            sync = provider.storage_sync(Path(rt.paths.scratch) if not is_remote(rt.paths.scratch) else rt.probe.root)
+            _require(sync is None or all(hasattr(sync, a) for a in ("ensure_mounted", "flush", "dirty")), cls,
+                     f"returned {sync!r} from storage_sync(), not None or a StorageSync")
+
+
 #: Every check, in the order :func:`check_provider` runs them (parametrize a test over these).
 CHECKS: tuple[Callable[[type[Provider]], None], ...] = (
-    check_class, check_empty_machine, check_detection, check_forced_paths, check_session_and_devices)
+    check_class, check_empty_machine, check_detection, check_forced_paths, check_session_and_devices,
+    check_presets, check_host_services)
 
 
 def check_provider(cls: type[Provider]) -> None:

@@ -26,12 +26,12 @@ this provider's :meth:`cpu_hint`. Session: pods bill until stopped; RunPod sets 
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from portarun.hookspecs import hookimpl
 from portarun.probe import Probe
-from portarun.provider import Detection, Evidence, HostLocations, Provider, SessionLimits
+from portarun.provider import Detection, Evidence, HostLocations, Preset, Provider, SessionLimits
 
 from .serverless import JOB_WEBHOOK, RunPodServerlessProvider
 
@@ -120,6 +120,16 @@ class RunPodProvider(Provider):
 
     def session_limits(self) -> SessionLimits:
         return SessionLimits(None, "RunPod pods run, and bill, until stopped: no session limit")
+
+    @classmethod
+    def presets(cls) -> Mapping[str, Preset]:
+        # A pod's environment as in RunPod's variable reference and one pod's log (HOSTS.md [R3]),
+        # with its volume at /workspace.
+        env = {"HOME": "/root", "PWD": WORKSPACE, "RUNPOD_POD_ID": "0rice6j5w1okh9",
+               "RUNPOD_POD_HOSTNAME": "0rice6j5w1okh9-64411b", "RUNPOD_DC_ID": "EU-RO-1",
+               "RUNPOD_PUBLIC_IP": "203.0.113.7", "RUNPOD_TCP_PORT_22": "22122", "RUNPOD_CPU_COUNT": "6",
+               "RUNPOD_MEM_GB": "23", "RUNPOD_GPU_COUNT": "1", "RUNPOD_API_KEY": "pod-scoped-key"}
+        return {"runpod": Preset(env=env, paths=(WORKSPACE,), kernel=False)}
 
 
 @hookimpl

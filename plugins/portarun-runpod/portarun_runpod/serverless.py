@@ -36,8 +36,10 @@ endpoint settings portarun cannot read (https://docs.runpod.io/serverless/endpoi
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from portarun.probe import Probe
-from portarun.provider import Detection, Evidence, HostLocations, Provider, SessionLimits
+from portarun.provider import Detection, Evidence, HostLocations, Preset, Provider, SessionLimits
 
 VOLUME = "/runpod-volume"
 JOB_WEBHOOK = "RUNPOD_WEBHOOK_GET_JOB"
@@ -112,3 +114,15 @@ class RunPodServerlessProvider(Provider):
             "RunPod serverless workers run while their endpoint has jobs; the idle and execution timeouts are "
             "endpoint settings (set PORTARUN_SESSION_LIMIT to match them)",
         )
+
+    @classmethod
+    def presets(cls) -> Mapping[str, Preset]:
+        # runpod-python's own WorkerAdapter test environment (github-file-id:42178667463), in a
+        # data centre with the endpoint's network volume attached at /runpod-volume.
+        env = {"RUNPOD_POD_ID": "test-pod-123", "RUNPOD_GPU_TYPE_ID": "RTX4090",
+               JOB_WEBHOOK: "https://api.runpod.ai/fetch/$RUNPOD_POD_ID?gpu=$RUNPOD_GPU_TYPE_ID",
+               "RUNPOD_WEBHOOK_POST_OUTPUT": "https://api.runpod.ai/result/$RUNPOD_POD_ID/$ID?gpu=$RUNPOD_GPU_TYPE_ID",
+               "RUNPOD_WEBHOOK_PING": "https://api.runpod.ai/ping/$RUNPOD_POD_ID?gpu=$RUNPOD_GPU_TYPE_ID",
+               "RUNPOD_ENDPOINT_ID": "ep", "RUNPOD_AI_API_KEY": "worker-key", "RUNPOD_DC_ID": "EU-RO-1",
+               "RUNPOD_VOLUME_ID": "vol"}
+        return {"runpod-serverless": Preset(env=env, paths=(VOLUME,), modules=("runpod",), kernel=False)}

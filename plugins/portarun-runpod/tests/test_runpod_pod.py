@@ -9,15 +9,8 @@ import pytest
 
 from portarun.errors import PortarunWarning
 from portarun.runtime import Runtime
-from portarun.testing import simulate
+from portarun.testing import preset, simulate
 from portarun_runpod.pod import PodResources, RunPodProvider
-
-# A pod's environment as in RunPod's reference and one pod's log (HOSTS.md [R3]).
-POD_ENV = {
-    "HOME": "/root", "PWD": "/workspace", "RUNPOD_POD_ID": "0rice6j5w1okh9", "RUNPOD_POD_HOSTNAME": "0rice6j5w1okh9-64411b",
-    "RUNPOD_DC_ID": "EU-RO-1", "RUNPOD_PUBLIC_IP": "203.0.113.7", "RUNPOD_TCP_PORT_22": "22122",
-    "RUNPOD_CPU_COUNT": "6", "RUNPOD_MEM_GB": "23", "RUNPOD_GPU_COUNT": "1", "RUNPOD_API_KEY": "pod-scoped-key",
-}
 
 
 def confidence(rt: Runtime) -> float:
@@ -26,7 +19,7 @@ def confidence(rt: Runtime) -> float:
 
 def test_pod_is_detected_with_workspace_volume_paths(tmp_path: Path) -> None:
     root = tmp_path / "root"
-    with simulate(env=POD_ENV, paths=["/workspace"], root=root, project="sdxl", cpus=128) as rt:
+    with simulate("runpod", root=root, project="sdxl", cpus=128) as rt:
         assert rt.host.name == "runpod"
         assert rt.host.confidence >= 0.8
         assert (rt.host.plugin, rt.host.version) == ("runpod", version("portarun-runpod"))
@@ -48,9 +41,7 @@ def test_pod_is_detected_with_workspace_volume_paths(tmp_path: Path) -> None:
 
 
 def test_missing_or_malformed_resource_variables_give_no_hint() -> None:
-    env = {**POD_ENV, "RUNPOD_CPU_COUNT": "six", "RUNPOD_MEM_GB": "-1"}
-    del env["RUNPOD_GPU_COUNT"]
-    with simulate(env=env, paths=["/workspace"]) as rt:
+    with simulate("runpod", env={"RUNPOD_CPU_COUNT": "six", "RUNPOD_MEM_GB": "-1", "RUNPOD_GPU_COUNT": ""}) as rt:
         provider = rt.provider
         assert isinstance(provider, RunPodProvider)
         assert provider.resources() == PodResources(cpus=None, memory_gb=None, gpus=None)
@@ -59,7 +50,8 @@ def test_missing_or_malformed_resource_variables_give_no_hint() -> None:
 
 def test_pod_without_a_volume_warns_that_persist_is_lost_on_stop(tmp_path: Path) -> None:
     with pytest.warns(PortarunWarning, match="no volume at /workspace"):
-        with simulate(env={**POD_ENV, "PWD": "/"}, root=tmp_path / "root") as rt:
+        # The preset's variables without its /workspace volume.
+        with simulate(env={**preset("runpod").env, "PWD": "/"}, root=tmp_path / "root") as rt:
             assert rt.host.name == "runpod"
 
 
