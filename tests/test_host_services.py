@@ -149,3 +149,19 @@ def test_mount_drive_is_refused_on_a_host_without_one(acme: None, tmp_path: Path
 
 def test_the_plugin_keeps_the_provider_contract() -> None:
     contract.check_provider(AcmeProvider)
+
+
+def test_a_provider_whose_presets_fail_leaves_the_other_hosts_simulable(tmp_path: Path) -> None:
+    def broken(cls: type[Provider]) -> Mapping[str, Preset]:
+        raise RuntimeError("presets table missing")
+
+    failing = type("Failing", (AcmeProvider,), {"name": "acme-failing", "presets": classmethod(broken)})
+
+    @hookimpl
+    def portarun_register_providers(register: Register) -> None:
+        register(failing)
+
+    with plugin(types.SimpleNamespace(portarun_register_providers=portarun_register_providers)):
+        with pytest.warns(PortarunWarning, match="'acme-failing' failed to list its simulation presets"):
+            with simulate("kaggle", root=tmp_path / "root") as rt:
+                assert rt.host.name == "kaggle"

@@ -44,7 +44,13 @@ def _installed_presets(env: Mapping[str, str] | None = None) -> dict[str, Preset
     found: dict[str, Preset] = {}
     providers = plugin_set(env or {}).providers()
     for name in sorted(providers):
-        for preset_name, preset in providers[name].presets().items():
+        try:
+            shipped = dict(providers[name].presets())
+        except Exception as exc:  # one plugin's broken presets must not hide every other host's
+            warn(f"provider {name!r} failed to list its simulation presets ({type(exc).__name__}: {exc}); "
+                 "they are skipped. Run portarun.testing.contract.check_presets on it.")
+            continue
+        for preset_name, preset in shipped.items():
             found.setdefault(preset_name, preset)
     return found
 
