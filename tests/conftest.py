@@ -46,6 +46,18 @@ for _var in _XDG:
 (_FAKE_HOME / "home").mkdir()
 
 
+@pytest.fixture(autouse=True)
+def _environment_restored() -> Iterator[None]:
+    """Each test starts with the environment the previous one started with: code under test may
+    set variables for the rest of its process (``PJRT_DEVICE`` before importing torch_xla, say),
+    which must not leak into later tests."""
+    saved = dict(os.environ)
+    yield
+    if dict(os.environ) != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     written = sorted(_snapshot() - _BEFORE)
     shutil.rmtree(_FAKE_HOME, ignore_errors=True)
