@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal, NamedTuple, Protocol
 from .probe import Probe
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from .monitor.budgets import Budget
     from .runtime import Runtime
@@ -205,6 +205,13 @@ class Provider(ABC):
     def presets(cls) -> Mapping[str, Preset]:
         """Simulated machines of this host, by name (``name`` itself or ``name-<variant>``), that
         :func:`portarun.testing.simulate` accepts. Called only by simulations. Default: none."""
+        return {}
+
+    @classmethod
+    def stand_in_apis(cls) -> Mapping[str, Mapping[str, Callable[..., object]]]:
+        """What a simulation puts on the stand-ins of this host's modules (module → attribute →
+        function), so that portarun's calls into them behave as on the host and stay quiet; set
+        only where the module's parent is a stand-in, never on a real module. Default: none."""
         return {}
 
     def secret_sources(self) -> tuple[Source, ...]:

@@ -165,3 +165,13 @@ def test_a_provider_whose_presets_fail_leaves_the_other_hosts_simulable(tmp_path
         with pytest.warns(PortarunWarning, match="'acme-failing' failed to list its simulation presets"):
             with simulate("kaggle", root=tmp_path / "root") as rt:
                 assert rt.host.name == "kaggle"
+
+
+def test_simulated_colab_mounts_drive_through_the_providers_stand_in(tmp_path: Path) -> None:
+    """ColabProvider.stand_in_apis gives the stand-in google.colab.drive its mount: mounting in a
+    simulation makes the Drive folder, and persist moves there, with nothing patched by hand."""
+    with pytest.warns(PortarunWarning, match="Drive is not mounted"):
+        with simulate("colab-nodrive", root=tmp_path / "root", project="p") as rt:
+            mounted = rt.mount_drive()
+            assert (tmp_path / "root/content/drive/MyDrive").is_dir()
+            assert mounted.paths.persist == tmp_path / "root/content/drive/MyDrive/portarun/p"

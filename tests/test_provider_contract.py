@@ -86,6 +86,8 @@ _counter = iter(range(1_000_000))
     (_broken(quotas=lambda self: {"data": Quota(10, "x")}), contract.check_host_services, "absolute host folders"),
     (_broken(submission_note=lambda self, filename: ""), contract.check_host_services, "submission_note"),
     (_broken(storage_sync=lambda self, folder: object()), contract.check_host_services, "not None or a StorageSync"),
+    (_broken(stand_in_apis=classmethod(lambda cls: {"acme.client": {"get": "not a function"}})),
+     contract.check_host_services, "stand_in_apis"),
 ])
 def test_the_contract_catches_a_provider_that_breaks_it(broken: type[Provider], check: Check, promise: str) -> None:
     with pytest.raises(contract.ContractViolation, match=promise):

@@ -44,7 +44,8 @@ Session: "at most 12 hours" for free notebooks (Colab FAQ, HOSTS.md [C1]); idle 
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -199,6 +200,14 @@ class ColabProvider(Provider):
                                 tpu="v5e-1"),
         }
 
+    @classmethod
+    def stand_in_apis(cls) -> Mapping[str, Mapping[str, Callable[..., object]]]:
+        """Drive's ``mount`` and ``flush_and_unmount`` (googlecolab/colabtools@94300b75:
+        google/colab/drive.py) and the browser download ``download(filename)``
+        (googlecolab/colabtools google/colab/files.py): what portarun calls of Colab's modules."""
+        return {"google.colab.drive": {"mount": _simulated_mount, "flush_and_unmount": _nothing},
+                "google.colab.files": {"download": _nothing}}
+
     def secret_sources(self) -> tuple[Source, ...]:
         """Colab's secrets panel, through ``google.colab.userdata.get``: inside the notebook kernel
         only (the call talks to the notebook frontend; a ``!python`` child cannot use it). Its
@@ -261,6 +270,17 @@ class ColabProvider(Provider):
             return None
         return (f"Google Drive is not mounted (or the path is wrong). Mount it with `rt = rt.mount_drive()`, then "
                 f"check the path under {DRIVE_ROOTS[0]}.")
+
+
+def _simulated_mount(mountpoint: str, force_remount: bool = False, timeout_ms: int = 120000,
+                     readonly: bool = False) -> None:
+    """``drive.mount`` as a simulation has it: Drive's folder appears at ``mountpoint``."""
+    os.makedirs(os.path.join(os.path.expanduser(mountpoint), "MyDrive"), exist_ok=True)
+
+
+def _nothing(*args: object, **kwargs: object) -> None:
+    """``drive.flush_and_unmount`` and ``files.download`` as a simulation has them: there is no
+    Drive to flush and no browser to download to."""
 
 
 def _userdata_usable(rt: Runtime) -> str | None:

@@ -21,7 +21,7 @@ import shutil
 import sys
 import tempfile
 import types
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -109,33 +109,15 @@ def _stand_in(name: str, added: list[str]) -> None:
     added.append(name)
 
 
-def _drive_mount(mountpoint: str, force_remount: bool = False, timeout_ms: int = 120000,
-                 readonly: bool = False) -> None:
-    """Colab's ``drive.mount`` as a simulation has it: Drive's folder appears at ``mountpoint``."""
-    os.makedirs(os.path.join(os.path.expanduser(mountpoint), "MyDrive"), exist_ok=True)
-
-
-def _nothing(*args: object, **kwargs: object) -> None:
-    """Colab's ``drive.flush_and_unmount`` and ``files.download`` as a simulation has them: there
-    is no Drive to flush and no browser to download to."""
-
-
-#: The parts of Colab's own modules that portarun calls, given to the stand-in ``google.colab``
-#: so that simulated Colab behaves and stays quiet: Drive's ``mount`` and ``flush_and_unmount``
-#: (googlecolab/colabtools@94300b75:google/colab/drive.py) and the browser download
-#: ``download(filename)`` (googlecolab/colabtools google/colab/files.py).
-_STAND_IN_APIS: Mapping[str, Mapping[str, Callable[..., None]]] = {
-    "google.colab.drive": {"mount": _drive_mount, "flush_and_unmount": _nothing},
-    "google.colab.files": {"download": _nothing},
-}
-
-
-def _add_stand_in_apis(added: list[str]) -> None:
-    for name, functions in _STAND_IN_APIS.items():
-        if name.rpartition(".")[0] in added:  # only under a stand-in, never a real google.colab
-            _stand_in(name, added)
-            for attribute, function in functions.items():
-                setattr(sys.modules[name], attribute, function)
+def _add_stand_in_apis(env: Mapping[str, str], added: list[str]) -> None:
+    """Put on the stand-ins what the providers say their modules' callers need
+    (:meth:`~portarun.provider.Provider.stand_in_apis`: Colab's ``drive.mount``, say)."""
+    for cls in plugin_set(env).providers().values():
+        for name, functions in cls.stand_in_apis().items():
+            if name.rpartition(".")[0] in added:  # only under a stand-in, never a real module
+                _stand_in(name, added)
+                for attribute, function in functions.items():
+                    setattr(sys.modules[name], attribute, function)
 
 
 def _remove_stand_ins(added: list[str]) -> None:
@@ -245,7 +227,7 @@ def simulate(
         )
         for name in sorted(all_modules):
             _stand_in(name, added)
-        _add_stand_in_apis(added)
+        _add_stand_in_apis(probe_env, added)
         STATE.push_probe(probe)
         rt = _runtime.detect(project=project)
         STATE.remember(DEFAULT_KEY, rt)  # detect() without arguments answers the same runtime

@@ -182,8 +182,9 @@ def check_host_services(cls: type[Provider]) -> None:
     """What a provider may supply beyond paths answers in the declared types, forced onto a bare
     machine: ``secret_sources()`` a tuple of :class:`~portarun.secrets.Source`; ``quotas()``
     absolute host folders mapped to :class:`~portarun.provider.Quota` with a positive limit and a
-    source; ``submission_note()`` and ``missing_path_hint()`` ``None`` or text; ``storage_sync()``
-    ``None`` or an object with ``ensure_mounted``, ``flush`` and ``dirty``. (``deliver_submission``
+    source; ``submission_note()`` and ``missing_path_hint()`` ``None`` or text; ``stand_in_apis()``
+    module names mapped to functions; ``storage_sync()`` ``None`` or an object with
+    ``ensure_mounted``, ``flush`` and ``dirty``. (``deliver_submission``
     and ``mount_drive`` act on the host, so they are not called here.)"""
     from ..secrets import Source
 
@@ -205,6 +206,11 @@ def check_host_services(cls: type[Provider]) -> None:
                                  ("missing_path_hint", provider.missing_path_hint("/portarun-contract/missing"))):
                 _require(answer is None or (isinstance(answer, str) and answer), cls,
                          f"returned {answer!r} from {what}(), not None or text")
+            apis = cls.stand_in_apis()
+            _require(isinstance(apis, Mapping) and all(
+                isinstance(module, str) and isinstance(functions, Mapping) and all(callable(f) for f in functions.values())
+                for module, functions in apis.items()), cls,
+                f"returned {apis!r} from stand_in_apis(), not module names mapped to attribute names and functions")
             sync = provider.storage_sync(Path(rt.paths.scratch) if not is_remote(rt.paths.scratch) else rt.probe.root)
             _require(sync is None or all(hasattr(sync, a) for a in ("ensure_mounted", "flush", "dirty")), cls,
                      f"returned {sync!r} from storage_sync(), not None or a StorageSync")
