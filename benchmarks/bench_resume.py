@@ -71,27 +71,46 @@ def train(folder: Path, steps: int, kill_at: int | None, workers: int = 2) -> No
 
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = 0
+    order: dict[str, Any] = {"shuffle": True}
+    if world > 1:  # under torchrun: each rank its own shard, its own random streams
+        import torch.distributed as dist
+
+        dist.init_process_group("gloo")
+        rank = dist.get_rank()
+        order = {"sampler": torch.utils.data.distributed.DistributedSampler(Noisy(), seed=0, drop_last=True)}
     rt = portarun.detect()
-    rt.seed(0)
-    numpy.random.seed(0)
-    loader = rt.dataloader(Noisy(), batch_size=BATCH, shuffle=True, drop_last=True, num_workers=workers,
-                           persistent_workers=workers > 0, stateful=True)
+    rt.seed(rank)
+    numpy.random.seed(rank)
+    loader = rt.dataloader(Noisy(), batch_size=BATCH, drop_last=True, num_workers=workers,
+                           persistent_workers=workers > 0, stateful=True, **order)
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Dropout(0.2), torch.nn.Linear(16, 1))
+    if world > 1:  # one model on every rank, as DistributedDataParallel makes it
+        for p in model.parameters():
+            dist.broadcast(p.data, 0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=5, gamma=0.7)
     ckpt = Checkpointer(folder / "ckpt", every_steps=SAVE_EVERY, keep_last=2, handle_signals=False)
     start = ckpt.resume(model, optimizer, scheduler, loader=loader)
-    log = folder / "loss.log"
+    log = folder / (f"loss.rank{rank}.log" if rank else "loss.log")
     kept = [line for line in (log.read_text().splitlines() if log.exists() else []) if int(line.split()[0]) <= start]
     log.write_text("".join(f"{line}\n" for line in kept))  # steps after the checkpoint are replayed
     step, accumulated = int(start), start.accumulated
     with open(log, "a") as out:
         while step < steps:
+            if world > 1:
+                order["sampler"].set_epoch(step // len(loader))
             for x, y in loader:
                 loss = torch.nn.functional.mse_loss(model(x), y)
                 (loss / ACCUMULATE).backward()
                 step, accumulated = step + 1, accumulated + 1
                 if accumulated == ACCUMULATE:
+                    if world > 1:
+                        for p in model.parameters():
+                            assert p.grad is not None
+                            dist.all_reduce(p.grad)
+                            p.grad /= world
                     optimizer.step()
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
@@ -100,18 +119,34 @@ def train(folder: Path, steps: int, kill_at: int | None, workers: int = 2) -> No
                 out.flush()
                 ckpt.maybe_save(lambda: training_state(model, optimizer, scheduler, loader=loader,
                                                        accumulated=accumulated), step)
-                if step == kill_at:
-                    os.kill(os.getpid(), signal.SIGKILL)
+                if step == kill_at and rank == 0:  # the whole job (torchrun, every rank, the workers) dies
+                    os.killpg(0, signal.SIGKILL) if world > 1 else os.kill(os.getpid(), signal.SIGKILL)
                 if step >= steps:
                     break
     ckpt.wait()
-    torch.save(model.state_dict(), folder / "weights.pt")
+    torch.save(model.state_dict(), folder / (f"weights.rank{rank}.pt" if rank else "weights.pt"))
+    if world > 1:
+        dist.destroy_process_group()
 
 
 def run(folder: Path, steps: int, kill_at: int | None, workers: int = 2) -> int:
     """One training process; its exit status (-9 when it killed itself)."""
     cmd = [sys.executable, __file__, "train", str(folder), str(steps), str(kill_at or 0), str(workers)]
     return subprocess.run(cmd, env={**os.environ, "PYTHONHASHSEED": "0"}, timeout=600).returncode
+
+
+def run_distributed(folder: Path, steps: int, kill_at: int | None, ranks: int = 2, workers: int = 2) -> int:
+    """The same training as ``ranks`` processes under torchrun (gloo), in a session of its own
+    so that rank 0's kill takes the whole job and nothing else; torchrun's exit status."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={ranks}", "--master_addr=127.0.0.1",
+           f"--master_port={port}", __file__, "train", str(folder), str(steps), str(kill_at or 0), str(workers)]
+    env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
+    return subprocess.run(cmd, env=env, timeout=600, start_new_session=True, capture_output=True).returncode
 
 
 def compare(plain: Path, killed: Path) -> dict[str, Any]:

@@ -192,3 +192,23 @@ def test_killed_five_times_ends_bit_identical(tmp_path: Path) -> None:
     assert bench_resume.run(killed, steps, None) == 0
     result = bench_resume.compare(plain, killed)
     assert result["weights_identical"] and result["loss_log_identical"] and result["steps_each_once"], result
+
+
+@pytest.mark.slow
+def test_two_ranks_under_torchrun_killed_three_times_end_bit_identical(tmp_path: Path) -> None:
+    """The same training as 2 gloo ranks under torchrun, each with its own shard
+    (DistributedSampler), its own random streams and 2 workers, gradients all-reduced at each
+    optimizer step; rank 0 kills the whole job 3 times. Both ranks' weights and loss logs match
+    the uninterrupted job's, so each rank got its own random states and loader place back."""
+    steps = 30
+    plain, killed = tmp_path / "plain", tmp_path / "killed"
+    plain.mkdir()
+    killed.mkdir()
+    assert bench_resume.run_distributed(plain, steps, None) == 0
+    for k in (10, 17, 22):  # 4 batches an epoch per rank: 10 and 22 mid-epoch, 17 and 22 mid-accumulation
+        assert bench_resume.run_distributed(killed, steps, k) != 0
+    assert bench_resume.run_distributed(killed, steps, None) == 0
+    result = bench_resume.compare(plain, killed)
+    assert result["weights_identical"] and result["loss_log_identical"] and result["steps_each_once"], result
+    assert (plain / "loss.rank1.log").read_text() == (killed / "loss.rank1.log").read_text()
+    assert torch.equal(torch.load(plain / "weights.rank1.pt")["0.weight"], torch.load(killed / "weights.rank1.pt")["0.weight"])

@@ -80,6 +80,26 @@ class CheckpointInfo:
                 f"saved_at={self.saved_at!r}, size={self.size!r}, metrics={self.metrics!r}, kind={self.kind!r})")
 
 
+#: Save reasons by priority: when ranks' rules differ, all save for the highest.
+_REASONS: tuple[str | None, ...] = (None, "every_minutes", "every_steps", "before_deadline")
+_AGREE_GROUP: list[Any] = []
+
+
+def _agree(received: bool, reason: str | None) -> tuple[bool, str | None]:
+    """What every rank of a distributed run does at this step: save when any rank's rule fired
+    or any rank got a signal (a time rule or a signal can reach ranks at different steps), so
+    that the ranks build their ``training_state`` together. One all-reduce of two integers per
+    call, over gloo (a group of its own when the default one is not gloo, e.g. NCCL)."""
+    import torch
+    import torch.distributed as dist
+
+    if not _AGREE_GROUP or _AGREE_GROUP[0] is not dist.group.WORLD:  # made again for a new default group
+        _AGREE_GROUP[:] = [dist.group.WORLD, None if dist.get_backend() == "gloo" else dist.new_group(backend="gloo")]
+    flags = torch.tensor([int(received), _REASONS.index(reason)], dtype=torch.int64)
+    dist.all_reduce(flags, op=dist.ReduceOp.MAX, group=_AGREE_GROUP[1])
+    return bool(flags[0]), _REASONS[int(flags[1])]
+
+
 def _rank_and_world() -> tuple[int, int] | None:
     """``(rank, world_size)`` when torch.distributed is imported and initialized."""
     import sys
@@ -431,10 +451,15 @@ class Checkpointer:
     # -- policy and signals ----------------------------------------------------------------
     def maybe_save(self, state_fn: Callable[[], Any], step: int, metrics: dict[str, float] | None = None) -> bool:
         """Call at the end of each training step with a function building the state (called
-        only when a save happens, and only on the main process). Saves when a rule fires
+        only when a save happens; only the main process writes it). Saves when a rule fires
         (``every_steps``, ``every_minutes``, ``before_deadline``) in the background, or, after
         SIGTERM/SIGUSR1, in the foreground and then lets the signal take its default course.
         The deadline save is waited for and, on Colab's Drive, flushed. Returns whether it saved.
+
+        Under an initialized ``torch.distributed`` with several ranks, every rank must call it
+        at every step: the ranks agree (one small all-reduce) to save at a step where any
+        rank's rule fired or any rank got the signal, so that all of them build the state
+        together (:func:`training_state` gathers each rank's random states and loader place).
         """
         if self.handle_signals and not self.guard.installed:
             self.guard.install()
@@ -442,12 +467,17 @@ class Checkpointer:
             self.lease.renew_if_held()
         except OSError:
             pass  # an unreachable store: the next save retries and reports it
-        if self.guard.received is not None:
+        received = self.guard.received is not None
+        reason = None if received else self.policy.reason(step)
+        ranks = _rank_and_world()
+        if ranks is not None and ranks[1] > 1:  # training_state gathers from every rank: all save, or none
+            received, reason = _agree(received, reason)
+        if received:
             self.save(state_fn(), step, metrics, blocking=True)
             self.close()
-            self.guard.finish()
+            if self.guard.received is not None:
+                self.guard.finish()
             return True
-        reason = self.policy.reason(step)
         if reason is None:
             return False
         self.save(state_fn(), step, metrics, blocking=False)

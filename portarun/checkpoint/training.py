@@ -104,7 +104,48 @@ def training_state(model: Any = None, optimizer: Any = None, scheduler: Any = No
     if extra:
         state["extra"] = dict(extra)
     state["meta"] = meta
+    ranks = _gather_per_rank(state)
+    if ranks is not None:
+        state["ranks"] = ranks
     return state
+
+
+#: What differs between the ranks of a distributed run: each rank's random states, its loader's
+#: place in its shard of the data and its gradients not yet all-reduced.
+_PER_RANK = ("rng", "loader", "grads")
+
+
+def _gather_per_rank(state: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """Every rank's own parts of ``state`` (:data:`_PER_RANK`), gathered from all ranks, under an
+    initialized ``torch.distributed`` with several ranks; ``None`` otherwise. A collective:
+    every rank builds its ``training_state`` at the same step (``maybe_save`` agrees on when)."""
+    from .checkpointer import _rank_and_world
+
+    ranks = _rank_and_world()
+    if ranks is None or ranks[1] == 1:
+        return None
+    import torch.distributed as dist
+
+    gathered: list[Any] = [None] * ranks[1]
+    dist.all_gather_object(gathered, {key: state[key] for key in _PER_RANK if key in state})
+    return gathered
+
+
+def _this_rank(state: dict[str, Any], where: str) -> dict[str, Any]:
+    """``state`` with this rank's own parts, when it holds every rank's; rank 0's (with a
+    warning) when the number of ranks changed."""
+    saved = state.get("ranks")
+    if not isinstance(saved, list):
+        return state
+    from ..errors import warn
+    from .checkpointer import _rank_and_world
+
+    rank, world = _rank_and_world() or (0, 1)
+    if world != len(saved):
+        warn(f"{where} was saved by {len(saved)} ranks and is resumed by {world}: each rank gets rank 0's "
+             "random states and loader position, so the run does not continue exactly as it would have.")
+        return state
+    return {**{k: v for k, v in state.items() if k not in _PER_RANK}, **saved[rank]}
 
 
 def _group_shapes(optimizer: Any) -> list[list[list[int]]]:
@@ -174,6 +215,7 @@ def restore(state: dict[str, Any], model: Any = None, optimizer: Any = None, sch
             "(detect(project=...) or PORTARUN_PROJECT) or checkpoints folder; if the model changed on "
             "purpose, load the state with load() and copy what still fits, or pass strict=False to "
             "skip missing and unexpected keys.")
+    state = _this_rank(state, where)
     if model is not None and "model" in state:
         model.load_state_dict(state["model"], strict=strict)
     for key, obj in (("optimizer", optimizer), ("scheduler", scheduler), ("scaler", scaler)):
