@@ -126,6 +126,7 @@ def train(folder: Path, steps: int, kill_at: int | None, workers: int = 2) -> No
     ckpt.wait()
     torch.save(model.state_dict(), folder / (f"weights.rank{rank}.pt" if rank else "weights.pt"))
     if world > 1:
+        dist.barrier()  # both ranks out of their last collective before gloo is torn down (else exit -6)
         dist.destroy_process_group()
 
 

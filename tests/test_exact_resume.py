@@ -4,8 +4,12 @@ be exact is named once, and a run SIGKILLed at several steps ends bit-identical 
 uninterrupted one (real torch, real DataLoader workers, real checkpoints and signals)."""
 from __future__ import annotations
 
+import json
+import os
 import random
 import signal
+import socket
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -214,3 +218,38 @@ def test_two_ranks_under_torchrun_killed_three_times_end_bit_identical(tmp_path:
     assert torch.equal(torch.load(plain / "weights.rank1.pt")["0.weight"], torch.load(killed / "weights.rank1.pt")["0.weight"])
     with pytest.warns(PortarunWarning, match="saved by 2 ranks and is resumed by 1"):
         assert Checkpointer(killed / "ckpt").resume() == steps  # one process: rank 0's parts, said so
+
+
+_DIVERGING = """
+import json, sys
+import torch.distributed as dist
+from portarun.checkpoint import Checkpointer, training_state
+
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+# Only rank 0's clock rule fires (every step); rank 1 has no rule at all.
+ck = Checkpointer(sys.argv[1], every_minutes=1e-9 if rank == 0 else None, mode="blocking", handle_signals=False)
+saved = [ck.maybe_save(lambda: training_state(), step) for step in range(1, 4)]
+print(json.dumps({"rank": rank, "saved": saved}))
+dist.barrier()  # both ranks out of their last collective before gloo is torn down (else exit -6)
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.slow
+def test_ranks_agree_to_save_when_only_one_ranks_rule_fires(tmp_path: Path) -> None:
+    """A time rule fires on rank 0 only: without agreement rank 0 would wait forever in
+    training_state's gather for rank 1, which never saves (the timeout fails the test)."""
+    script = tmp_path / "diverging.py"
+    script.write_text(_DIVERGING)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                          "--master_addr=127.0.0.1", f"--master_port={free}", str(script), str(tmp_path / "ck")],
+                         env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    results = sorted((json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")),
+                     key=lambda r: r["rank"])
+    assert [r["saved"] for r in results] == [[True, True, True], [True, True, True]]
+    assert len(Checkpointer(tmp_path / "ck").list()) == 3
