@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import multiprocessing
 import sys
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
@@ -461,7 +462,11 @@ def build_dataloader(rt: Runtime, dataset: Any, batch_size: int | None = 1, *, a
             # Drawn from the global RNG once, here, so seeding it still decides the order.
             seed = int(torch.empty((), dtype=torch.int64).random_().item())
             final["generator"] = torch.Generator().manual_seed(seed)
-    loader = (loader_class or DataLoader)(dataset, batch_size=batch_size, **final)
+    with warnings.catch_warnings():
+        # torchdata 0.11's StatefulDataLoader.__init__ calls torch.set_vital, which torch 2.13
+        # deprecates with a UserWarning at every loader built: noise about torchdata, not the user's code.
+        warnings.filterwarnings("ignore", message="'set_vital' is deprecated", category=UserWarning)
+        loader = (loader_class or DataLoader)(dataset, batch_size=batch_size, **final)
     loader.portarun = replace(options, overridden=notes)
     return loader
 

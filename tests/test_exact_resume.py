@@ -114,6 +114,13 @@ def test_rt_dataloader_is_stateful_and_keeps_the_dataset_reachable() -> None:
     assert not hasattr(plain, "state_dict") and isinstance(plain.dataset, Noisy)
 
 
+def test_building_a_stateful_loader_warns_nothing() -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        portarun.detect().dataloader(Noisy(), batch_size=4, num_workers=2)
+    assert [str(w.message) for w in caught] == []
+
+
 def test_stateful_without_torchdata_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "torchdata.stateful_dataloader", None)  # import fails as if absent
     rt = portarun.detect()
