@@ -254,7 +254,30 @@ def bench(kills: int, steps: int, seed: int) -> dict[str, Any]:
     return result
 
 
+def agree_cost(calls: int = 2000) -> None:
+    """Under torchrun: microseconds per ``maybe_save`` call at which no rule fires, the
+    per-step price of the ranks' agreement (rank 0 prints one JSON line)."""
+    import torch.distributed as dist
+
+    from portarun.checkpoint import Checkpointer
+
+    dist.init_process_group("gloo")
+    with tempfile.TemporaryDirectory() as tmp:
+        ck = Checkpointer(tmp, every_steps=10 ** 9, handle_signals=False)
+        began = time.perf_counter()
+        for step in range(1, calls + 1):
+            ck.maybe_save(dict, step)
+        spent = (time.perf_counter() - began) / calls * 1e6
+    if dist.get_rank() == 0:
+        print(json.dumps({"ranks": dist.get_world_size(), "maybe_save_us_per_call": round(spent, 1)}))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "agree":
+        agree_cost()
+        return
     if len(sys.argv) > 1 and sys.argv[1] == "train":
         folder, steps, kill_at, workers = Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
         train(folder, steps, kill_at or None, workers)
