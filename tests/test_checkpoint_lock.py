@@ -52,6 +52,7 @@ def _both_ready(go: Path, count: int = 2) -> None:
         time.sleep(0.01)
 
 
+@pytest.mark.slow  # real subprocesses: run once, not in the host matrix
 def test_two_processes_saving_into_one_folder(tmp_path: Path) -> None:
     root, go = tmp_path / "ck", tmp_path / "go"
     children = [_writer(str(root), 1, 30, "--wait", str(go)), _writer(str(root), 101, 130, "--wait", str(go))]
@@ -75,6 +76,7 @@ def test_two_processes_saving_into_one_folder(tmp_path: Path) -> None:
     assert not [n for n in os.listdir(root) if n.startswith(".tmp-")]
 
 
+@pytest.mark.slow  # real subprocesses: run once, not in the host matrix
 def test_lease_of_a_killed_process_is_taken_over(tmp_path: Path) -> None:
     root = tmp_path / "ck"
     child = _writer(str(root), 1, 1, "--hold")
@@ -158,6 +160,7 @@ def test_lease_on_an_object_store_memory_filesystem() -> None:
     assert not fs.exists(f"{path}/{LOCK_FILE}")
 
 
+@pytest.mark.slow  # real subprocesses: run once, not in the host matrix
 def test_two_processes_on_the_s3_server(s3: object, tmp_path: Path) -> None:
     bucket = s3.test_bucket  # type: ignore[attr-defined]
     root = f"s3://{bucket}/run"

@@ -39,6 +39,7 @@ def _run(args: list[str], timeout: float, env: dict[str, str] | None = None) -> 
     return result
 
 
+@pytest.mark.slow  # real subprocesses: run once, not in the host matrix
 def test_many_saves_in_a_busy_process_never_deadlock_and_use_a_thread(tmp_path: Path) -> None:
     result = _run([str(BUSY), str(tmp_path), "25"], timeout=240)
     assert result["modes"] == ["thread"] * 25
@@ -48,6 +49,7 @@ def test_many_saves_in_a_busy_process_never_deadlock_and_use_a_thread(tmp_path: 
     assert result["steps"] == [23, 24] and result["last"] == 24
 
 
+@pytest.mark.slow  # real subprocesses: run once, not in the host matrix
 def test_a_single_threaded_process_forks(tmp_path: Path) -> None:
     code = (
         "import json, os, sys, threading, time, torch\n"

@@ -45,6 +45,7 @@ def _proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+@pytest.mark.slow  # real subprocesses: run once, not in the host matrix
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the child's CPU time from /proc")
 def test_cpu_of_a_child_burning_cpu_is_counted_against_the_usable_cpus(tmp_path: Path) -> None:
     with simulate("local", cpus=4, root=tmp_path / "root") as rt:

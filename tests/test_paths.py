@@ -344,6 +344,7 @@ def test_info_reports_an_unreachable_location_instead_of_crashing(tmp_path) -> N
 
 
 # -- portarun info and the script's project ----------------------------------------------------
+@pytest.mark.slow  # real subprocesses: run once, not in the host matrix
 def test_info_shows_a_scripts_project_and_lists_the_projects_found(tmp_path) -> None:
     script = tmp_path / "exp/train.py"
     script.parent.mkdir()
