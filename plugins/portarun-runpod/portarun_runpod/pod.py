@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from portarun.hookspecs import hookimpl
 from portarun.probe import Probe
@@ -35,9 +36,35 @@ from portarun.provider import Detection, Evidence, HostLocations, Preset, Provid
 
 from .serverless import JOB_WEBHOOK, RunPodServerlessProvider
 
+if TYPE_CHECKING:
+    from portarun.monitor.budgets import Budget
+
 WORKSPACE = "/workspace"
 _PLACEMENT_VARS = ("RUNPOD_DC_ID", "RUNPOD_PUBLIC_IP", "RUNPOD_TCP_PORT_22")
 _RESOURCE_VARS = ("RUNPOD_CPU_COUNT", "RUNPOD_MEM_GB", "RUNPOD_GPU_COUNT")
+
+
+#: On-demand USD per GPU-hour (Secure Cloud, Community Cloud) from RunPod's pricing page, as
+#: transcribed with its reading date by datareceipts/data-receipts (109-gpu-pricing/vendors.json).
+#: Prices move: the monitor labels every figure an estimate and names this source and date.
+GPU_PRICES: dict[str, tuple[float, float]] = {
+    "H100 SXM": (3.99, 2.69), "H100 PCIe": (2.89, 1.99), "H100 NVL": (3.19, 2.59),
+    "A100 PCIe 80GB": (1.79, 1.19), "A100 SXM 80GB": (1.79, 1.39),
+}
+PRICE_SOURCE = ("https://www.runpod.io/pricing, as transcribed in "
+                "https://raw.githubusercontent.com/datareceipts/data-receipts/main/109-gpu-pricing/vendors.json")
+PRICE_READ = "2026-11-09"
+
+
+def gpu_price_model(name: str) -> str | None:
+    """The :data:`GPU_PRICES` model of an NVML GPU name (``NVIDIA H100 80GB HBM3`` is the SXM
+    part, ``NVIDIA A100-SXM4-80GB``, ``NVIDIA A100 80GB PCIe``), or ``None``."""
+    upper = name.upper()
+    if "H100" in upper:
+        return "H100 NVL" if "NVL" in upper else "H100 PCIe" if "PCIE" in upper else "H100 SXM"
+    if "A100" in upper and "80GB" in upper:
+        return "A100 PCIe 80GB" if "PCIE" in upper else "A100 SXM 80GB"
+    return None
 
 
 @dataclass(frozen=True)
@@ -120,6 +147,22 @@ class RunPodProvider(Provider):
 
     def session_limits(self) -> SessionLimits:
         return SessionLimits(None, "RunPod pods run, and bill, until stopped: no session limit")
+
+    def budgets(self) -> tuple[Budget, ...]:
+        """The listed on-demand price of this pod's GPUs, Secure and Community Cloud, for the
+        models in :data:`GPU_PRICES`; none for other models (portarun never guesses a price)."""
+        from portarun.monitor.budgets import Budget  # only when a monitor starts: detect() stays light
+
+        gpus = self.probe.gpus
+        model = gpu_price_model(gpus[0].name) if gpus else None
+        if model is None:
+            return ()
+        count = self.resources().gpus or len(gpus)
+        secure, community = GPU_PRICES[model]
+        return tuple(
+            Budget(f"the RunPod {cloud} Cloud list price for {count} x {model}", "price_per_hour", "gpu",
+                   round(price * count, 4), "USD/h", PRICE_SOURCE, PRICE_READ)
+            for cloud, price in (("Secure", secure), ("Community", community)))
 
     @classmethod
     def presets(cls) -> Mapping[str, Preset]:

@@ -66,3 +66,21 @@ def test_laptop_with_a_runpod_api_key_is_not_a_pod() -> None:
     with simulate(env={"HOME": "/home/me", "RUNPOD_API_KEY": "rpa_laptopkey"}) as rt:
         assert rt.host.name == "local"
         assert confidence(rt) == 0.0
+
+
+def test_listed_gpu_prices_become_cost_estimates() -> None:
+    from portarun.monitor.budgets import usage_lines
+    from portarun_runpod.pod import PRICE_READ, gpu_price_model
+
+    assert [gpu_price_model(n) for n in ("NVIDIA H100 80GB HBM3", "NVIDIA H100 PCIe", "NVIDIA H100 NVL",
+                                         "NVIDIA A100-SXM4-80GB", "NVIDIA A100 80GB PCIe", "Tesla T4",
+                                         "NVIDIA A100-SXM4-40GB")] == [
+        "H100 SXM", "H100 PCIe", "H100 NVL", "A100 SXM 80GB", "A100 PCIe 80GB", None, None]
+    with simulate("runpod", gpus=["NVIDIA H100 80GB HBM3"] * 2, env={"RUNPOD_GPU_COUNT": "2"}) as rt:
+        budgets = rt.provider.budgets()
+    assert [(b.amount, b.unit, b.checked) for b in budgets] == [(7.98, "USD/h", PRICE_READ), (5.38, "USD/h", PRICE_READ)]
+    lines = usage_lines(budgets, 1800, gpus=2, tpu=False)
+    assert "≈ $3.99 at the RunPod Secure Cloud list price for 2 x H100 SXM" in "\n".join(lines)
+    assert all("estimate" in line for line in lines[1:])
+    with simulate("runpod", gpus=["Tesla T4"]) as rt:
+        assert rt.provider.budgets() == ()  # a model without a sourced price: no guess
