@@ -78,7 +78,8 @@ def test_listed_gpu_prices_become_cost_estimates() -> None:
         "H100 SXM", "H100 PCIe", "H100 NVL", "A100 SXM 80GB", "A100 PCIe 80GB", None, None]
     with simulate("runpod", gpus=["NVIDIA H100 80GB HBM3"] * 2, env={"RUNPOD_GPU_COUNT": "2"}) as rt:
         budgets = rt.provider.budgets()
-    assert [(b.amount, b.unit, b.checked) for b in budgets] == [(7.98, "USD/h", PRICE_READ), (5.38, "USD/h", PRICE_READ)]
+    assert [(b.amount, b.unit, b.checked) for b in budgets] == [(7.98, "USD/h", PRICE_READ),
+                                                                 (5.38, "USD/h", PRICE_READ)]
     lines = usage_lines(budgets, 1800, gpus=2, tpu=False)
     assert "≈ $3.99 at the RunPod Secure Cloud list price for 2 x H100 SXM" in "\n".join(lines)
     assert all("estimate" in line for line in lines[1:])
