@@ -565,7 +565,7 @@ def init_distributed(rt: Runtime, backend: str | None = None, timeout: timedelta
 
         kwargs["init_method"] = "xla://"
     elif info.launcher == "torchrun":  # torch's own contract, including the agent's store
-        kwargs["init_method"] = "env://"
+        kwargs.update(_torchrun_init(rt, info, timeout))
     elif not info.master_addr or info.master_port is None:
         raise DistributedError(
             f"cannot start the process group for this {info.launcher} launch: the rendezvous address is unknown. "
@@ -578,6 +578,29 @@ def init_distributed(rt: Runtime, backend: str | None = None, timeout: timedelta
                       world_size=info.world_size)
     dist.init_process_group(**kwargs)  # type: ignore[arg-type]
     return info
+
+
+def _torchrun_init(rt: Runtime, info: DistInfo, timeout: timedelta | None) -> dict[str, object]:
+    """env:// for a torchrun worker, except after an elastic restart on the agent's store: the
+    agent keeps one store server across restarts (the same ``MASTER_PORT``) while torch 2.13's
+    workers no longer prefix their keys per attempt (torch/distributed/rendezvous.py,
+    ``_create_c10d_store``: "We create a new TCPStore for every retry so no need to add prefix"),
+    so a restarted worker can read a dead peer's gloo address and fail with "Connection
+    refused". Restarted workers of a one-node launch use torch's former
+    ``/worker/attempt_<restart count>`` prefix. Not across nodes: an agent whose own workers did
+    not fail restarts them on the membership change without counting a restart, so agents may
+    disagree on the count."""
+    attempt = (rt.probe.getenv("TORCHELASTIC_RESTART_COUNT") or "0").strip()
+    if (rt.probe.getenv("TORCHELASTIC_USE_AGENT_STORE") != "True" or rt.probe.getenv("GROUP_WORLD_SIZE") != "1"
+            or not _COUNT.fullmatch(attempt) or int(attempt) == 0 or not info.master_addr
+            or info.master_port is None):
+        return {"init_method": "env://"}
+    from torch._C._distributed_c10d import PrefixStore, TCPStore
+
+    store = (TCPStore(info.master_addr, info.master_port, is_master=False) if timeout is None
+             else TCPStore(info.master_addr, info.master_port, is_master=False, timeout=timeout))
+    return {"store": PrefixStore(f"/worker/attempt_{attempt}", store), "rank": info.rank,
+            "world_size": info.world_size}
 
 
 def distributed_section(rt: Runtime) -> dict[str, Any]:

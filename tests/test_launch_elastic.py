@@ -1,18 +1,26 @@
-"""Elastic restarts that resume: `portarun launch --max-restarts 1` on two real "nodes" (c10d
-rendezvous on loopback), one worker SIGKILLed mid-run by the test; torchrun restarts the
-workers, every rank resumes from the newest checkpoint, and the final weights equal those of
-an uninterrupted run."""
+"""Elastic restarts that resume: `portarun launch --nproc 2 --max-restarts 1`, one worker
+SIGKILLed mid-run by the test; torchrun restarts the workers, every rank resumes from the newest
+checkpoint, and the final weights equal those of an uninterrupted run.
+
+The restarted workers find each other through the agent's store, which outlives the restart:
+without the per-attempt prefix ``rt.init_distributed()`` adds (portarun/distributed.py,
+``_torchrun_init``) a new worker could read its dead peer's address and fail with "Connection
+refused" (seen here before that fix). One agent with two workers: with two agents, the one whose
+worker did not fail restarts on the membership change without counting a restart, so the two
+disagree on the attempt (torchrun's own behaviour), so the prefix is only added on one node."""
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from test_launch_nodes import agents
+from test_launch_nodes import clean_env
 
 TRAIN = '''
 import os, sys, time
@@ -75,7 +83,19 @@ def train(tmp_path: Path, name: str, kill_at: int) -> Path:
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
     try:
-        agents(tmp_path, script, ["--max-restarts", "1"], [str(out), "6", str(kill_at)])
+        # its own session, so that a hung run's workers are stopped with torchrun
+        log = out / "launch.log"
+        with log.open("w") as sink:
+            proc = subprocess.Popen([sys.executable, "-m", "portarun", "launch", "--nproc", "2", "--max-restarts", "1",
+                                     str(script), str(out), "6", str(kill_at)], cwd=tmp_path, env=clean_env(),
+                                    stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            proc.wait(timeout=300)  # a restart re-imports torch in every worker: slow on a busy machine
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        assert proc.returncode == 0, log.read_text()[-6000:]
     finally:
         stop.set()
         thread.join()
