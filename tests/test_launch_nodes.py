@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -149,22 +151,34 @@ def clean_env() -> dict[str, str]:
     return env
 
 
-def agents(tmp_path: Path, script: Path, extra: list[str], args: list[str], nodes: int = 2) -> list[str]:
+def agents(tmp_path: Path, script: Path, extra: list[str], args: list[str], nodes: int = 2,
+           timeout: float = 240) -> list[str]:
     """Start ``nodes`` real `portarun launch --nnodes N --nproc 1` agents on one c10d rendezvous
-    on loopback, wait for them, and return their logs (each must exit 0)."""
+    on loopback, wait for them (``timeout`` seconds in all), and return their logs (each must
+    exit 0; the logs are shown otherwise, also after a timeout)."""
     port = free_port()
-    procs = [subprocess.Popen([sys.executable, "-m", "portarun", "launch", "--nnodes", str(nodes), "--nproc", "1",
-                               "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "two-nodes", *extra, str(script),
-                               *args], cwd=tmp_path, env=clean_env(), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for _ in range(nodes)]
+    logs = [tmp_path / f"agent{i}.log" for i in range(nodes)]
+    procs = []
+    for log in logs:
+        with log.open("w") as out:
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "portarun", "launch", "--nnodes", str(nodes), "--nproc", "1", "--rdzv-endpoint",
+                 f"127.0.0.1:{port}", "--rdzv-id", "two-nodes", *extra, str(script), *args],
+                cwd=tmp_path, env=clean_env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
+    deadline = time.monotonic() + timeout
     try:
-        logs = [p.communicate(timeout=240)[0] for p in procs]
+        for p in procs:
+            p.wait(timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        pass
     finally:
         for p in procs:
-            if p.poll() is None:
-                p.kill()
-    assert all(p.returncode == 0 for p in procs), "\n----\n".join(logs)[-6000:]
-    return logs
+            if p.poll() is None:  # the agent and its workers: a hung run leaves nothing behind
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+    texts = [log.read_text() for log in logs]
+    assert all(p.returncode == 0 for p in procs), "\n----\n".join(t[-3000:] for t in texts)
+    return texts
 
 
 @pytest.mark.slow
