@@ -107,7 +107,7 @@ print("done", model.weight[0, 0].item(), flush=True)
 
 @pytest.mark.slow
 def test_preemption_sigterm_saves_and_the_recovery_resumes(tmp_path: Path) -> None:
-    pytest.importorskip("torch", reason="checkpoints are written with torch; the plugin's own env has no torch")
+    pytest.importorskip("torch", reason="checkpoints are written with torch (installed in tox's plugins env)")
     bucket = tmp_path / "bucket"
     bucket.mkdir()
     script = tmp_path / "train.py"
