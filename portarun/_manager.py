@@ -27,7 +27,6 @@ import math
 import os
 import re
 import threading
-import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from types import MappingProxyType, ModuleType

@@ -96,8 +96,8 @@ class DeviceInfo:
         ``PJRT_DEVICE=TPU`` set first when unset. Raises :class:`~portarun.errors.DeviceError`
         when torch is missing or cannot drive this hardware."""
         if importlib.util.find_spec("torch") is None:
-            raise DeviceError("torch is not installed. Install it (`pip install torch`, or `pip install portarun[torch]`); "
-                              "portarun never installs or replaces torch itself.")
+            raise DeviceError("torch is not installed. Install it (`pip install torch`, or "
+                              "`pip install portarun[torch]`); portarun never installs or replaces torch itself.")
         import torch
 
         if self.kind == "cuda":
@@ -150,7 +150,8 @@ def resolve(rt: Runtime) -> DeviceInfo:
     if requested is not None:
         if requested not in present:
             found = "; ".join(f"{k}: {why}" for k, why in present.items())
-            raise DeviceError(f"device {requested!r} was requested by {source}, but this host has none. Present: {found}. "
+            raise DeviceError(f"device {requested!r} was requested by {source}, but this host has none. "
+                              f"Present: {found}. "
                               "Unset PORTARUN_DEVICE (or pass device='auto') to use the best present device, or run "
                               "on a machine with that accelerator.")
         kind: DeviceKind = requested
@@ -316,9 +317,9 @@ def static_diagnostics(probe: Probe, kind: DeviceKind) -> list[str]:
     if probe.tpu is None:
         if probe.getenv("COLAB_TPU_ADDR"):
             found.append(
-                f"COLAB_TPU_ADDR={probe.getenv('COLAB_TPU_ADDR')} points at a legacy Colab TPU node, which attaches no TPU "
-                "chips to this VM; current torch_xla (PJRT runtime) only drives chips on the VM itself. Switch the "
-                "runtime to a TPU VM type (Runtime > Change runtime type > v5e-1 or v2-8 TPU).")
+                f"COLAB_TPU_ADDR={probe.getenv('COLAB_TPU_ADDR')} points at a legacy Colab TPU node, which "
+                "attaches no TPU chips to this VM; current torch_xla (PJRT runtime) only drives chips on the VM "
+                "itself. Switch the runtime to a TPU VM type (Runtime > Change runtime type > v5e-1 or v2-8 TPU).")
         if (probe.getenv("PJRT_DEVICE") or "").upper() == "TPU":
             found.append("PJRT_DEVICE=TPU is set, but this host has no TPU chips (PCI scan); torch_xla will fail to "
                          "start. Unset PJRT_DEVICE, or run on a TPU VM.")

@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from .errors import LoaderError, PortarunWarning
+from .errors import LoaderError
 from .sysinfo import default_start_method
 from .units import format_size
 from .errors import warn
@@ -121,7 +121,8 @@ class LoaderOptions:
         elif per_rank == 1 and kind != "cpu":
             workers, why = 1, f"{split}: one worker overlaps loading with the {kind} device's work"
         else:
-            workers, why = 0, f"{split}: {per_rank} CPU per rank on a CPU device, so workers would only add transfer costs"
+            workers, why = 0, (f"{split}: {per_rank} CPU per rank on a CPU device, "
+                               "so workers would only add transfer costs")
         context_why = (f"platform default {method!r}" + ("" if method == "fork" else
                        "; the dataset and collate_fn must be importable (not defined in a notebook)"))
         reasons = {

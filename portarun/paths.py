@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Union
 
 from ._redact import shown_location
-from .errors import PathError, PortarunWarning
+from .errors import PathError
 from .errors import warn
 
 if TYPE_CHECKING:
@@ -107,7 +107,8 @@ def ensure_dir(location: Location, role: str | None = None) -> Location:
                   else (exc.strerror or str(exc)))
         hint = (f"Set PORTARUN_{role.upper()}_DIR to a writable folder or fsspec URL." if role
                 else "Choose a writable folder.")
-        raise PathError(f"cannot create the {role + ' ' if role else ''}folder {_shown(path)}: {reason}. {hint}") from exc
+        raise PathError(f"cannot create the {role + ' ' if role else ''}folder {_shown(path)}: "
+                        f"{reason}. {hint}") from exc
     return path
 
 

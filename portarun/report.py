@@ -72,8 +72,8 @@ def _free(path: Any) -> int | None:
 def paths_section(rt: Runtime) -> dict[str, Any]:
     """Each path role: where it is, whether it is remote, and free space on local disks."""
     return {
-        role: {"path": str(value), "remote": is_remote(value), "exists": (not is_remote(value)) and os.path.isdir(value),
-               "free_bytes": _free(str(value))}
+        role: {"path": str(value), "remote": is_remote(value),
+               "exists": (not is_remote(value)) and os.path.isdir(value), "free_bytes": _free(str(value))}
         for role, value in ((r, rt.paths[r]) for r in rt.paths.as_dict())
     }
 
@@ -212,7 +212,8 @@ def _summary_rows(data: dict[str, Any]) -> list[tuple[str, str]]:
     rows.append(("project", f"{data['host'].get('project', '-')} (from {data['host'].get('project_origin') or '-'})"))
     projects = data.get("projects", {})
     if isinstance(projects.get("found"), dict) and set(projects["found"]) - {data["host"].get("project")}:
-        others = ", ".join(f"{name} ({count} checkpoint{'' if count == 1 else 's'})" if isinstance(count, int) else f"{name} ({count})"
+        others = ", ".join(f"{name} ({count} checkpoint{'' if count == 1 else 's'})" if isinstance(count, int)
+                           else f"{name} ({count})"
                            for name, count in projects["found"].items())
         rows += [("  found", others), ("  pick", projects["hint"])]
     paths = data.get("paths", {})

@@ -73,7 +73,8 @@ class Verdict(NamedTuple):
     @property
     def matched(self) -> bool:
         """Whether this verdict may win: at or above the threshold, or the fallback."""
-        return self.error is None and (self.confidence >= MATCH_THRESHOLD or (self.fallback and self.detection is not None))
+        return self.error is None and (self.confidence >= MATCH_THRESHOLD
+                                       or (self.fallback and self.detection is not None))
 
 
 # -- plugins (loaded once per process: portarun._state.STATE holds them) ---------------------
@@ -167,7 +168,8 @@ def build_runtime(probe: Probe, *, host: str | None = None, project: str | None 
 
 def _warn_forced(name: str, how: str, forced: Verdict, detected: Verdict) -> None:
     """Warn that a forced host has no evidence here: its paths belong to another platform."""
-    found = "nothing here looks like it" if forced.confidence <= 0 else f"its evidence is weak ({forced.confidence:.2f})"
+    found = ("nothing here looks like it" if forced.confidence <= 0
+             else f"its evidence is weak ({forced.confidence:.2f})")
     warn(
         f"{how}={name} forces the {name} provider, but {found}; detection found {detected.provider!r}. "
         f"The paths it hands out belong to that other platform: nothing is created there until something is "

@@ -4,9 +4,9 @@ storage afterwards (``rt.stage_out``).
 Sources and destinations are local paths or fsspec URLs (``s3://``, ``gs://``, ``https://``, a
 Drive folder under ``/content/drive``). The copy is:
 
-- **parallel**: ``workers`` threads (default 8 with a remote side, else the usable CPUs up to 4); small remote files are fetched in one request
-  each (``cat_file``), large ones with the filesystem's ``get_file``/``put_file``; local-to-local
-  copies use ``sendfile`` (Linux) or a read/write loop.
+- **parallel**: ``workers`` threads (default 8 with a remote side, else the usable CPUs up to 4);
+  small remote files are fetched in one request each (``cat_file``), large ones with the
+  filesystem's ``get_file``/``put_file``; local-to-local copies use ``sendfile`` (Linux) or a read/write loop.
 - **atomic per file**: a local file is written to ``.<name>.portarun-part`` beside it and
   renamed into place (:func:`os.replace`), so a reader never sees half a file. Object stores
   publish an object only when its upload completes, so remote files are written in place.
@@ -52,7 +52,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from ._files import read_small_text
 from ._redact import MASK, shown_location
-from .errors import PortarunWarning, StagingError
+from .errors import StagingError
 from .paths import ROLES, Location, is_remote, join
 from .progress import bar
 from .sysinfo import read_cpu
@@ -82,7 +82,8 @@ def default_workers(src_local: bool, dst_local: bool, cpus: int | None = None) -
     return max(1, min(4, cpus))
 
 #: Metadata fields that change when a remote object changes (s3fs, gcsfs, adlfs, http, local).
-_VERSION_FIELDS = ("ETag", "etag", "md5Hash", "crc32c", "mtime", "LastModified", "last_modified", "updated", "generation")
+_VERSION_FIELDS = ("ETag", "etag", "md5Hash", "crc32c", "mtime", "LastModified", "last_modified", "updated",
+                   "generation")
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,8 @@ class StageResult:
         """One line: how many files and bytes moved, from where to where, how fast."""
         rate = self.bytes_copied / self.seconds if self.seconds > 0 else 0.0
         text = (f"staged {self.copied} of {self.files} files ({format_size(self.bytes_copied)}) from "
-                f"{shown_location(self.source)} to {shown_location(self.path)} in {self.seconds:.1f} s ({format_size(int(rate))}/s)")
+                f"{shown_location(self.source)} to {shown_location(self.path)} in {self.seconds:.1f} s "
+                f"({format_size(int(rate))}/s)")
         if self.skipped:
             text += f"; {self.skipped} already present with the same size and checksum were skipped"
         return text
@@ -285,7 +287,8 @@ class _Copier:
         for path, (size, version) in sorted(infos.items()):
             # Listed paths sit under base: slicing is exact there, and posixpath.relpath (which
             # makes both absolute first) cost more than copying a small file.
-            rel = "" if not is_dir else (path[len(prefix):] if path.startswith(prefix) else posixpath.relpath(path, base))
+            rel = "" if not is_dir else (path[len(prefix):] if path.startswith(prefix)
+                                         else posixpath.relpath(path, base))
             dst = self.droot if not rel else (os.path.join(self.droot, *rel.split("/")) if self.dst_local
                                                else f"{self.droot.rstrip('/')}/{rel}")
             out.append(_Task(rel, path, dst, size, version))

@@ -290,15 +290,17 @@ def to_table(data: Any, columns: Sequence[str] | None = None, what: str = "the s
             bad = [i for i, r in enumerate(rows) if tuple(str(k) for k in r) != header]
             if bad:
                 raise SubmissionError(f"rows {bad[:SHOWN]} have different keys from the first row {list(header)}; "
-                                      "give every row the same keys. Nothing was written.", [("shape", f"rows {bad[:SHOWN]}")])
+                                      "give every row the same keys. Nothing was written.",
+                                      [("shape", f"rows {bad[:SHOWN]}")])
             return _from_rows([[_cell(v) for v in r.values()] for r in rows], header)
         if columns is None:
             raise SubmissionError("rows given as plain sequences need the column names: pass a list of dicts, a "
                                   "dict of columns or a DataFrame, or a sample= whose header names them.",
                                   [("input", "no column names")])
         if any(isinstance(r, (str, bytes)) or not isinstance(r, Iterable) for r in rows):
+            odd = next(r for r in rows if isinstance(r, (str, bytes)) or not isinstance(r, Iterable))
             raise SubmissionError("each row must be a sequence of cells (a tuple or list) or a dict; got "
-                                  f"{type(next(r for r in rows if isinstance(r, (str, bytes)) or not isinstance(r, Iterable))).__name__}. "
+                                  f"{type(odd).__name__}. "
                                   "Nothing was written.", [("input", "row is not a sequence")])
         return _from_rows([[_cell(v) for v in r] for r in rows], tuple(columns))
     raise SubmissionError(f"cannot read {what} from {type(data).__name__}. Pass a DataFrame, a dict of "
@@ -569,7 +571,8 @@ def write_atomic(path: Path, table: Table) -> None:
     previous = "the previous file there is intact" if path.is_file() else "nothing was written there"
     if path.is_dir():
         raise SubmissionError(f"cannot write the submission to {path}: a folder of that name is in the way. Remove or "
-                              "rename it, or pass another filename. Nothing was written.", [("write", "folder in the way")])
+                              "rename it, or pass another filename. Nothing was written.",
+                              [("write", "folder in the way")])
     data = csv_bytes(table)
     try:
         write_bytes_atomic(path, data, durable=True)
@@ -610,7 +613,8 @@ def submit(rt: Runtime, data: Any, filename: str | os.PathLike[str] = "submissio
         table = to_table(data, sample_table.header if sample_table else None)
         table, reordered, problems = validate(table, sample_table)
     if problems:
-        against = f" against the sample {sample_path}" if sample_path else (" against the sample" if sample_table else "")
+        against = (f" against the sample {sample_path}" if sample_path
+                   else (" against the sample" if sample_table else ""))
         lines = "\n".join(f"  - [{kind}] {text}" for kind, text in problems)
         raise SubmissionError(f"the submission is not valid{against}:\n{lines}\nNothing was written.", problems)
     checks = "basic" if sample_table is None else "sample"
@@ -626,7 +630,8 @@ def submit(rt: Runtime, data: Any, filename: str | os.PathLike[str] = "submissio
         target.parent.resolve().relative_to(folder.resolve())
     except ValueError:
         raise SubmissionError(f"{name} resolves outside the output folder {folder} (through a symlink). Use a "
-                              "plain file name. Nothing was written.", [("filename", "outside the output folder")]) from None
+                              "plain file name. Nothing was written.",
+                              [("filename", "outside the output folder")]) from None
     except OSError as exc:
         raise SubmissionError(f"cannot create the folder {target.parent} for the submission: "
                               f"{exc.strerror or type(exc).__name__}. Nothing was written.",
@@ -686,7 +691,8 @@ def _send_to_kaggle(rt: Runtime, path: Path, competition: str, message: str, dry
     except Exception as exc:
         raise SubmissionError(f"Kaggle did not accept the submission to {competition!r}: {type(exc).__name__}: {exc}. "
                               "Check that you joined the competition and accepted its rules, and the daily "
-                              f"submission limit. The file is at {path}.", [("kaggle_api", type(exc).__name__)]) from exc
+                              f"submission limit. The file is at {path}.",
+                              [("kaggle_api", type(exc).__name__)]) from exc
     return plan, response, True
 
 

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._redact import shown_location
-from ..errors import CheckpointError, CorruptCheckpointError, PortarunWarning
+from ..errors import CheckpointError, CorruptCheckpointError
 from ..paths import is_remote
 from ..units import format_size
 from .manifest import MAX_STEP, STATE_FILE, FileEntry, Manifest, check_entry, checkpoint_name, crc32_file, parse_name
@@ -624,7 +624,8 @@ class Checkpointer:
                 warn(f"resume() skipped {len(skipped)} newer checkpoint(s) it cannot load: "
                               f"{'; '.join(map(str, skipped))} Resumed from {info} instead.")
             return info, state
-        kind = CorruptCheckpointError if all(isinstance(e, CorruptCheckpointError) for e in skipped) else CheckpointError
+        all_corrupt = all(isinstance(e, CorruptCheckpointError) for e in skipped)
+        kind = CorruptCheckpointError if all_corrupt else CheckpointError
         raise kind(f"no checkpoint in {shown_location(self.root)} can be resumed: {'; '.join(map(str, skipped))} "
                    "Move them away to start fresh, or fix what each message says.")
 

@@ -112,7 +112,8 @@ def write_state(state: Any, path: Path, *, show_progress: bool = True) -> FileEn
             # RuntimeError without errno, while FileIO raises OSError(ENOSPC) as it happens.
             with open(path, "wb", buffering=0) as raw, \
                     ThreadPoolExecutor(1, thread_name_prefix="portarun-crc") as crc_pool, \
-                    (bar(None, f"saving {path.parent.name}") if show_progress and enabled() else nullcontext()) as progress:
+                    (bar(None, f"saving {path.parent.name}") if show_progress and enabled()
+                     else nullcontext()) as progress:
                 out = _ChecksummingFile(raw, crc_pool, progress)
                 torch.save(state, out)  # type: ignore[arg-type]
                 os.fsync(raw.fileno())

@@ -128,7 +128,8 @@ class ColabProvider(Provider):
             ev.add(0.4, "env VERTEX_PRODUCT=COLAB_ENTERPRISE", "Colab Enterprise runtime")
         drive = next((root for root in DRIVE_ROOTS if probe.is_dir(root)), None)
         if drive:
-            ev.add(0.3, f"folder {drive}", "Google Drive mounted by google.colab.drive, which works only on hosted Colab")
+            ev.add(0.3, f"folder {drive}",
+                   "Google Drive mounted by google.colab.drive, which works only on hosted Colab")
         if probe.is_file("/content/adc.json"):
             ev.add(0.1, "file /content/adc.json", "credentials google.colab.auth writes on a hosted runtime")
         if probe.has_module("google.colab"):

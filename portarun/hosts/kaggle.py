@@ -71,7 +71,8 @@ class KaggleProvider(Provider):
 
     name = "kaggle"
     display_name = "Kaggle"
-    # A container per session: KAGGLE_CONTAINER_NAME is injected at run time; files outlive it only if saved (HOSTS.md [K4]).
+    # A container per session: KAGGLE_CONTAINER_NAME is injected at run time; files outlive it only
+    # if saved (HOSTS.md [K4]).
     session_per_container = True
     priority = 10  # Kaggle's image is Colab's plus more: on a tie, the more specific host wins.
     marker_modules = ("kaggle_secrets", "kaggle_web_client")
@@ -83,7 +84,8 @@ class KaggleProvider(Provider):
         if run_type in ("Interactive", "Batch"):
             ev.add(0.4, "env " + probe.env_fact("KAGGLE_KERNEL_RUN_TYPE"), "Kaggle injects it into every kernel")
         elif run_type:
-            ev.add(0.1, "env " + probe.env_fact("KAGGLE_KERNEL_RUN_TYPE"), "unexpected value; Kaggle sets Interactive or Batch")
+            ev.add(0.1, "env " + probe.env_fact("KAGGLE_KERNEL_RUN_TYPE"),
+                   "unexpected value; Kaggle sets Interactive or Batch")
         else:
             ev.missing("KAGGLE_KERNEL_RUN_TYPE (injected into every Kaggle kernel)")
         tokens = [v for v in _SESSION_TOKENS if probe.getenv(v)]
@@ -136,7 +138,8 @@ class KaggleProvider(Provider):
 
         return (Budget("Kaggle weekly GPU quota", "accelerator_hours", "gpu", 30, "h/week",
                        "https://huggingface.co/Khawn2u/Llama-3.1-8b-Chain-Of-Thought-GGUF/discussions/1 "
-                       "(\"weekly 30hrs\"; Kaggle calls the quota floating: kaggle.com/product-feedback/173129)", "2026-11-30"),
+                       "(\"weekly 30hrs\"; Kaggle calls the quota floating: kaggle.com/product-feedback/173129)",
+                       "2026-11-30"),
                 Budget("Kaggle weekly TPU quota", "accelerator_hours", "tpu", 20, "h/week",
                        "https://portal.yandex.com.tr/yaozet/programming/kaggle-tpu-training-guide-id2-LYvZCM9B "
                        "(\"Maximum 20 hours per week\")", "2026-11-30"))

@@ -77,7 +77,8 @@ class PaperspaceProvider(Provider):
         # A Gradient notebook's variables and folders (docs/reference/host-evidence.md).
         return {"paperspace": Preset(
             env={"HOME": "/root", "PAPERSPACE_NOTEBOOK_REPO_ID": "r1x2y3z", "PAPERSPACE_NOTEBOOK_ID": "n8mwcw7u7e",
-                 "PAPERSPACE_FQDN": "n8mwcw7u7e.clg07azjl.paperspacegradient.com", "PAPERSPACE_CLUSTER_ID": "clg07azjl"},
+                 "PAPERSPACE_FQDN": "n8mwcw7u7e.clg07azjl.paperspacegradient.com",
+                 "PAPERSPACE_CLUSTER_ID": "clg07azjl"},
             paths=("/notebooks", "/storage", "/datasets"))}
 
 

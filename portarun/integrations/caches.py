@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import PortarunWarning
 from ..paths import is_remote
 from ..errors import warn
 

@@ -154,14 +154,15 @@ def _duration(seconds: float) -> str:
 
 def facts(s: Summary) -> list[str]:
     """The measurements as short lines (what the report prints above the advice)."""
-    lines = [f"{s.host}: {_duration(s.duration)} monitored{' (still running)' if s.running else ''}, {s.steps} steps timed"]
+    lines = [f"{s.host}: {_duration(s.duration)} monitored{' (still running)' if s.running else ''}, "
+             f"{s.steps} steps timed"]
     if s.wait_fraction is not None and s.step_seconds is not None:
         lines.append(f"data wait: {s.wait_fraction:.0%} of the loop's time; {s.step_seconds * 1000:.0f} ms per step")
     if s.cpu_mean is not None and s.cpu_peak is not None:
         lines.append(f"CPU: {s.cpu_mean:.1f} busy on average (peak {s.cpu_peak:.1f}) of {s.cpus_usable} usable")
     if s.ram_peak is not None and s.ram_limit:
-        lines.append(f"RAM: peak {format_size(s.ram_peak)} of {format_size(s.ram_limit)} ({s.ram_peak / s.ram_limit:.0%}; "
-                     f"{s.ram_source})")
+        lines.append(f"RAM: peak {format_size(s.ram_peak)} of {format_size(s.ram_limit)} "
+                     f"({s.ram_peak / s.ram_limit:.0%}; {s.ram_source})")
     for g in s.gpus:
         util = f"{g.util_mean:.0f}% busy on average" if g.util_mean is not None else "utilisation not read"
         mem = f", memory peak {format_size(g.mem_peak)} of {format_size(g.mem_total)}" if g.mem_peak is not None else ""
@@ -178,11 +179,13 @@ def facts(s: Summary) -> list[str]:
             quotas[d["quota_path"]] = d
     for roles in by_disk.values():
         d = s.disks[roles[0]]
-        lines.append(f"disk of {', '.join(roles)}: {format_size(d['free_min'])} free at least of {format_size(d['total'])}")
+        lines.append(f"disk of {', '.join(roles)}: {format_size(d['free_min'])} free at least "
+                     f"of {format_size(d['total'])}")
     for folder, d in quotas.items():
         lines.append(f"{folder}: peak {_gb(d['quota_peak'])} of its {_gb(d['quota'])} quota")
     if s.session_limit is not None and s.time_left is not None:
-        lines.append(f"session: {_duration(s.time_left)} left of the {_duration(s.session_limit)} limit ({s.session_source})")
+        lines.append(f"session: {_duration(s.time_left)} left of the {_duration(s.session_limit)} limit "
+                     f"({s.session_source})")
     lines.extend(usage_lines(s.budgets, s.duration, len(s.gpus), s.tpu))
     return lines
 

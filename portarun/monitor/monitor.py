@@ -72,7 +72,8 @@ class Monitor:
             raise PortarunError(f"interval={interval!r}: the seconds between samples must be a positive number.")
         for name, value in (("ram_warn", ram_warn), ("disk_warn", disk_warn), ("shm_warn", shm_warn)):
             if not 0 < value <= 1:
-                raise PortarunError(f"{name}={value!r}: a warning threshold is a fraction in use, above 0 and at most 1.")
+                raise PortarunError(f"{name}={value!r}: a warning threshold is a fraction in use, "
+                                    "above 0 and at most 1.")
         self.rt = rt
         self.interval = float(interval)
         self.thresholds = {"ram": ram_warn, "disk": disk_warn, "shm": shm_warn}
@@ -122,7 +123,8 @@ class Monitor:
             import psutil  # noqa: F401  the CPU and memory readings need it
         except ImportError:
             raise NotAvailableError("rt.monitor() reads CPU and memory use with psutil, which is not installed. "
-                                    "Install it with `pip install portarun[monitor]` (psutil and nvidia-ml-py).") from None
+                                    "Install it with `pip install portarun[monitor]` "
+                                    "(psutil and nvidia-ml-py).") from None
 
         rt = self.rt
         quotas = self._quotas
@@ -153,7 +155,8 @@ class Monitor:
             "host_name": rt.host.display_name, "project": rt.project, "pid": os.getpid(),
             "interval": self.interval, "cpus_usable": rt.cpu.usable, "ram_limit": rt.probe.memory.usable,
             "gpus": [{"index": g.index, "name": g.name, "memory": g.memory} for g in rt.probe.gpus],
-            "tpu": None if rt.probe.tpu is None else {"chips": rt.probe.tpu.chips, "generation": rt.probe.tpu.generation},
+            "tpu": (None if rt.probe.tpu is None
+                    else {"chips": rt.probe.tpu.chips, "generation": rt.probe.tpu.generation}),
             "quotas": {folder: {"limit": lim, "why": why} for folder, (lim, why) in quotas.items()},
             "budgets": [as_record(b) for b in budgets],
             "session": {"limit": None if limit is None else limit.total_seconds(), "source": rt.session.source,

@@ -43,7 +43,8 @@ def figure(timeline: Timeline) -> Figure:
 
     gpu_colors = ("C2", "C4", "C5", "C6", "C8", "C9")
     usable = start.get("cpus_usable") or 1
-    line(axes[0], [_pct((s.get("cpu") or {}).get("busy"), usable) for s in samples], f"CPU ({usable} usable)", color="C0")
+    line(axes[0], [_pct((s.get("cpu") or {}).get("busy"), usable) for s in samples], f"CPU ({usable} usable)",
+         color="C0")
     for g in start.get("gpus", []):
         rows: list[dict[str, Any]] = [next((r for r in s.get("gpus", []) if r.get("index") == g["index"]), {})
                                       for s in samples]

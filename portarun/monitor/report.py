@@ -54,7 +54,8 @@ class Report:
         return f"<pre>{escape(self.text())}</pre>{image}"
 
 
-def build_report(path: str | os.PathLike[str], *, png: str | os.PathLike[str] | None = None, plot: bool = True) -> Report:
+def build_report(path: str | os.PathLike[str], *, png: str | os.PathLike[str] | None = None,
+                 plot: bool = True) -> Report:
     """Read the timeline at ``path`` (finished or still being written) and build its report.
     With ``plot`` and matplotlib installed, the figure is saved as ``png`` (default: the
     timeline's path with ``.png``). Raises :class:`~portarun.monitor.timeline.TimelineError`

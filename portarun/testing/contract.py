@@ -201,14 +201,16 @@ def check_host_services(cls: type[Provider]) -> None:
                 _require(isinstance(folder, str) and folder.startswith("/"), cls,
                          f"has a quota on {folder!r}: quotas are keyed by absolute host folders")
                 _require(isinstance(quota, Quota) and isinstance(quota.limit, int) and quota.limit > 0
-                         and quota.source, cls, f"has quota {quota!r} on {folder}: it needs a positive limit and a source")
+                         and quota.source, cls,
+                         f"has quota {quota!r} on {folder}: it needs a positive limit and a source")
             for what, answer in (("submission_note", provider.submission_note("submission.csv")),
                                  ("missing_path_hint", provider.missing_path_hint("/portarun-contract/missing"))):
                 _require(answer is None or (isinstance(answer, str) and answer), cls,
                          f"returned {answer!r} from {what}(), not None or text")
             apis = cls.stand_in_apis()
             _require(isinstance(apis, Mapping) and all(
-                isinstance(module, str) and isinstance(functions, Mapping) and all(callable(f) for f in functions.values())
+                isinstance(module, str) and isinstance(functions, Mapping)
+                and all(callable(f) for f in functions.values())
                 for module, functions in apis.items()), cls,
                 f"returned {apis!r} from stand_in_apis(), not module names mapped to attribute names and functions")
             sync = provider.storage_sync(Path(rt.paths.scratch) if not is_remote(rt.paths.scratch) else rt.probe.root)
