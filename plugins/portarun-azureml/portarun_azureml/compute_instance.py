@@ -63,9 +63,11 @@ class AzureMLComputeInstanceProvider(Provider):
         ev = Evidence()
         instance = [v for v in INSTANCE_VARS if probe.getenv(v)]
         if len(instance) >= 2:
-            ev.add(0.35, "env " + ", ".join(probe.env_fact(v) for v in instance), "the compute instance's own variables")
+            ev.add(0.35, "env " + ", ".join(probe.env_fact(v) for v in instance),
+                   "the compute instance's own variables")
         elif instance:
-            ev.add(0.1, "env " + probe.env_fact(instance[0]), "one compute-instance variable; CI_* names are common elsewhere")
+            ev.add(0.1, "env " + probe.env_fact(instance[0]),
+                   "one compute-instance variable; CI_* names are common elsewhere")
         else:
             ev.missing("env CI_NAME, CI_RESOURCE_GROUP, CI_WORKSPACE, set on every compute instance")
         site = probe.getenv(SITE_NAME)
@@ -83,7 +85,8 @@ class AzureMLComputeInstanceProvider(Provider):
             ev.add(0.15, f"folder {MOUNTS}", "the file share's mount on a compute instance")
         jobs = [v for v in JOB_VARS if probe.getenv(v)]
         if jobs:
-            ev.note("env " + ", ".join(jobs), "Azure ML job containers, or flags on other machines; not a compute instance")
+            ev.note("env " + ", ".join(jobs),
+                    "Azure ML job containers, or flags on other machines; not a compute instance")
         return ev.detection()
 
     def locations(self, project: str) -> HostLocations:
@@ -108,7 +111,8 @@ class AzureMLComputeInstanceProvider(Provider):
         )
 
     def session_limits(self) -> SessionLimits:
-        return SessionLimits(None, "compute instances run until stopped; idle shutdown and schedules are instance settings")
+        return SessionLimits(None, "compute instances run until stopped; "
+                                   "idle shutdown and schedules are instance settings")
 
 
 @hookimpl

@@ -86,10 +86,12 @@ class DatabricksProvider(Provider):
         if probe.is_dir(LOCAL_DISK):
             ev.add(0.1, f"folder {LOCAL_DISK}", "the driver's ephemeral local disk")
         if probe.is_dir("/databricks/python3"):
-            ev.note("folder /databricks/python3", "the runtime's virtualenv, also in Container Services images; not counted")
+            ev.note("folder /databricks/python3",
+                    "the runtime's virtualenv, also in Container Services images; not counted")
         client = [v for v in CLIENT_VARS if probe.getenv(v)]
         if client:
-            ev.note("env " + ", ".join(client) + " set", "Databricks Connect and the SDK read them on laptops; not evidence")
+            ev.note("env " + ", ".join(client) + " set",
+                    "Databricks Connect and the SDK read them on laptops; not evidence")
         return ev.detection()
 
     def locations(self, project: str) -> HostLocations:
@@ -100,9 +102,10 @@ class DatabricksProvider(Provider):
         if not self.probe.is_dir(DBFS):
             persist = local / "portarun"
             warning = (
-                f"This Databricks cluster has no DBFS mount at {DBFS} (shared or serverless access modes can hide it), "
-                "so portarun's persist and checkpoints folders are on the driver's disk, which is lost when the cluster "
-                "terminates. Set PORTARUN_PERSIST_DIR to a Unity Catalog volume, "
+                f"This Databricks cluster has no DBFS mount at {DBFS} "
+                "(shared or serverless access modes can hide it), so portarun's persist and checkpoints "
+                "folders are on the driver's disk, which is lost when the cluster terminates. "
+                "Set PORTARUN_PERSIST_DIR to a Unity Catalog volume, "
                 "/Volumes/<catalog>/<schema>/<volume>/portarun."
             )
         return HostLocations(

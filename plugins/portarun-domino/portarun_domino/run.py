@@ -81,7 +81,8 @@ class DominoProvider(Provider):
             ev.add(0.1, f"folder {DATASETS}", "where Domino mounts datasets")
         client = [v for v in CLIENT_VARS if probe.getenv(v)]
         if client:
-            ev.note("env " + ", ".join(client) + " set", "exported on laptops and CI to drive the Domino API; not evidence")
+            ev.note("env " + ", ".join(client) + " set",
+                    "exported on laptops and CI to drive the Domino API; not evidence")
         if probe.is_dir("/mnt"):
             ev.note("folder /mnt", "Domino's default working directory, and a standard Linux folder; not counted")
         return ev.detection()

@@ -78,14 +78,16 @@ class LightningStudioProvider(Provider):
             ev.add(0.2, f"folder {STUDIO_PYTHON_ENV}", "the Studio image's Python environment")
         sdk_vars = [v for v in _NOT_EVIDENCE if probe.getenv(v)]
         if sdk_vars:
-            ev.note("env " + ", ".join(sdk_vars) + " set", "Lightning SDK settings and credentials, on laptops too; not evidence")
+            ev.note("env " + ", ".join(sdk_vars) + " set",
+                    "Lightning SDK settings and credentials, on laptops too; not evidence")
         return ev.detection()
 
     @staticmethod
     def _session_variables(probe: Probe, ev: Evidence) -> None:
         """The variables a Studio sets for its own session (weights and sources: module doc)."""
         if probe.getenv("LIGHTNING_CLOUD_SPACE_ID"):
-            ev.add(0.5, "env " + probe.env_fact("LIGHTNING_CLOUD_SPACE_ID"), "the Studio's id; Lightning's SDK treats it as in-a-Studio")
+            ev.add(0.5, "env " + probe.env_fact("LIGHTNING_CLOUD_SPACE_ID"),
+                   "the Studio's id; Lightning's SDK treats it as in-a-Studio")
         else:
             ev.missing("env LIGHTNING_CLOUD_SPACE_ID")
         if probe.getenv("LIGHTNING_CLOUDSPACE_HOST"):
@@ -97,7 +99,8 @@ class LightningStudioProvider(Provider):
             if probe.getenv("LIGHTNING_CLOUD_URL"):
                 ev.note("env LIGHTNING_CLOUD_URL alone", "an SDK setting, also on laptops; not counted")
         if probe.getenv("LIGHTNING_CLOUDSPACE_EXPOSED_PORT_COUNT"):
-            ev.add(0.2, "env " + probe.env_fact("LIGHTNING_CLOUDSPACE_EXPOSED_PORT_COUNT"), "the ports the Studio exposes")
+            ev.add(0.2, "env " + probe.env_fact("LIGHTNING_CLOUDSPACE_EXPOSED_PORT_COUNT"),
+                   "the ports the Studio exposes")
 
     def locations(self, project: str) -> HostLocations:
         p = self.probe.path

@@ -77,7 +77,8 @@ def test_lightning_app_cloudspace_variables_alone_are_a_studio() -> None:
 
 def test_zenml_studio_rule_is_a_studio() -> None:
     """zenml: LIGHTNING_CLOUD_URL and LIGHTNING_CLOUDSPACE_HOST together mean a Studio."""
-    with simulate(env={"LIGHTNING_CLOUD_URL": "https://lightning.ai", "LIGHTNING_CLOUDSPACE_HOST": "01hxyz.cloudspaces.litng.ai"}) as rt:
+    with simulate(env={"LIGHTNING_CLOUD_URL": "https://lightning.ai",
+                       "LIGHTNING_CLOUDSPACE_HOST": "01hxyz.cloudspaces.litng.ai"}) as rt:
         assert rt.host.name == "lightning"
     with simulate(env={"LIGHTNING_CLOUDSPACE_HOST": "01hxyz.cloudspaces.litng.ai"}) as rt:
         assert rt.host.name == "local"

@@ -197,8 +197,8 @@ class TrainingJobProvider(Provider):
                    + ", ".join(plumbing[:4]) + ")",
                    "exported by sagemaker-training-toolkit to the entry point it starts (environment.py to_env_vars)")
         else:
-            ev.missing("the training toolkit's SM_* contract (SM_TRAINING_ENV, SM_RESOURCE_CONFIG, SM_INPUT_CONFIG_DIR, "
-                       "SM_MODEL_DIR=/opt/ml/model, ...), which it exports to the entry point")
+            ev.missing("the training toolkit's SM_* contract (SM_TRAINING_ENV, SM_RESOURCE_CONFIG, "
+                       "SM_INPUT_CONFIG_DIR, SM_MODEL_DIR=/opt/ml/model, ...), which it exports to the entry point")
         if names and not complete:
             why = (f"{', '.join(outside)} outside {BASE_DIR}: the toolkit's off-SageMaker fallback" if outside else
                    "too few of the toolkit's plumbing variables for its full contract; people set SM_* by hand on "
@@ -217,7 +217,8 @@ class TrainingJobProvider(Provider):
         resources = read_json(probe, RESOURCE_CONFIG)
         found = _instance_type(probe, resources, trust_env=complete)
         if found is not None and found[0].startswith("ml."):
-            ev.add(0.3, f"instance type {found[0]} ({found[1]})", "an ml.* instance: only the SageMaker service has one")
+            ev.add(0.3, f"instance type {found[0]} ({found[1]})",
+                   "an ml.* instance: only the SageMaker service has one")
         if probe.getenv("TRAINING_JOB_NAME"):
             ev.add(0.1, "env TRAINING_JOB_NAME", "set for the job's container by the service and by local mode")
         local = local_mode_markers(probe)

@@ -214,7 +214,8 @@ def test_training_toolkit_fallback_on_a_laptop_is_not_a_training_job(tmp_path: P
     base = "/home/me/sagemaker_local/jobs/1700000000.0/opt/ml"
     files = [write_json(root, f"{base}/input/config/resourceconfig.json", {
         "current_host": "laptop", "hosts": ["laptop"], "current_instance_group": "homogeneousCluster",
-        "instance_groups": [{"instance_group_name": "homogeneousCluster", "instance_type": "local", "hosts": ["laptop"]}],
+        "instance_groups": [{"instance_group_name": "homogeneousCluster", "instance_type": "local",
+                             "hosts": ["laptop"]}],
     })]
     with simulate(env={"HOME": "/home/me", "SAGEMAKER_BASE_DIR": base, **SM_ENV}, files=files, root=root) as rt:
         assert rt.host.name == "local"

@@ -66,7 +66,8 @@ class SaturnProvider(Provider):
             ev.add(0.1, f"folder {WORKSPACE}", "saturn-client's working directory; jovyan is a common image user")
         client = [v for v in CLIENT_VARS if probe.getenv(v)]
         if client:
-            ev.note("env " + ", ".join(client) + " set", "Saturn's docs set them on laptops to reach its Dask clusters; not evidence")
+            ev.note("env " + ", ".join(client) + " set",
+                    "Saturn's docs set them on laptops to reach its Dask clusters; not evidence")
         return ev.detection()
 
     def locations(self, project: str) -> HostLocations:

@@ -46,7 +46,8 @@ def test_a_resource_that_is_not_a_jupyter_server_warns_about_persist(tmp_path: P
 
 
 def test_a_laptop_connected_to_a_saturn_dask_cluster_is_not_saturn() -> None:
-    env = {"HOME": "/home/me", "SATURN_BASE_URL": "https://app.community.saturnenterprise.io", "SATURN_TOKEN": "redacted"}
+    env = {"HOME": "/home/me", "SATURN_BASE_URL": "https://app.community.saturnenterprise.io",
+           "SATURN_TOKEN": "redacted"}
     with simulate(env=env) as rt:
         assert rt.host.name == "local"
         confidence, evidence = verdict_of(rt)

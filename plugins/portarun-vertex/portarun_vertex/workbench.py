@@ -64,7 +64,8 @@ class VertexWorkbenchProvider(Provider):
             ev.add(0.1, f"env HOME={HOME}", "the kernel runs as Workbench's jupyter user")
         aip = sorted(name for name in probe.env if name.startswith("AIP_"))
         if aip:
-            ev.note("env " + ", ".join(aip), "Vertex AI training or prediction containers, or a laptop's copy; not a Workbench")
+            ev.note("env " + ", ".join(aip),
+                    "Vertex AI training or prediction containers, or a laptop's copy; not a Workbench")
         cloud = [v for v in _CLOUD_VARS if probe.getenv(v)]
         if cloud:
             ev.note("env " + ", ".join(cloud), "set wherever the Google Cloud SDK is configured; not evidence")
