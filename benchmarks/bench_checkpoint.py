@@ -13,7 +13,8 @@ one checkpointer per mode saves every round, as in training, so ``thread`` reuse
 buffers from the second save on); ``torch.load`` vs ``Checkpointer.load`` (which verifies the
 CRC-32). The three writes go in a rotating order, each after a `sync` and a
 `--settle` pause, so none pays for the previous one's writeback (on this VM's shared disk the
-second of two back-to-back 512 MiB writes is often 2-4x slower than the first). Reports the median of each and the ratios against the goals.
+second of two back-to-back 512 MiB writes is often 2-4x slower than the first). Reports the median
+of each and the ratios against the goals.
 """
 from __future__ import annotations
 

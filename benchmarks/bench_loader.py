@@ -308,7 +308,8 @@ def report(results: list[dict[str, Any]]) -> tuple[str, bool]:
     for res in results:
         name = res["scenario"]
         if "skipped" in res or "error" in res:
-            lines.append(f"### {name}: {'skipped: ' + res['skipped'] if 'skipped' in res else 'ERROR: ' + res['error']}")
+            outcome = "skipped: " + res["skipped"] if "skipped" in res else "ERROR: " + res["error"]
+            lines.append(f"### {name}: {outcome}")
             ok = ok and "error" not in res
             continue
         f = res["facts"]
@@ -323,7 +324,8 @@ def report(results: list[dict[str, Any]]) -> tuple[str, bool]:
                          f"{best['setting']} (workers|prefetch|transfer) = {best['items_per_s']} items/s; "
                          f"autotune took {w['autotune_seconds']} s{noise}")
             lines.append("")
-            lines.append("| setting | workers | prefetch | transfer | items/s | vs best (grid) | vs best (paired re-run) |")
+            lines.append("| setting | workers | prefetch | transfer | items/s | vs best (grid) "
+                         "| vs best (paired re-run) |")
             lines.append("|---|---|---|---|---|---|---|")
             for r in w["rows"]:
                 value = r["items_per_s"] if r["error"] is None else f"crash: {r['error'][:70]}"

@@ -83,7 +83,8 @@ def start_moto() -> tuple[subprocess.Popen[bytes], str]:
 
 def local_cases(base: Path, rounds: int, settle: float, workers: int | None) -> list[dict[str, object]]:
     rows = []
-    for label, files, size in (("many small (4000 x 16 KiB)", 4000, 16 * 1024), ("few large (4 x 128 MiB)", 4, 128 * MiB)):
+    for label, files, size in (("many small (4000 x 16 KiB)", 4000, 16 * 1024),
+                               ("few large (4 x 128 MiB)", 4, 128 * MiB)):
         src = base / f"src-{files}"
         total = make_tree(src, files, size)
         methods: dict[str, Callable[[Path], object]] = {
@@ -107,7 +108,8 @@ def remote_cases(base: Path, rounds: int) -> list[dict[str, object]]:
         fs = s3fs.S3FileSystem(**options)
         fs.mkdir("bench")
         rows = []
-        for label, files, size in (("many small (500 x 16 KiB)", 500, 16 * 1024), ("few large (2 x 64 MiB)", 2, 64 * MiB)):
+        for label, files, size in (("many small (500 x 16 KiB)", 500, 16 * 1024),
+                                   ("few large (2 x 64 MiB)", 2, 64 * MiB)):
             local = base / f"up-{files}"
             total = make_tree(local, files, size)
             prefix = f"bench/tree-{files}"

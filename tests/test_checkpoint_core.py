@@ -143,7 +143,8 @@ def test_resume_restores_model_optimizer_scheduler_and_rng(tmp_path: Path) -> No
     assert torch.equal(model2.weight, model.weight)
     assert opt2.state_dict()["state"][0]["step"] == opt.state_dict()["state"][0]["step"]
     assert sched2.last_epoch == 3
-    assert torch.equal(torch.rand(3), expected[0]) and np.random.rand() == expected[1] and random.random() == expected[2]
+    assert (torch.equal(torch.rand(3), expected[0]) and np.random.rand() == expected[1]
+            and random.random() == expected[2])
     assert ck.load()["extra"] == {"epoch": 1}
 
 

@@ -27,7 +27,6 @@ def _save_forever(root: Path, acked: Path, mode: str) -> None:
     published (saves run one at a time), so record n-1 as acknowledged."""
     os.setsid()
     torch.set_num_threads(1)  # OpenMP's pool does not survive fork (the parent has used it)
-    import faulthandler
     ck = Checkpointer(root, keep_last=2, mode=mode, handle_signals=False)  # type: ignore[arg-type]
     fd = os.open(acked, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     previous = None

@@ -86,13 +86,15 @@ def test_enospc_on_remote_byte_budget(tmp_path: Path) -> None:
     ck.save({"w": torch.ones(100_000), "step": 1}, step=1)  # ~400 KB
     ck.save({"w": torch.ones(100_000), "step": 2}, step=2)
     ck.wait()
-    with pytest.raises(StorageFullError, match="no space left.*budgetmem://bucket/run.*previous checkpoints are intact"):
+    with pytest.raises(StorageFullError,
+                       match="no space left.*budgetmem://bucket/run.*previous checkpoints are intact"):
         ck.save({"w": torch.ones(100_000), "step": 3}, step=3)
         ck.wait()
     assert [i.step for i in ck.list()] == [1, 2]
     assert [ck.load(step=s)["step"] for s in (1, 2)] == [1, 2]
     ck.close()  # releases the writer lease, so the bucket holds checkpoints only
-    assert sorted(k.rsplit("/", 2)[-2] for k in BudgetFileSystem.store) == ["step-000000001"] * 2 + ["step-000000002"] * 2
+    assert (sorted(k.rsplit("/", 2)[-2] for k in BudgetFileSystem.store)
+            == ["step-000000001"] * 2 + ["step-000000002"] * 2)
     assert os.listdir(tmp_path / "staging") == []
     BudgetFileSystem.budget = 10_000_000  # space freed: saving works again
     ck.save({"w": torch.ones(100_000), "step": 3}, step=3, blocking=True)

@@ -311,7 +311,8 @@ def test_read_only_folder_is_a_clear_error_and_keeps_what_was_published(tmp_path
     script = ('mount -t tmpfs -o size=16m tmpfs "$1" && "$2" "$3" "$1/ck" 1 2 && '
               'mount -o remount,ro "$1" && "$2" "$3" "$1/ck" 3 3 && '
               '"$2" -c "from portarun.checkpoint import Checkpointer; import sys; '
-              'print([i.step for i in Checkpointer(sys.argv[1]).list()], Checkpointer(sys.argv[1]).load()[\'step\'])" "$1/ck"')
+              'print([i.step for i in Checkpointer(sys.argv[1]).list()], '
+              'Checkpointer(sys.argv[1]).load()[\'step\'])" "$1/ck"')
     out = _in_namespace(tmp_path / "mnt", script)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()

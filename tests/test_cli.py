@@ -17,7 +17,8 @@ SECRET_VALUES = {
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("PORTARUN_")}
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "portarun", *args], capture_output=True, text=True, env=full_env, timeout=60)
+    return subprocess.run([sys.executable, "-m", "portarun", *args], capture_output=True, text=True, env=full_env,
+                          timeout=60)
 
 
 def test_info_text_has_every_section_with_full() -> None:

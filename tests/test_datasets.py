@@ -85,7 +85,8 @@ def test_local_data_folder_plays_the_attached_role(tmp_path):
 def test_drive_path_and_unmounted_drive(tmp_path):
     with simulate("colab", root=tmp_path / "h", paths=["/content/drive/MyDrive/data/imgs"]) as rt:
         assert rt.dataset("/content/drive/MyDrive/data/imgs") == rt.probe.path("/content/drive/MyDrive/data/imgs")
-    with pytest.warns(PortarunWarning, match="Drive is not mounted"), simulate("colab-nodrive", root=tmp_path / "h2") as rt:
+    with pytest.warns(PortarunWarning, match="Drive is not mounted"), \
+            simulate("colab-nodrive", root=tmp_path / "h2") as rt:
         with pytest.raises(DatasetError, match="mount_drive"):
             rt.dataset("/content/drive/MyDrive/data/imgs")
 

@@ -61,7 +61,8 @@ def test_colab_with_legacy_my_drive_folder(tmp_path) -> None:
 
 
 def test_colab_without_drive_warns_that_files_die_with_the_session(tmp_path) -> None:
-    with pytest.warns(portarun.PortarunWarning, match="Drive is not mounted.*deleted when the session ends.*mount_drive"):
+    with pytest.warns(portarun.PortarunWarning,
+                      match="Drive is not mounted.*deleted when the session ends.*mount_drive"):
         with simulate("colab-nodrive", root=tmp_path, project="p") as rt:
             assert rt.host.name == "colab"
             assert rt.paths.persist == tmp_path / "content/portarun/p"
@@ -93,7 +94,8 @@ def test_colab_with_stray_kaggle_folders() -> None:
 
 def test_colab_enterprise() -> None:
     with pytest.warns(portarun.PortarunWarning, match="Drive is not mounted"):
-        with simulate(env={"VERTEX_PRODUCT": "COLAB_ENTERPRISE", "COLAB_RELEASE_TAG": "x"}, modules=["google.colab"]) as rt:
+        with simulate(env={"VERTEX_PRODUCT": "COLAB_ENTERPRISE", "COLAB_RELEASE_TAG": "x"},
+                      modules=["google.colab"]) as rt:
             assert rt.host.name == "colab"
 
 
@@ -164,7 +166,8 @@ def test_unknown_host_lists_the_known_ones() -> None:
             portarun.detect(host="kagle")
     # every built-in is listed, in order, whatever plugins are installed beside them
     known = str(info.value).split("known: ", 1)[1].split(". ", 1)[0].split(", ")
-    assert [n for n in known if n in ("colab", "kaggle", "local", "paperspace")] == ["colab", "kaggle", "local", "paperspace"]
+    builtin = ["colab", "kaggle", "local", "paperspace"]
+    assert [n for n in known if n in builtin] == builtin
     with pytest.raises(UnknownHostError, match="PORTARUN_HOST"):
         with simulate(env={"PORTARUN_HOST": "nope"}):
             pass

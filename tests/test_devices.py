@@ -126,7 +126,8 @@ def test_p100_uses_float16_and_a100_bfloat16() -> None:
 def test_tpu_hosts(spec: str, count: int, name: str, memory: int) -> None:
     with simulate(tpu=spec) as rt:
         d = rt.device
-    assert (d.kind, d.count, d.names[0], d.memory[0], d.bf16, d.amp_dtype) == ("xla", count, name, memory, True, "bfloat16")
+    assert ((d.kind, d.count, d.names[0], d.memory[0], d.bf16, d.amp_dtype)
+            == ("xla", count, name, memory, True, "bfloat16"))
 
 
 def test_apple_silicon_gets_mps_and_intel_mac_cpu() -> None:
@@ -382,7 +383,8 @@ def test_detect_and_device_import_no_torch_in_a_fresh_process() -> None:
         "import sys, json, portarun\n"
         "from portarun import report\n"
         "rt = portarun.detect(); rt.device; rt.dist; report.build(rt)\n"
-        "print(json.dumps(sorted(m for m in ('torch', 'torch_xla', 'numpy', 'IPython', 'pandas') if m in sys.modules)))")
+        "print(json.dumps(sorted(m for m in ('torch', 'torch_xla', 'numpy', 'IPython', 'pandas') "
+        "if m in sys.modules)))")
     assert json.loads(out) == []
 
 
@@ -390,7 +392,8 @@ def test_detect_and_device_import_no_torch_in_a_fresh_process() -> None:
 def test_info_imports_torch_only_with_the_flag() -> None:
     code = ("import json, sys, io, contextlib\nfrom portarun.cli import main\nbuf = io.StringIO()\n"
             "with contextlib.redirect_stdout(buf): main(['info', '--json', *sys.argv[1:]])\n"
-            "data = json.loads(buf.getvalue())\nprint(json.dumps([data['accelerators']['torch'], 'torch' in sys.modules]))")
+            "data = json.loads(buf.getvalue())\n"
+            "print(json.dumps([data['accelerators']['torch'], 'torch' in sys.modules]))")
     torch_view, imported = json.loads(run_python(code))
     assert torch_view is None and imported is False
     torch_view, imported = json.loads(run_python(code, "--torch"))

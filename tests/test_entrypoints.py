@@ -121,8 +121,8 @@ def test_uninstall_then_editable_install_stays_importable(tmp_path) -> None:
 
     def pip(*args: str) -> None:
         result = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "--disable-pip-version-check",
-                                 "--no-input", "--no-cache-dir", *args], cwd=elsewhere, env=env, capture_output=True, text=True,
-                                timeout=300)
+                                 "--no-input", "--no-cache-dir", *args], cwd=elsewhere, env=env, capture_output=True,
+                                text=True, timeout=300)
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
 
     def run(code: str) -> str:
@@ -136,7 +136,8 @@ def test_uninstall_then_editable_install_stays_importable(tmp_path) -> None:
     pip("uninstall", "--yes", "portarun")
     assert not (site / "portarun").exists()  # nothing left behind to shadow the next install
     pip("install", "--no-deps", "--no-build-isolation", "--no-index", "--editable", str(source))
-    assert run("import portarun; portarun.detect(); print(portarun.__file__)") == str(source / "portarun" / "__init__.py")
+    assert (run("import portarun; portarun.detect(); print(portarun.__file__)")
+            == str(source / "portarun" / "__init__.py"))
 
 
 def test_special_files_planted_as_metadata_neither_hang_nor_fill_memory(tmp_path, monkeypatch) -> None:

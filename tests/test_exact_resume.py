@@ -222,7 +222,8 @@ def test_two_ranks_under_torchrun_killed_three_times_end_bit_identical(tmp_path:
     result = bench_resume.compare(plain, killed)
     assert result["weights_identical"] and result["loss_log_identical"] and result["steps_each_once"], result
     assert (plain / "loss.rank1.log").read_text() == (killed / "loss.rank1.log").read_text()
-    assert torch.equal(torch.load(plain / "weights.rank1.pt")["0.weight"], torch.load(killed / "weights.rank1.pt")["0.weight"])
+    assert torch.equal(torch.load(plain / "weights.rank1.pt")["0.weight"],
+                       torch.load(killed / "weights.rank1.pt")["0.weight"])
     with pytest.warns(PortarunWarning, match="saved by 2 ranks and is resumed by 1"):
         assert Checkpointer(killed / "ckpt").resume() == steps  # one process: rank 0's parts, said so
 

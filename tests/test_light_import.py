@@ -31,7 +31,8 @@ def test_info_report_stays_light() -> None:
 def test_plain_import_loads_neither_typing_nor_pluggy() -> None:
     """`import portarun` alone (say, for ``__version__``) stays cheaper than `typing`; pluggy and
     the plugins load at the first ``detect()``."""
-    script = "import sys, portarun\nprint(sorted(m for m in ('typing', 'pluggy', 'portarun.runtime') if m in sys.modules))"
+    script = ("import sys, portarun\n"
+              "print(sorted(m for m in ('typing', 'pluggy', 'portarun.runtime') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"

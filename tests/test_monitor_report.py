@@ -112,7 +112,8 @@ def test_memory_near_its_limits_is_advised(tmp_path: Path) -> None:
 
 
 def test_a_quota_near_full_is_advised_once_and_a_low_disk_too(tmp_path: Path) -> None:
-    quota = {"quota": 20 * 1000**3, "quota_path": "/kaggle/working", "quota_why": "Kaggle caps /kaggle/working at 20 GB"}
+    quota = {"quota": 20 * 1000**3, "quota_path": "/kaggle/working",
+             "quota_why": "Kaggle caps /kaggle/working at 20 GB"}
     disks = {role: {"path": f"/kaggle/working/{role}", "free": 60 * GiB, "total": 73 * GiB, "dev": 7,
                     "quota_used": int(18.9 * 1000**3), **quota} for role in ("output", "checkpoints")}
     path = write_timeline(tmp_path / "quota.jsonl", [_sample(1), _sample(2, disks=disks)])
@@ -162,7 +163,8 @@ def test_the_plot_has_its_panels_and_the_png_is_written(tmp_path: Path) -> None:
     titles = [ax.get_title(loc="left") for ax in fig.axes]
     assert titles == list(PANELS)
     labels = [[line.get_label() for line in ax.get_lines()] for ax in fig.axes]
-    assert labels[0] == ["CPU (4 usable)", "GPU 0"] and "RAM" in labels[1] and labels[2] == ["waiting for the next batch"]
+    assert (labels[0] == ["CPU (4 usable)", "GPU 0"] and "RAM" in labels[1]
+            and labels[2] == ["waiting for the next batch"])
     report = build_report(path)
     assert report.png == tmp_path / "run.png" and report.note is None
     data = report.png.read_bytes()

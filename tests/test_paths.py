@@ -12,7 +12,7 @@ import pytest
 
 import portarun
 from portarun.errors import NotAvailableError, PathError
-from portarun.paths import ROLES, ensure_dir, join, project_folder, readable
+from portarun.paths import ensure_dir, join, project_folder
 from portarun.testing import simulate
 
 
@@ -44,7 +44,8 @@ def test_local_layout_follows_platformdirs_under_the_simulated_home(tmp_path) ->
 def test_folder_override(tmp_path) -> None:
     target = tmp_path / "mnt/out"
     target.mkdir(parents=True)
-    with simulate("kaggle", env={"PORTARUN_OUTPUT_DIR": "/mnt/out", "PORTARUN_PERSIST_DIR": "/mnt/out"}, root=tmp_path) as rt:
+    with simulate("kaggle", env={"PORTARUN_OUTPUT_DIR": "/mnt/out", "PORTARUN_PERSIST_DIR": "/mnt/out"},
+                  root=tmp_path) as rt:
         assert rt.paths.output == target
         assert rt.paths.persist == target  # an override is the folder itself, not namespaced
         assert rt.paths.checkpoints == target / "checkpoints"
@@ -63,21 +64,24 @@ def test_url_override_with_unknown_protocol() -> None:
 
 
 def test_missing_override_folder_is_a_clear_error(tmp_path) -> None:
-    with pytest.raises(PathError, match=r"PORTARUN_CHECKPOINTS_DIR points at '/nope', which does not exist .*\. Create"):
+    with pytest.raises(PathError,
+                       match=r"PORTARUN_CHECKPOINTS_DIR points at '/nope', which does not exist .*\. Create"):
         with simulate(env={"PORTARUN_CHECKPOINTS_DIR": "/nope"}, root=tmp_path):
             pass
 
 
 def test_override_pointing_at_a_file_says_it_is_a_file(tmp_path) -> None:
     (tmp_path / "afile").write_text("x")
-    with pytest.raises(PathError, match="PORTARUN_CHECKPOINTS_DIR points at '/afile', which is a file, not a folder") as err:
+    with pytest.raises(PathError,
+                       match="PORTARUN_CHECKPOINTS_DIR points at '/afile', which is a file, not a folder") as err:
         with simulate(env={"PORTARUN_CHECKPOINTS_DIR": "/afile"}, root=tmp_path):
             pass
     assert "mkdir" not in str(err.value)
     assert (tmp_path / "afile").read_text() == "x"
 
 
-@pytest.mark.skipif(shutil.which("unshare") is None or os.geteuid() != 0, reason="needs root and unshare for a read-only mount")
+@pytest.mark.skipif(shutil.which("unshare") is None or os.geteuid() != 0,
+                    reason="needs root and unshare for a read-only mount")
 def test_unwritable_override_is_a_clear_error(tmp_path) -> None:
     """A real read-only mount (root ignores permission bits, so chmod cannot test this)."""
     ro = tmp_path / "ro"
@@ -102,7 +106,8 @@ def test_default_folder_that_cannot_be_created(tmp_path) -> None:
     (tmp_path / "kaggle/working").write_text("a file where a folder should be")
     env = {"KAGGLE_KERNEL_RUN_TYPE": "Batch", "KAGGLE_URL_BASE": "x"}
     with simulate(env=env, root=tmp_path, paths=["/kaggle/input"]) as rt:
-        with pytest.raises(PathError, match=r"cannot create the output folder .*working.: a file of that name is in the way\. Set PORTARUN_OUTPUT_DIR"):
+        with pytest.raises(PathError, match=r"cannot create the output folder .*working.: "
+                                            r"a file of that name is in the way\. Set PORTARUN_OUTPUT_DIR"):
             ensure_dir(rt.paths.output, "output")
 
 
@@ -256,7 +261,8 @@ def test_detect_and_info_create_nothing(tmp_path, monkeypatch: pytest.MonkeyPatc
 
 def test_forced_host_without_evidence_warns_and_names_the_detected_host() -> None:
     with pytest.warns(portarun.PortarunWarning, match=r"PORTARUN_HOST=kaggle forces the kaggle provider, but nothing "
-                      r"here looks like it; detection found 'local'\. The paths it hands out belong to that other platform"):
+                      r"here looks like it; detection found 'local'\. "
+                      r"The paths it hands out belong to that other platform"):
         with simulate(env={"PORTARUN_HOST": "kaggle"}) as rt:
             assert rt.host.name == "kaggle" and rt.host.forced
     with simulate("kaggle") as rt:

@@ -140,7 +140,8 @@ def test_simulated_detection_picks_each_plugin(installed: Installed) -> None:
         "for name, kw in simulations.items():\n"
         "    with simulate(**kw) as rt:\n"
         "        out[name] = {'host': rt.host.name, 'plugin': rt.host.plugin, 'version': rt.host.version,\n"
-        "                     'under_root': all(Path(v).is_relative_to(rt.probe.root) for v in rt.paths.as_dict().values())}\n"
+        "                     'under_root': all(Path(v).is_relative_to(rt.probe.root)\n"
+        "                                       for v in rt.paths.as_dict().values())}\n"
         "print(json.dumps(out))\n"
     )
     seen = run_json(code, [installed.good])
@@ -160,7 +161,8 @@ BROKEN_REPORT = (
     "        errors = {v.provider: v.error for v in rt.verdicts if v.error}\n"
     "print(json.dumps({'providers': providers, 'host': host, 'errors': errors,\n"
     "                  'kaggle': portarun.providers()['kaggle'].__module__,\n"
-    "                  'warnings': [str(w.message) for w in caught if issubclass(w.category, portarun.PortarunWarning)]}))\n"
+    "                  'warnings': [str(w.message) for w in caught\n"
+    "                               if issubclass(w.category, portarun.PortarunWarning)]}))\n"
 )
 
 

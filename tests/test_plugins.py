@@ -30,7 +30,8 @@ from portarun.paths import Paths
 from portarun.testing import plugin, simulate
 
 
-def _provider(name: str, confidence: float | None, priority: int = 0, raises: bool = False, returns: object = None) -> type[Provider]:
+def _provider(name: str, confidence: float | None, priority: int = 0, raises: bool = False,
+              returns: object = None) -> type[Provider]:
     class P(Provider):
         display_name = name.title()
 
@@ -71,7 +72,8 @@ def test_third_party_provider_wins_by_confidence() -> None:
 
 
 def test_ties_break_by_priority_then_name() -> None:
-    with plugin(_plugin_of(_provider("zeta", 0.7, priority=5), _provider("alpha", 0.7, priority=5), _provider("beta", 0.7))):
+    with plugin(_plugin_of(_provider("zeta", 0.7, priority=5), _provider("alpha", 0.7, priority=5),
+                           _provider("beta", 0.7))):
         with simulate(env={}) as rt:
             assert [v.provider for v in rt.verdicts[:3]] == ["alpha", "zeta", "beta"]
 
@@ -168,10 +170,12 @@ def test_a_hanging_detect_is_abandoned_after_its_budget() -> None:
         with plugin(_plugin_of(_detecting("sleepy", lambda probe: release.wait(60)))):
             started = time.monotonic()
             with pytest.warns(portarun.PortarunWarning,
-                              match=r"provider 'sleepy' .* detect\(\) did not return within 0.2 s .*PORTARUN_PLUGIN_TIMEOUT"):
+                              match=r"provider 'sleepy' .* detect\(\) did not return within 0.2 s "
+                                    r".*PORTARUN_PLUGIN_TIMEOUT"):
                 with simulate("kaggle", env={"PORTARUN_PLUGIN_TIMEOUT": "0.2"}) as rt:
                     assert rt.host.name == "kaggle"
-                    assert "did not return within 0.2 s" in str(next(v.error for v in rt.verdicts if v.provider == "sleepy"))
+                    sleepy = next(v.error for v in rt.verdicts if v.provider == "sleepy")
+                    assert "did not return within 0.2 s" in str(sleepy)
             assert time.monotonic() - started < 3
             # Still hung: the next detection skips it at once instead of starting another thread.
             with pytest.warns(portarun.PortarunWarning, match="'sleepy' .* still running"):
@@ -255,7 +259,8 @@ _DELETE = object()
 ])
 def test_malformed_provider_classes_are_refused_at_registration(cls: type, problem: str) -> None:
     with plugin(_plugin_of(cls)):  # type: ignore[arg-type]
-        with pytest.warns(portarun.PortarunWarning, match=f"registered .*, which (has a |has |is )?{problem}.*; it was skipped"):
+        with pytest.warns(portarun.PortarunWarning,
+                          match=f"registered .*, which (has a |has |is )?{problem}.*; it was skipped"):
             with simulate("kaggle") as rt:
                 assert rt.host.name == "kaggle"
                 assert all(v.error is None for v in rt.verdicts)  # refused before detection
@@ -357,7 +362,8 @@ def test_a_detect_that_changes_the_process_is_undone_and_reported(what: str, tmp
         return Detection(0.99, ("+0.99 here",))
 
     with plugin(_plugin_of(_detecting("meddler", detect))):
-        with pytest.warns(portarun.PortarunWarning, match=re.escape(f"changed the process in 'meddler'.detect(): {what}")):
+        with pytest.warns(portarun.PortarunWarning,
+                          match=re.escape(f"changed the process in 'meddler'.detect(): {what}")):
             with simulate("kaggle") as rt:
                 assert rt.host.name == "kaggle"  # its detection does not count
     after = (dict(os.environ), os.getcwd(), list(warnings.filters), sys.modules["json"], list(sys.path), sys.stdout,
@@ -417,7 +423,8 @@ _PROVIDER_SOURCE = """
 
 def test_system_exit_while_importing_a_plugin_is_caught(entry_point) -> None:
     entry_point("raise SystemExit('bye')\n")
-    with pytest.warns(portarun.PortarunWarning, match=r"'ep-test' \(ep-test-dist 1.0\) failed to load .*SystemExit: bye"):
+    with pytest.warns(portarun.PortarunWarning,
+                      match=r"'ep-test' \(ep-test-dist 1.0\) failed to load .*SystemExit: bye"):
         with simulate("kaggle") as rt:
             assert rt.host.name == "kaggle"
 
@@ -425,7 +432,8 @@ def test_system_exit_while_importing_a_plugin_is_caught(entry_point) -> None:
 def test_a_plugin_import_that_hangs_is_abandoned(entry_point) -> None:
     entry_point("import time\ntime.sleep(6)\n")
     started = time.monotonic()
-    with pytest.warns(portarun.PortarunWarning, match=r"'ep-test' \(ep-test-dist 1.0\) failed to load .*did not return within 0.3 s"):
+    with pytest.warns(portarun.PortarunWarning,
+                      match=r"'ep-test' \(ep-test-dist 1.0\) failed to load .*did not return within 0.3 s"):
         with simulate("kaggle", env={"PORTARUN_PLUGIN_TIMEOUT": "0.3"}) as rt:
             assert rt.host.name == "kaggle"
     assert time.monotonic() - started < 3
@@ -472,7 +480,8 @@ def test_a_plugin_may_extend_sys_path_while_it_loads(entry_point, tmp_path) -> N
     ("raise SystemExit(2)", "SystemExit: 2"),
     ("import time; time.sleep(6)", "did not return within 0.3 s"),
     ("return 'not paths'", "it returned str, not a portarun.paths.Paths or None"),
-    ("import os; os.environ['PORTARUN_TEST_PLANTED'] = '1'", "it changed the process: os.environ (PORTARUN_TEST_PLANTED)"),
+    ("import os; os.environ['PORTARUN_TEST_PLANTED'] = '1'",
+     "it changed the process: os.environ (PORTARUN_TEST_PLANTED)"),
 ])
 def test_a_failing_paths_hook_falls_back_to_portaruns_own_paths(entry_point, body: str, problem: str) -> None:
     """``detect()`` calls the ``portarun_resolve_paths`` hooks too: a plugin's broken one must
@@ -486,7 +495,8 @@ def test_a_failing_paths_hook_falls_back_to_portaruns_own_paths(entry_point, bod
             {body}
     """)
     with pytest.warns(portarun.PortarunWarning,
-                      match=rf"'ep-test' \(ep-test-dist 1.0\) failed in portarun_resolve_paths: .*{re.escape(problem)}"):
+                      match=rf"'ep-test' \(ep-test-dist 1.0\) failed in portarun_resolve_paths: "
+                            rf".*{re.escape(problem)}"):
         with simulate("kaggle", env={"PORTARUN_PLUGIN_TIMEOUT": "0.3"}) as rt:
             assert rt.paths.output == rt.probe.path("/kaggle/working")
     assert dict(os.environ) == before

@@ -166,7 +166,8 @@ def test_stage_from_s3_and_resume(tmp_path, s3):
         assert tree(Path(first)) == contents and first.copied == 41
         again = rt.stage(url)
         assert (again.copied, again.skipped) == (0, 41)
-        s3.pipe_file(f"{s3.test_bucket}/dataset/part0/sub0/file0000.bin", b"z" * len(contents["part0/sub0/file0000.bin"]))
+        s3.pipe_file(f"{s3.test_bucket}/dataset/part0/sub0/file0000.bin",
+                     b"z" * len(contents["part0/sub0/file0000.bin"]))
         (Path(first) / "part1/sub1/file0001.bin").write_bytes(b"q" * len(contents["part1/sub1/file0001.bin"]))
         third = rt.stage(url)
         assert (third.copied, third.skipped) == (2, 39)
@@ -210,7 +211,8 @@ def test_killed_mid_stage_then_resumed(tmp_path, s3, s3_server):
     url = upload_tree(s3, "many", contents)
     dest = tmp_path / "dest"
     journal = tmp_path / "journal.jsonl"
-    code = f"from portarun import staging; staging.transfer({url!r}, {str(dest)!r}, journal={str(journal)!r}, workers=2)"
+    code = ("from portarun import staging; "
+            f"staging.transfer({url!r}, {str(dest)!r}, journal={str(journal)!r}, workers=2)")
     env = {**os.environ, "PORTARUN_PROGRESS": "0"}
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60

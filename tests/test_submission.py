@@ -54,13 +54,17 @@ BAD = [
     ("extra column", lambda tmp: {**GOOD, "Extra": [1, 2, 3, 4]}, {}, "columns"),
     ("column order", lambda tmp: {"Survived": [0, 1, 1, 0], "PassengerId": IDS}, {}, "column_order"),
     ("too few rows", lambda tmp: {"PassengerId": IDS[:3], "Survived": [0, 1, 1]}, {}, "row_count"),
-    ("duplicate id", lambda tmp: {"PassengerId": [892, 893, 893, 895], "Survived": [0, 1, 1, 0]}, {}, "duplicate_ids"),
-    ("id not in sample", lambda tmp: {"PassengerId": [892, 893, 894, 999], "Survived": [0, 1, 1, 0]}, {}, "missing_ids"),
+    ("duplicate id", lambda tmp: {"PassengerId": [892, 893, 893, 895], "Survived": [0, 1, 1, 0]}, {},
+     "duplicate_ids"),
+    ("id not in sample", lambda tmp: {"PassengerId": [892, 893, 894, 999], "Survived": [0, 1, 1, 0]}, {},
+     "missing_ids"),
     ("NaN", lambda tmp: pd.DataFrame({"PassengerId": IDS, "Survived": [0, np.nan, 1, 0]}), {}, "missing_values"),
     ("None in dict", lambda tmp: {"PassengerId": IDS, "Survived": [0, None, 1, 0]}, {}, "missing_values"),
     ("pd.NA in a dict of Series", lambda tmp: {"PassengerId": pd.Series(IDS),
-                                               "Survived": pd.Series([0, None, 1, 0], dtype="Int64")}, {}, "missing_values"),
-    ("NaT in rows", lambda tmp: [{"PassengerId": i, "Survived": pd.NaT if i == 893 else 0} for i in IDS], {}, "missing_values"),
+                                               "Survived": pd.Series([0, None, 1, 0], dtype="Int64")}, {},
+     "missing_values"),
+    ("NaT in rows", lambda tmp: [{"PassengerId": i, "Survived": pd.NaT if i == 893 else 0} for i in IDS], {},
+     "missing_values"),
     ("wrong type", lambda tmp: {"PassengerId": IDS, "Survived": ["yes", "no", "no", "yes"]}, {}, "types"),
     ("infinite value", lambda tmp: {"PassengerId": IDS, "Survived": [0, float("inf"), 1, 0]}, {}, "types"),
     ("index holds ids", lambda tmp: pd.DataFrame(GOOD).set_index("PassengerId"), {}, "index_column"),
@@ -577,7 +581,8 @@ def test_disk_full_keeps_the_previous_file_and_says_so(tmp_path):
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["error"], result
     assert result["error"]["kinds"] == ["write"]
-    assert "disk is full" in result["error"]["message"] and "previous file there is intact" in result["error"]["message"]
+    message = result["error"]["message"]
+    assert "disk is full" in message and "previous file there is intact" in message
     assert result["intact"] and result["entries"] == ["filler.bin", "submission.csv"]  # no partial file left
 
 
@@ -606,7 +611,8 @@ def test_a_remote_output_with_credentials_is_masked_in_the_result(tmp_path):
     with local_host(tmp_path, env={"PORTARUN_OUTPUT_DIR": url}) as rt:
         sub = rt.submit(GOOD)
     assert sub.uploaded_to == f"{url}/submission.csv"  # usable in full
-    assert fsspec.filesystem("memory").cat_file("/AKIAEXAMPLE:s3cr3tVALUE@bucket/out/submission.csv") == sub.path.read_bytes()
+    uploaded = fsspec.filesystem("memory").cat_file("/AKIAEXAMPLE:s3cr3tVALUE@bucket/out/submission.csv")
+    assert uploaded == sub.path.read_bytes()
     assert "s3cr3tVALUE" not in repr(sub) and "memory://***@bucket/out/submission.csv" in repr(sub)
 
 

@@ -43,8 +43,9 @@ def main(root: str) -> None:
     sharded_name = ck.save_sharded({"weight": distribute_tensor(full, mesh, [Shard(0)])}, step=100 + resumed)
     target = {"weight": distribute_tensor(torch.zeros(8), mesh, [Shard(0)])}
     sharded_step = ck.load_sharded(target)
-    Path(f"{root}.rank{rank}.json").write_text(json.dumps({"rank": rank, "is_main": rt.dist.is_main, "start": start, "names": names, "resumed": resumed,
-                      "same_weights": same, "sharded": sharded_name, "sharded_step": sharded_step,
+    Path(f"{root}.rank{rank}.json").write_text(json.dumps({"rank": rank, "is_main": rt.dist.is_main, "start": start,
+                      "names": names, "resumed": resumed, "same_weights": same, "sharded": sharded_name,
+                      "sharded_step": sharded_step,
                       "sharded_value": target["weight"].to_local().tolist(), "listed": [i.step for i in ck.list()]}))
     # Both ranks leave their last collective before either tears gloo down: without this, a rank
     # still finishing one can abort ("terminate called without an active exception", exit -6).
