@@ -60,7 +60,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from .errors import DistributedError, PortarunWarning
+from .errors import DistributedError
 from .errors import warn
 
 if TYPE_CHECKING:
@@ -443,7 +443,8 @@ def _skypilot(probe: Probe, evidence: list[str]) -> DistInfo | None:
 def _kubeflow(probe: Probe, evidence: list[str]) -> DistInfo | None:
     if probe.getenv("PET_NODE_RANK") is None or probe.getenv("PET_MASTER_ADDR") is None:
         return None
-    for pet, plain in (("PET_NODE_RANK", "RANK"), ("PET_MASTER_ADDR", "MASTER_ADDR"), ("PET_MASTER_PORT", "MASTER_PORT")):
+    pairs = (("PET_NODE_RANK", "RANK"), ("PET_MASTER_ADDR", "MASTER_ADDR"), ("PET_MASTER_PORT", "MASTER_PORT"))
+    for pet, plain in pairs:
         if probe.getenv(pet) != probe.getenv(plain):
             raise _Ignored(f"{_shown(probe, pet)} does not match {_shown(probe, plain)}")
     # The operator counts a non-numeric value ("auto", "gpu") as one process per pod (getNprocPerNodeInt).
@@ -503,7 +504,8 @@ def _user_ranks(probe: Probe, evidence: list[str]) -> None:
     missing = [v for v in ENV_CONTRACT if probe.getenv(v) is None]
     why = (f"missing {', '.join(missing)}; torch's env:// needs all of {', '.join(ENV_CONTRACT)}" if missing
            else "the rank variables contradict each other")
-    message = (f"{' and '.join(claims)} {'are' if len(claims) > 1 else 'is'} set, but not by a launcher portarun recognises ({why}); this process is "
+    verb = "are" if len(claims) > 1 else "is"
+    message = (f"{' and '.join(claims)} {verb} set, but not by a launcher portarun recognises ({why}); this process is "
                "treated as a single process. Start the script with `portarun launch --nproc N script.py` or "
                "torchrun, or unset RANK and WORLD_SIZE.")
     evidence.append("ignored RANK/WORLD_SIZE: " + message.split(";")[0])

@@ -14,7 +14,8 @@ from portarun.errors import PortarunWarning
 from portarun.testing import simulate
 
 CORPUS = Path(__file__).parent / "fixtures" / "launchers"
-FIELDS = {"launcher", "is_main", "rank", "local_rank", "world_size", "local_world_size", "node_rank", "master_addr", "master_port"}
+FIELDS = {"launcher", "is_main", "rank", "local_rank", "world_size", "local_world_size", "node_rank", "master_addr",
+          "master_port"}
 
 
 def load_cases() -> list[Any]:

@@ -74,7 +74,8 @@ class SkyPilotProvider(Provider):
         ev = Evidence()
         task = probe.getenv(TASK_ID)
         if task is not None and _TASK_ID.fullmatch(task.strip()):
-            kind = "a managed job's (stable across recoveries)" if task.strip().startswith("sky-managed-") else "a task's"
+            managed = task.strip().startswith("sky-managed-")
+            kind = "a managed job's (stable across recoveries)" if managed else "a task's"
             ev.add(0.5, "env " + probe.env_fact(TASK_ID), f"SkyPilot's id of {kind} run, in its own format")
         elif task is not None:
             ev.note("env " + probe.env_fact(TASK_ID), "not in SkyPilot's sky-<timestamp>_<name>_<id> format; "
@@ -137,9 +138,9 @@ class SkyPilotProvider(Provider):
         home = self.probe.home
         warning = None
         if self.managed and not self.probe.getenv("PORTARUN_PERSIST_DIR"):
-            warning = ("This SkyPilot managed job keeps portarun's persist and checkpoints folders on the cluster's disk, "
-                       "which a recovery after a preemption does not keep. Mount a bucket in the task's file_mounts "
-                       "(mode: MOUNT) and set PORTARUN_PERSIST_DIR to its path in the task's envs.")
+            warning = ("This SkyPilot managed job keeps portarun's persist and checkpoints folders on the "
+                       "cluster's disk, which a recovery after a preemption does not keep. Mount a bucket in the "
+                       "task's file_mounts (mode: MOUNT) and set PORTARUN_PERSIST_DIR to its path in the task's envs.")
         # input: where SkyPilot syncs the task's workdir (constants.py SKY_REMOTE_WORKDIR, ~/sky_workdir)
         return HostLocations(
             input=home / "sky_workdir", scratch=self.probe.path("/tmp") / "portarun-scratch",
