@@ -62,6 +62,11 @@ class State:
                 self._real = Probe.real()
             return self._real
 
+    def simulation_depth(self) -> int:
+        """How many simulations are open (0: ``detect()`` sees this machine)."""
+        with self.lock:
+            return len(self._frames)
+
     def push_probe(self, probe: Probe) -> None:
         """Make ``detect()`` see ``probe`` until :meth:`pop_probe`: the cached runtimes are set
         aside, so the next ``detect()`` detects afresh on ``probe``."""

@@ -227,12 +227,19 @@ def _record(folder: Path, rank: int, outcome: dict[str, Any]) -> None:
     os.replace(part, folder / f"rank{rank}.pickle")
 
 
-def _forget_parent_detection() -> None:
+def _forget_parent_detection(env: dict[str, str]) -> None:
     """A forked child starts with the parent's cached runtime and probe (rank 0 of 1): drop them
-    so ``portarun.detect()`` reads this child's variables."""
+    so ``portarun.detect()`` reads this child's variables. Inside a simulation
+    (:func:`portarun.testing.simulate`) the host's variables come from the simulated probe, so
+    the child's launcher variables ``env`` are added to a copy of it."""
+    import dataclasses
+
     from ._state import STATE
 
     STATE.forget_detection()
+    if env and STATE.simulation_depth():
+        probe = STATE.current_probe()
+        STATE.push_probe(dataclasses.replace(probe, env={**probe.env, **env}))
 
 
 def _run_recorded(rank: int, fn: Callable[..., Any], args: tuple[Any, ...], folder: Path) -> bool:
@@ -250,7 +257,7 @@ def _worker(rank: int, env: dict[str, str], threads: int | None, fn: Callable[..
             folder: Path) -> None:
     """One forked worker: its launcher variables, its CPU threads, ``fn``, its outcome."""
     os.environ.update(env)
-    _forget_parent_detection()
+    _forget_parent_detection(env)
     if threads is not None:
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
         torch = sys.modules.get("torch")
@@ -269,7 +276,7 @@ def _worker(rank: int, env: dict[str, str], threads: int | None, fn: Callable[..
 def _xla_worker(index: int, fn: Callable[..., Any], args: tuple[Any, ...], folder: Path) -> None:
     """One torch_xla process (``index`` is its global ordinal): ``fn``, its outcome; an error
     is re-raised so that torch_xla's launcher sees it too."""
-    _forget_parent_detection()
+    _forget_parent_detection({})
     if not _run_recorded(index, fn, args, folder):
         raise SystemExit(1)
 

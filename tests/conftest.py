@@ -58,6 +58,25 @@ def _environment_restored() -> Iterator[None]:
         os.environ.update(saved)
 
 
+@pytest.fixture(autouse=True)
+def _hosts_marker_is_honest(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that calls ``portarun.detect()`` on the session's host (this machine, or the
+    ``--portarun-host`` simulation) instead of simulating its own must say so with the ``hosts``
+    marker (it then runs in the host matrix) or ``real_machine``; every other test simulates
+    its host, so the matrix would only repeat it."""
+    from portarun._state import STATE
+
+    depth = STATE.simulation_depth()
+    STATE.cache.clear()  # the session's runtimes: detected again if this test asks
+    yield
+    marked = {m.name for m in request.node.iter_markers()} & {"hosts", "real_machine"}
+    if STATE.simulation_depth() == depth and STATE.cache and not marked:
+        STATE.cache.clear()
+        pytest.fail("this test called portarun.detect() on the session's host without simulating its own: mark it "
+                    "@pytest.mark.hosts (it then also runs as if on each host) or wrap it in simulate(...)",
+                    pytrace=False)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     written = sorted(_snapshot() - _BEFORE)
     shutil.rmtree(_FAKE_HOME, ignore_errors=True)

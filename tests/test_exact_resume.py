@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.hosts  # rt.dataloader and rt.checkpoints come from portarun.detect() on the session's host
+
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchdata.stateful_dataloader")
 numpy = pytest.importorskip("numpy")

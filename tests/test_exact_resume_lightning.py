@@ -62,6 +62,7 @@ def _fit(folder: Path, max_steps: int, resume: bool, with_rng: bool) -> dict[str
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
+@pytest.mark.hosts  # the Trainer's folders come from portarun.detect() on the session's host
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::UserWarning")
 @pytest.mark.parametrize("with_rng", [True, False])

@@ -40,6 +40,7 @@ else:
     with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
         json.dump({"step": step, "world": world, "rows": shard.shape[0], "whole": torch.equal(whole, full),
                    "bias": state["bias"].tolist()}, f)
+ckpt.close()  # every write finished before the group goes: a rank exiting mid-write aborts the others
 dist.barrier()
 dist.destroy_process_group()
 '''

@@ -20,6 +20,8 @@ from portarun.notebook_launcher import WorkerError
 from portarun.testing import simulate
 from test_distributed import REPO
 
+pytestmark = pytest.mark.hosts  # each worker calls portarun.detect() on the session's host
+
 
 @pytest.fixture(autouse=True)
 def _cpu(monkeypatch: pytest.MonkeyPatch) -> None:
