@@ -47,6 +47,31 @@ def read_small_text(path: str | os.PathLike[str], limit: int = 1 << 20) -> str |
     return None if data is None else data.decode("utf-8", errors="replace")
 
 
+def nearest_folder(path: str | os.PathLike[str]) -> Path:
+    """``path`` itself if it is a folder, else its nearest parent that is (where a disk's free
+    space can be asked before anything is created); the root when none can be checked."""
+    candidate = Path(path)
+    for folder in (candidate, *candidate.parents):
+        try:
+            if folder.is_dir():
+                return folder
+        except (OSError, ValueError):  # unreadable, a name too long, a NUL byte
+            continue
+    return Path(candidate.anchor or "/")
+
+
+def folder_bytes(folder: str | os.PathLike[str]) -> int:
+    """Bytes of the files under ``folder`` (links not followed; unreadable entries skipped)."""
+    total = 0
+    for dirpath, _, names in os.walk(folder):
+        for name in names:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                continue
+    return total
+
+
 def write_text_atomic(path: str | os.PathLike[str], text: str, *, durable: bool = False) -> None:
     """:func:`write_bytes_atomic` of ``text`` encoded as UTF-8 (newlines written as given)."""
     write_bytes_atomic(path, text.encode("utf-8"), durable=durable)

@@ -14,6 +14,7 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
+from ._files import nearest_folder
 from ._redact import shown_location
 from .errors import PortarunError
 from .paths import is_remote
@@ -60,11 +61,8 @@ def host_section(rt: Runtime) -> dict[str, Any]:
 def _free(path: Any) -> int | None:
     if is_remote(path):
         return None
-    probe = path
-    while not os.path.exists(probe) and os.path.dirname(probe) != str(probe):
-        probe = os.path.dirname(probe)
     try:
-        return shutil.disk_usage(probe).free
+        return shutil.disk_usage(nearest_folder(path)).free
     except OSError:
         return None
 

@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
-from ._files import read_small_text
+from ._files import folder_bytes, nearest_folder, read_small_text
 from ._redact import MASK, shown_location
 from .errors import StagingError
 from .paths import ROLES, Location, is_remote, join
@@ -562,23 +562,6 @@ def _journal_for(rt: Runtime, source: str, dest: str) -> Path:
     return Path(base) / "staging" / f"{key}.jsonl"
 
 
-def _nearest_existing(path: Path) -> Path:
-    while not path.exists() and path.parent != path:
-        path = path.parent
-    return path
-
-
-def _folder_bytes(folder: Path) -> int:
-    total = 0
-    for dirpath, _, names in os.walk(folder):
-        for name in names:
-            try:
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-            except OSError:
-                continue
-    return total
-
-
 def space_check(rt: Runtime, dest: str) -> Callable[[int], None]:
     """A ``before_write`` callback that warns when ``need`` bytes will not fit at ``dest``: past
     the free space of its disk, or past a quota of this host (:meth:`Provider.quotas
@@ -588,7 +571,7 @@ def space_check(rt: Runtime, dest: str) -> Callable[[int], None]:
         if is_remote(dest):
             return
         target = Path(dest)
-        free = shutil.disk_usage(_nearest_existing(target)).free
+        free = shutil.disk_usage(nearest_folder(target)).free
         if need > free:
             warn(f"staging {format_size(need)} to {dest}, but only {format_size(free)} is free on that "
                           "disk; the copy will fail part-way. Free space, or stage to another role "
@@ -599,7 +582,7 @@ def space_check(rt: Runtime, dest: str) -> Callable[[int], None]:
                 target.resolve().relative_to(root.resolve())
             except ValueError:
                 continue
-            used = _folder_bytes(root)
+            used = folder_bytes(root)
             if used + need > limit:
                 warn(f"staging {format_size(need)} to {dest} would bring {folder} to "
                      f"{format_size(used + need)}, past its {format_size(limit)} limit ({why}); files past "

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._files import folder_bytes, nearest_folder
 from ..paths import WRITABLE_ROLES, is_remote
 
 if TYPE_CHECKING:
@@ -189,38 +190,16 @@ def unknown_gpus(gpus: Sequence[GpuFacts]) -> list[dict[str, Any]]:
              "temp": None, "power": None} for g in gpus]
 
 
-def _nearest_existing(path: Path) -> Path:
-    for candidate in (path, *path.parents):
-        try:
-            if candidate.is_dir():
-                return candidate
-        except OSError:
-            continue
-    return Path(path.anchor or "/")
-
-
 def disk(path: Path) -> dict[str, int] | None:
     """Free and total bytes of the disk holding ``path`` (or its nearest existing parent), and
     its device number (roles on one disk share it)."""
-    folder = _nearest_existing(path)
+    folder = nearest_folder(path)
     try:
         usage = shutil.disk_usage(folder)
         dev = os.stat(folder).st_dev
     except OSError:
         return None
     return {"free": usage.free, "total": usage.total, "dev": dev}
-
-
-def folder_bytes(folder: Path) -> int:
-    """Bytes of the files under ``folder`` (links not followed; unreadable entries skipped)."""
-    total = 0
-    for dirpath, _, names in os.walk(folder):
-        for name in names:
-            try:
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-            except OSError:
-                continue
-    return total
 
 
 class Sampler:
