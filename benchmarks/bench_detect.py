@@ -6,7 +6,7 @@ interpreter start (`python -c pass`). Peers' detection calls are measured where 
 
     python benchmarks/bench_detect.py [--runs 40] [--python PATH] [--stages]
 
-The goal (issue 2): portarun costs at most 1.5x a bare start in an environment with about 100
+The original goal: portarun costs at most 1.5x a bare start in an environment with about 100
 installed distributions, and far less than any peer that imports torch.
 
 Measure a regular install (`pip install .`), as users have. An editable install (`pip install

@@ -8,7 +8,7 @@ Usage::
 
 Each round runs every method once, in a different order, on the same data, into a fresh
 destination; the table shows the median time. Ratios are taken within this one run (the
-machine is noisy). Goals (issue 6): portarun >= 80 % of ``cp -r`` throughput locally, and
+machine is noisy). Goals: portarun >= 80 % of ``cp -r`` throughput locally, and
 faster than a sequential copy for many small remote files.
 """
 from __future__ import annotations

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 Transfer = Literal["shared_memory", "pipe", "in_process"]
 
 #: Fraction of the free ``/dev/shm`` the plan may fill; the rest absorbs other users of /dev/shm
-#: and allocator slack (crashes were intermittent near the limit: issue 4).
+#: and allocator slack (crashes were intermittent near the limit, measured in benchmarks/bench_loader.py).
 SHM_SAFETY = 0.75
 #: Batches in ``/dev/shm`` beyond ``workers × prefetch``: the one the training loop holds and the
 #: one just received (measured peak, see the module docstring).

@@ -250,7 +250,7 @@ class Runtime:
         :class:`~portarun.errors.NotAvailableError`."""
         return self.provider.mount_drive(self, mountpoint)
 
-    # --- devices and distributed (issue 3: portarun/devices.py, distributed.py) ---------
+    # --- devices and distributed (portarun/devices.py, distributed.py) -------------------
     @cached_property
     def device(self) -> DeviceInfo:
         """The accelerator this process uses (:class:`~portarun.devices.DeviceInfo`), decided on
@@ -310,7 +310,7 @@ class Runtime:
 
         return memory(self.device, self.probe)
 
-    # --- data loading (issue 4: portarun/loader.py) --------------------------------------
+    # --- data loading (portarun/loader.py) -----------------------------------------------
     @cached_property
     def loader(self) -> LoaderOptions:
         """DataLoader settings fitted to this machine (:class:`~portarun.loader.LoaderOptions`):
@@ -330,7 +330,7 @@ class Runtime:
 
         return build_dataloader(self, dataset, batch_size, autotune=autotune, batch_bytes=batch_bytes, **overrides)
 
-    # --- checkpoints and session (issue 5: portarun/checkpoint/) -------------------------
+    # --- checkpoints and session (portarun/checkpoint/) ----------------------------------
     @cached_property
     def checkpoints(self) -> Checkpointer:
         """A :class:`~portarun.checkpoint.Checkpointer` on ``paths.checkpoints``, configured
@@ -340,7 +340,7 @@ class Runtime:
 
         return Checkpointer.from_runtime(self)
 
-    # --- data in and out (issue 6: portarun/submission.py, secrets.py, datasets.py, staging.py)
+    # --- data in and out (portarun/submission.py, secrets.py, datasets.py, staging.py) ---
     def submit(self, data: Any, filename: str | os.PathLike[str] = "submission.csv", *, sample: Any = None,
                message: str | None = None, competition: str | None = None, dry_run: bool = False) -> Submission:
         """Validate a competition submission, write it atomically where this host expects it
@@ -423,7 +423,7 @@ class Runtime:
 
         return Monitor(self, **options)
 
-    # --- integrations (issue 7) ----------------------------------------------------------
+    # --- integrations (portarun/integrations/) -------------------------------------------
     def configure_caches(self) -> dict[str, str]:
         """Point ``HF_HOME``, ``HF_DATASETS_CACHE``, ``TORCH_HOME`` and ``KAGGLEHUB_CACHE`` at
         folders under ``paths.cache``, leaving variables you set alone; call it before importing

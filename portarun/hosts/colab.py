@@ -16,7 +16,7 @@ Kaggle's image is built on Colab's and other images copy its layout:
   addresses ``google.colab.drive`` and ``auth`` read (drive.py above; googlecolab/colabtools#4375
   shows a local runtime failing on the missing ``TBE_CREDS_ADDR``).
 - Plumbing *and* credential proxy together are the complete session set: proof in a child
-  process that never imported ``google.colab`` (issue: such a dump scored 0.40 before).
+  process that never imported ``google.colab`` (such a real dump once scored 0.40 and lost).
 - ``COLAB_GPU=1``: written by the runtime when a GPU is attached (empty or ``0`` otherwise:
   khipu-ai/practicals-2023 PR #1; corpus colab-gpu-l4-2026); people also type it by hand on
   their own VMs (corpus neg-gce-vm-torch-xla-colab-gpu-exported), so it counts fully only with
