@@ -599,26 +599,8 @@ def test_a_provider_that_matches_but_cannot_answer_is_skipped(method: str, behav
 
 # -- hooks that portarun does not know ------------------------------------------------------
 
-_MISSPELLED = """
-    import portarun
-    from portarun import Detection, HostLocations, Provider
-
-    class Acme(Provider):
-        name = "acme"
-        display_name = "Acme"
-
-        @classmethod
-        def detect(cls, probe):
-            return Detection(0.9, ("+0.90 always",))
-
-        def locations(self, project):
-            base = self.probe.path("/acme")
-            return HostLocations(base, base, base, base, base)
-
-    @portarun.hookimpl
-    def portarun_register_provider(register):  # one letter short: pluggy would never call it
-        register(Acme)
-"""
+# The provider module above with its hook name one letter short: pluggy would never call it.
+_MISSPELLED = _PROVIDER_SOURCE.replace("def portarun_register_providers(", "def portarun_register_provider(")
 
 
 def test_a_misspelled_hook_is_reported_with_the_hook_it_meant(entry_point) -> None:
