@@ -1,4 +1,4 @@
 """``python -m portarun`` runs the ``portarun`` command line."""
-from .cli import main
+from ._cli.main import main
 
 raise SystemExit(main())

@@ -26,7 +26,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._redact import MASK, location_key, shown_location
+from ._util.redact import MASK, location_key, shown_location
 from .errors import DatasetError
 from .paths import is_remote, join
 

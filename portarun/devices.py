@@ -6,7 +6,7 @@ Decision order (docs/devices.md writes it out with examples):
    ``mps``, ``cpu``; ``auto`` or unset means no request). A requested kind that is absent is a
    :class:`~portarun.errors.DeviceError`, never a silent fallback.
 2. Otherwise the provider's ``device_order()`` (``cuda, xla, mps, cpu`` by default), taking the
-   first kind present in the inventory (:mod:`portarun.accelerators`); ``cpu`` always is.
+   first kind present in the inventory (:mod:`portarun._machine.accelerators`); ``cpu`` always is.
 
 Building :class:`DeviceInfo` imports neither torch nor torch_xla. Problems found on the way
 (a GPU with a CPU-only torch build, torch_xla installed on a GPU machine, TPU variables without
@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from .accelerators import has_mps
-from .catalog import TPU_SPECS
-from ._files import read_small_text
+from ._machine.accelerators import has_mps
+from ._machine.catalog import TPU_SPECS
+from ._util.files import read_small_text
 from .errors import DeviceError, PortarunWarning
 from .provider import DeviceKind
 from .errors import warn
@@ -427,7 +427,7 @@ def memory(info: DeviceInfo, probe: Probe) -> DeviceMemory:
     if probe.simulated:
         host = probe.memory
     else:
-        from .sysinfo import read_memory
+        from ._machine.sysinfo import read_memory
 
         host = read_memory(probe.root)
     allocated = reserved = free = total = None
@@ -483,7 +483,7 @@ def _torch_view(info: DeviceInfo | None) -> dict[str, Any] | None:
 def accelerators_section(rt: Runtime) -> dict[str, Any]:
     """The inventory (read without importing torch) and the chosen device; torch's own view
     only when torch is already imported (``portarun info --torch``)."""
-    from .accelerators import inventory
+    from ._machine.accelerators import inventory
 
     inv = inventory(rt.probe)
     info, error = _device_quietly(rt)

@@ -3,7 +3,7 @@
 and in a terminal (``str``, and IPython's pretty printer).
 
 Guarantees: every value is HTML-escaped; credentials never appear: a secret-looking
-``NAME=value`` in evidence is masked (``portarun._redact``), and so is the ``user:password@``
+``NAME=value`` in evidence is masked (``portarun._util.redact``), and so is the ``user:password@``
 part of a URL in a path. Rendering a runtime never raises for a device problem: the error
 becomes the row's value. Device diagnostics are warned by ``rt.device`` on its first access,
 whether that is the rendering or your code, and once only.
@@ -14,9 +14,9 @@ import html
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ._redact import redact
+from ._util.redact import redact
 from .errors import PortarunError
-from .units import format_size
+from ._util.units import format_size
 
 if TYPE_CHECKING:
     from .devices import DeviceInfo

@@ -611,3 +611,18 @@ def distributed_section(rt: Runtime) -> dict[str, Any]:
     return {"launcher": info.launcher, "rank": info.rank, "local_rank": info.local_rank,
             "world_size": info.world_size, "local_world_size": info.local_world_size, "node_rank": info.node_rank,
             "is_main": info.is_main, "is_distributed": info.is_distributed, "evidence": list(info.evidence)}
+
+
+def auto_nproc(rt: Runtime) -> tuple[int, str]:
+    """The process count for ``--nproc auto`` and why."""
+    device = rt.device
+    if device.kind in ("cuda", "xla"):
+        return device.count, f"{device.count} {device.kind} device(s)"
+    if device.kind == "mps":
+        return 1, "one MPS device"
+    usable = rt.probe.cpu.usable
+    if usable < 2:
+        return 1, f"{usable} usable CPU: one process (pass --nproc N to run more ranks anyway)"
+    # Two ranks at least: a one-process launch runs no collective, so a DDP script that works
+    # under `portarun launch` here could still fail on a real multi-device machine.
+    return max(2, usable // 2), f"half of {usable} usable CPUs, at least 2 ranks so collectives really run"

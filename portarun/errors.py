@@ -7,12 +7,12 @@ from collections.abc import Iterable
 
 class PortarunError(Exception):
     """Base class of every error raised by portarun. Its message never holds a credential: every
-    string argument passes through :func:`portarun._redact.shown_location`, so a location such as
+    string argument passes through :func:`portarun._util.redact.shown_location`, so a location such as
     ``s3://key:secret@bucket/run`` in any message (and in ``args``, ``repr``, a pickled copy)
     shows as ``s3://***@bucket/run``."""
 
     def __init__(self, *args: object) -> None:
-        from ._redact import shown_location
+        from ._util.redact import shown_location
 
         super().__init__(*(shown_location(a) if isinstance(a, str) else a for a in args))
 
@@ -50,7 +50,7 @@ class PortarunWarning(UserWarning):
     :class:`PortarunError`'s (``warnings.warn(text, PortarunWarning)`` builds one from ``text``)."""
 
     def __init__(self, *args: object) -> None:
-        from ._redact import shown_location
+        from ._util.redact import shown_location
 
         super().__init__(*(shown_location(a) if isinstance(a, str) else a for a in args))
 

@@ -13,7 +13,7 @@ A plugin is a module whose functions are marked with :data:`hookimpl` (also expo
 Built-in behaviour is registered through the same hooks as ``trylast`` implementations, so a
 plugin's implementation wins, and a ``wrapper=True`` implementation can adjust any result. A
 marked function whose name is not one of these hooks (a misspelling) is reported when plugins
-load (:meth:`portarun._manager.PluginSet.check_pending`).
+load (:meth:`portarun._plugins.manager.PluginSet.check_pending`).
 """
 from __future__ import annotations
 

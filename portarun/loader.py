@@ -32,8 +32,8 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import LoaderError
-from .sysinfo import default_start_method
-from .units import format_size
+from ._machine.sysinfo import default_start_method
+from ._util.units import format_size
 from .errors import warn
 
 if TYPE_CHECKING:

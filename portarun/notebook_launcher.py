@@ -76,7 +76,7 @@ def notebook_launch(fn: Callable[..., T], *args: Any, nproc: int | str = "auto",
     process already one rank of a launch, a bad ``nproc``, more processes than devices, a
     platform without ``fork``, or ``timeout`` seconds passed (then every worker is stopped).
     """
-    from .launch import auto_nproc
+    from .distributed import auto_nproc
     from .runtime import detect
 
     rt = detect()
@@ -234,7 +234,7 @@ def _forget_parent_detection(env: dict[str, str]) -> None:
     the child's launcher variables ``env`` are added to a copy of it."""
     import dataclasses
 
-    from ._state import STATE
+    from ._plugins.state import STATE
 
     STATE.forget_detection()
     if env and STATE.simulation_depth():

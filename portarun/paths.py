@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Union
 
-from ._redact import shown_location
+from ._util.redact import shown_location
 from .errors import PathError
 from .errors import warn
 
@@ -75,7 +75,7 @@ class Paths:
     def __repr__(self) -> str:  # the roles stay usable in full; only what is printed is masked
         from dataclasses import fields
 
-        from ._redact import shown_location
+        from ._util.redact import shown_location
 
         return shown_location("Paths(" + ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)) + ")")
 

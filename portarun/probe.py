@@ -18,7 +18,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._redact import shown_value
+from ._util.redact import shown_value
 
 if TYPE_CHECKING:  # the records load with the first hardware question, not at detect()
     from .facts import CpuFacts, GpuFacts, MemoryFacts, PlatformFacts, ShmFacts, TpuFacts
@@ -122,7 +122,7 @@ class Probe:
         """CPU counts and limits."""
         if self.cpu_override is not None:
             return self.cpu_override
-        from .sysinfo import read_cpu
+        from ._machine.sysinfo import read_cpu
 
         return read_cpu(self.root)
 
@@ -131,7 +131,7 @@ class Probe:
         """Memory size, availability and cgroup limit."""
         if self.memory_override is not None:
             return self.memory_override
-        from .sysinfo import read_memory
+        from ._machine.sysinfo import read_memory
 
         return read_memory(self.root)
 
@@ -140,7 +140,7 @@ class Probe:
         """``/dev/shm`` size and free space."""
         if self.shm_override is not None:
             return self.shm_override
-        from .sysinfo import read_shm
+        from ._machine.sysinfo import read_shm
 
         return read_shm(self.root)
 
@@ -151,7 +151,7 @@ class Probe:
             return self.gpus_override
         if self.simulated:
             return ()
-        from .accelerators import read_gpus
+        from ._machine.accelerators import read_gpus
 
         return read_gpus(self)
 
@@ -160,7 +160,7 @@ class Probe:
         """TPU chips on this host, or ``None``."""
         if self.tpu_override is not None or self.simulated:
             return self.tpu_override
-        from .accelerators import read_tpu
+        from ._machine.accelerators import read_tpu
 
         return read_tpu(self)
 

@@ -260,7 +260,7 @@ class Provider(ABC):
     def version(cls) -> str | None:
         """Version of the distribution whose plugin registered this provider, once plugins are
         loaded (``portarun.detect()`` or ``portarun.providers()`` loads them); else ``None``."""
-        from ._state import STATE
+        from ._plugins.state import STATE
 
         dist = STATE.distribution_of(cls.__module__)
         return dist[1] if dist else None

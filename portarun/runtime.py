@@ -12,9 +12,9 @@ from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple, overload
 
-from ._manager import PluginSet
-from ._manager import plugin_set as plugin_set  # where submission, report and plugins look it up
-from ._state import STATE
+from ._plugins.manager import PluginSet
+from ._plugins.manager import plugin_set as plugin_set  # where submission, report and plugins look it up
+from ._plugins.state import STATE
 from .errors import UnknownHostError
 from .paths import Paths, ProjectId, default_project, project_folder
 from .probe import Probe
@@ -77,7 +77,7 @@ class Verdict(NamedTuple):
                                        or (self.fallback and self.detection is not None))
 
 
-# -- plugins (loaded once per process: portarun._state.STATE holds them) ---------------------
+# -- plugins (loaded once per process: portarun._plugins.state.STATE holds them) ---------------------
 def get_plugin_manager() -> PluginManager:
     """The pluggy manager holding portarun's plugins (for calling hooks or inspecting them)."""
     return plugin_set().pm
@@ -238,7 +238,7 @@ class Runtime:
         lines.append(f"Session: limit {limit if limit is not None else 'none'} ({self.session.source}); "
                      f"started {self.session.started_at.isoformat(timespec='seconds')} "
                      f"({self.session.start_source}); interactive={self.session.interactive}")
-        from ._redact import redact  # paths, evidence and errors may hold s3://key:secret@...
+        from ._util.redact import redact  # paths, evidence and errors may hold s3://key:secret@...
 
         return redact("\n".join(lines))
 

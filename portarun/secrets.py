@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, NoReturn
 
-from ._redact import MASK
+from ._util.redact import MASK
 from .errors import SecretNotFoundError, SecretsFileError
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ Drive folder under ``/content/drive``). The copy is:
   in a journal (``<cache>/staging/<id>.jsonl``) when portarun copied it, valid while the remote
   object's size, ETag and modification time are unchanged. Files that fail are reported
   together in one :class:`~portarun.errors.StagingError`; running the same call again resumes.
-- **visible**: a progress bar (:func:`portarun.progress.bar`) while copying, and a one-line
+- **visible**: a progress bar (:func:`portarun._util.progress.bar`) while copying, and a one-line
   summary (:meth:`StageResult.summary`, also logged at INFO on ``portarun.staging``).
 - **inside the source only**: a symbolic link is followed only while it points inside the
   source folder; links that lead out of it (``/etc/ssl``, a home folder) are skipped, and so are
@@ -50,13 +50,13 @@ from typing import TYPE_CHECKING, Any
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
-from ._files import folder_bytes, nearest_folder, read_small_text
-from ._redact import MASK, shown_location
+from ._util.files import folder_bytes, nearest_folder, read_small_text
+from ._util.redact import MASK, shown_location
 from .errors import StagingError
 from .paths import ROLES, Location, is_remote, join
-from .progress import bar
-from .sysinfo import read_cpu
-from .units import format_size
+from ._util.progress import bar
+from ._machine.sysinfo import read_cpu
+from ._util.units import format_size
 from .errors import warn
 
 if TYPE_CHECKING:

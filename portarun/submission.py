@@ -45,7 +45,7 @@ from itertools import repeat
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any
 
-from ._files import write_bytes_atomic
+from ._util.files import write_bytes_atomic
 from .errors import SubmissionError, warn
 from .paths import is_remote, join
 
@@ -148,7 +148,7 @@ class Submission:
     checks: str = "basic"
 
     def __repr__(self) -> str:  # uploaded_to may be s3://key:secret@...: masked when printed
-        from ._redact import shown_location
+        from ._util.redact import shown_location
 
         return shown_location(f"Submission({', '.join(f'{f.name}={getattr(self, f.name)!r}' for f in fields(self))})")
 

@@ -64,7 +64,7 @@ def _hosts_marker_is_honest(request: pytest.FixtureRequest) -> Iterator[None]:
     ``--portarun-host`` simulation) instead of simulating its own must say so with the ``hosts``
     marker (it then runs in the host matrix) or ``real_machine``; every other test simulates
     its host, so the matrix would only repeat it."""
-    from portarun._state import STATE
+    from portarun._plugins.state import STATE
 
     depth = STATE.simulation_depth()
     STATE.cache.clear()  # the session's runtimes: detected again if this test asks

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from portarun.accelerators import (
+from portarun._machine.accelerators import (
     inventory, parse_information, parse_nvidia_smi, read_gpus, read_proc_gpus, read_tpu,
 )
-from portarun.catalog import GIB
+from portarun._machine.catalog import GIB
 from portarun.probe import Probe
 from portarun.testing import simulate
 

@@ -243,7 +243,7 @@ def test_report_lists_checkpoints_without_importing_torch(tmp_path: Path) -> Non
     root = tmp_path / "ck"
     ck = Checkpointer(root, mode="blocking")
     ck.save(_state(12), step=12, metrics={"loss": 0.5})
-    code = ("import json, sys, portarun; from portarun.report import build; rt = portarun.detect();"
+    code = ("import json, sys, portarun; from portarun._cli.report import build; rt = portarun.detect();"
             "data = build(rt); print(json.dumps({'torch': 'torch' in sys.modules, 'ck': data['checkpoints']}))")
     env = {**os.environ, "PORTARUN_CHECKPOINTS_DIR": str(root), "PORTARUN_HOST": "local"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)

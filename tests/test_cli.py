@@ -40,7 +40,7 @@ def test_info_is_one_screen_by_default() -> None:
 
 
 def test_local_says_no_hosted_platform_instead_of_a_low_confidence() -> None:
-    from portarun import report
+    from portarun._cli import report
     from portarun.testing import simulate
 
     with simulate("local") as rt:

@@ -17,8 +17,8 @@ import pytest
 import torch
 
 import portarun
-from portarun import report
-from portarun.catalog import GIB
+from portarun._cli import report
+from portarun._machine.catalog import GIB
 from portarun.devices import (
     DeviceInfo, arch_problem, arch_supported, cpu_build_problem, installed_torch_cuda,
 )
@@ -381,7 +381,7 @@ def run_python(code: str, *args: str) -> str:
 def test_detect_and_device_import_no_torch_in_a_fresh_process() -> None:
     out = run_python(
         "import sys, json, portarun\n"
-        "from portarun import report\n"
+        "from portarun._cli import report\n"
         "rt = portarun.detect(); rt.device; rt.dist; report.build(rt)\n"
         "print(json.dumps(sorted(m for m in ('torch', 'torch_xla', 'numpy', 'IPython', 'pandas') "
         "if m in sys.modules)))")
@@ -390,7 +390,7 @@ def test_detect_and_device_import_no_torch_in_a_fresh_process() -> None:
 
 @pytest.mark.slow
 def test_info_imports_torch_only_with_the_flag() -> None:
-    code = ("import json, sys, io, contextlib\nfrom portarun.cli import main\nbuf = io.StringIO()\n"
+    code = ("import json, sys, io, contextlib\nfrom portarun._cli.main import main\nbuf = io.StringIO()\n"
             "with contextlib.redirect_stdout(buf): main(['info', '--json', *sys.argv[1:]])\n"
             "data = json.loads(buf.getvalue())\n"
             "print(json.dumps([data['accelerators']['torch'], 'torch' in sys.modules]))")

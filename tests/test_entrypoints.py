@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-import portarun._entrypoints as ep
+import portarun._plugins.entrypoints as ep
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -160,7 +160,7 @@ def test_setup_cfg_declares_exactly_the_builtin_plugins() -> None:
     ``BUILTIN_PLUGINS`` (what loads when entry points are not scanned). They must agree."""
     import configparser
 
-    from portarun._manager import BUILTIN_PLUGINS
+    from portarun._plugins.manager import BUILTIN_PLUGINS
 
     config = configparser.ConfigParser()
     config.read(REPO / "setup.cfg", encoding="utf-8")

@@ -143,7 +143,7 @@ def test_explain_says_what_a_close_provider_lacked(fixture: str, provider: str, 
         start = next(i for i, ln in enumerate(lines) if re.match(rf"\s*\*?\d+\. {provider} ", ln))
         block = list(takewhile(lambda ln: not re.match(r"\s*\*?\d+\. ", ln), lines[start + 1:]))
         assert any(ln.strip().startswith("missing:") and lacking in ln for ln in block), block
-        from portarun.report import host_section
+        from portarun._cli.report import host_section
 
         entry = next(e for e in host_section(rt)["ranking"] if e["provider"] == provider)
         assert any(lacking in m for m in entry["missing"])

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from portarun.errors import DistributedError
-from portarun.launch import _xla_main, plan
+from portarun._cli.launch import _xla_main, plan
 from portarun.testing import simulate
 from test_distributed import REPO, check_two, run_two
 
@@ -51,7 +51,7 @@ def test_gpu_auto_is_one_per_gpu_and_more_is_an_error(script: str) -> None:
 def test_tpu_uses_torch_xla_launcher(script: str) -> None:
     with simulate(tpu="v5e-8") as rt:
         p = plan(rt, "auto", script, ["x"])
-        assert p.xla and p.nproc == 8 and p.argv[1:4] == ("-m", "portarun.launch", "8")
+        assert p.xla and p.nproc == 8 and p.argv[1:4] == ("-m", "portarun._cli.launch", "8")
         assert p.env == {"PJRT_DEVICE": "TPU"}
         assert plan(rt, "1", script, []).nproc == 1
         with pytest.raises(DistributedError, match="1 process or one per TPU device"):

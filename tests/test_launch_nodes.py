@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from portarun.errors import DistributedError
-from portarun.launch import RDZV_PORT, Nodes, plan
+from portarun._cli.launch import RDZV_PORT, Nodes, plan
 from portarun.testing import simulate
 from test_distributed import REPO, WORKER, free_port
 

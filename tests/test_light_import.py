@@ -25,7 +25,7 @@ def test_simulated_detection_stays_light() -> None:
 
 
 def test_info_report_stays_light() -> None:
-    assert _imported_after("import portarun.report as r, portarun; r.build(portarun.detect())") == []
+    assert _imported_after("import portarun._cli.report as r, portarun; r.build(portarun.detect())") == []
 
 
 def test_plain_import_loads_neither_typing_nor_pluggy() -> None:

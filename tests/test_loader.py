@@ -281,7 +281,7 @@ def test_explain_and_info_report_every_setting() -> None:
         for key in ("num_workers", "prefetch_factor", "persistent_workers", "pin_memory",
                     "multiprocessing_context", "transfer", "4 usable CPUs"):
             assert key in text
-        from portarun import report
+        from portarun._cli import report
 
         data = report.build(rt)
         assert data["loader"]["num_workers"] == 4

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from portarun.cli import main
+from portarun._cli.main import main
 from portarun.monitor import build_report, read_timeline
 from portarun.monitor.advice import advise, summarize
 from portarun.monitor.budgets import Budget, price_override, usage_lines

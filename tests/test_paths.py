@@ -231,7 +231,7 @@ _HOST_ROOTS = [Path(p) for p in ("/kaggle", "/notebooks", "/storage", "/content"
 @pytest.mark.real_machine
 def test_detect_and_info_create_nothing(tmp_path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     """In-process and as `python -m portarun info`, also with forced hosts: nothing on disk changes."""
-    from portarun import cli
+    from portarun._cli import main as cli
 
     home, cwd = tmp_path / "home", tmp_path / "cwd"
     home.mkdir()

@@ -5,7 +5,7 @@ and used from a fresh interpreter with that folder on ``PYTHONPATH``.
 Checks: the good plugins' providers are registered with their distribution and version, and
 detected in simulation; the deliberately broken ones (plugins/portarun-example-broken) are each
 skipped with a warning naming the plugin and its version, or raise ``PluginError`` under
-``PORTARUN_STRICT=1``; the plugin controls of ``portarun/_manager.py`` behave as documented; and
+``PORTARUN_STRICT=1``; the plugin controls of ``portarun/_plugins/manager.py`` behave as documented; and
 the provider contract test plus each plugin's own tests pass against the installed plugins.
 """
 from __future__ import annotations
@@ -207,9 +207,9 @@ CONTROLS = {
 
 
 def test_plugin_controls_behave_as_documented(installed: Installed) -> None:
-    """Each control as documented in portarun/_manager.py, good and broken plugins installed."""
+    """Each control as documented in portarun/_plugins/manager.py, good and broken plugins installed."""
     code = (
-        "import json, warnings\nfrom portarun import runtime\nfrom portarun._manager import BUILTIN_PLUGINS\n"
+        "import json, warnings\nfrom portarun import runtime\nfrom portarun._plugins.manager import BUILTIN_PLUGINS\n"
         f"controls = {CONTROLS!r}\nout = {{'builtins': sorted(BUILTIN_PLUGINS)}}\n"
         "for label, env in controls.items():\n"
         "    with warnings.catch_warnings(record=True) as caught:\n"

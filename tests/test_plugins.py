@@ -141,7 +141,7 @@ def test_paths_hook_overrides_the_builtin_and_wrappers_see_the_result() -> None:
 
 def test_a_providers_cpu_hint_reaches_report_and_loader() -> None:
     """One place applies the host's CPU count (RunPod's RUNPOD_CPU_COUNT, say): rt.cpu."""
-    from portarun import report
+    from portarun._cli import report
 
     pod = _provider("pod", 0.9)
     pod.cpu_hint = lambda self: 1  # type: ignore[method-assign]
@@ -381,9 +381,9 @@ _modules = itertools.count()
 def entry_point(tmp_path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], str]]:
     """Install a plugin module with the given source under the entry point ``ep-test`` of a
     distribution ``ep-test-dist 1.0``; returns the module's name."""
-    from portarun import _manager
-    from portarun._entrypoints import EntryPoint
-    from portarun._state import STATE
+    from portarun._plugins import manager as _manager
+    from portarun._plugins.entrypoints import EntryPoint
+    from portarun._plugins.state import STATE
 
     def install(source: str) -> str:
         module = f"portarun_test_plugin_{next(_modules)}"  # a fresh name: sys.modules keeps the last

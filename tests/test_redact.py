@@ -1,5 +1,5 @@
 """Credentials inside locations (``s3://key:secret@bucket``, ``?token=``) are never printed,
-logged or turned into names: one masking function (portarun._redact.shown_location), checked at
+logged or turned into names: one masking function (portarun._util.redact.shown_location), checked at
 every place that shows a location. ``memory://`` stands in for a bucket (no network)."""
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from portarun import cli
-from portarun._redact import location_key, redact, shown_location
+from portarun._cli import main as cli
+from portarun._util.redact import location_key, redact, shown_location
 from portarun.checkpoint import Checkpointer
 from portarun.errors import CheckpointError, PathError, PortarunWarning, StagingError
 from portarun.staging import transfer

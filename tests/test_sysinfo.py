@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from portarun import sysinfo
+from portarun._machine import sysinfo
 from portarun.facts import CpuFacts
 
 FIXTURES = Path(__file__).parent / "fixtures" / "cgroup"

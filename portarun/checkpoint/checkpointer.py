@@ -36,10 +36,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._redact import shown_location
+from .._util.redact import shown_location
 from ..errors import CheckpointError, CorruptCheckpointError
 from ..paths import is_remote
-from ..units import format_size
+from .._util.units import format_size
 from .manifest import MAX_STEP, STATE_FILE, FileEntry, Manifest, check_entry, checkpoint_name, crc32_file, parse_name
 from .policy import Candidate, Mode, SavePolicy, to_delete
 from .signals import DEFAULT_GRACE, PreemptionGuard

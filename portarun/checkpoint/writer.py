@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from ..errors import CheckpointError, StorageFullError
-from ..progress import Bar, bar, enabled
+from .._util.progress import Bar, bar, enabled
 from .manifest import FileEntry, Manifest
 from .storage import is_full
 

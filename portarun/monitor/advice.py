@@ -19,7 +19,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..units import format_size
+from .._util.units import format_size
 from .budgets import Budget, from_record, usage_lines
 from .timeline import Timeline
 

@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from ..cli import Runner
+from .._cli.main import Runner
 from .timeline import TimelineError
 
 

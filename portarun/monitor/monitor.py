@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import warn
-from ..units import format_size
+from .._util.units import format_size
 from .budgets import as_record, price_override
 from .sampler import GpuReader, Sampler
 from .timeline import VERSION, TimelineWriter

@@ -12,7 +12,7 @@ raises: a fact that cannot be read is ``None`` in the sample.
   memory (total less available, psutil). Under :func:`portarun.testing.simulate` the simulated
   machine is this run, so it is this process tree's resident memory. The limit is
   ``rt.probe.memory.usable`` (cgroup limit, else the machine's total).
-- GPUs: NVML (``nvidia-ml-py``, as :mod:`portarun.accelerators` uses it) per visible device,
+- GPUs: NVML (``nvidia-ml-py``, as :mod:`portarun._machine.accelerators` uses it) per visible device,
   found by UUID: utilisation, memory used/total, temperature, power. A simulated host has no
   NVML: its GPUs are listed with unknown readings unless a ``gpu_reader`` is given.
 - ``/dev/shm`` and each local writable path role (all but ``input``): ``statvfs`` of the nearest
@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._files import folder_bytes, nearest_folder
+from .._util.files import folder_bytes, nearest_folder
 from ..paths import WRITABLE_ROLES, is_remote
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ def _stat_value(path: Path, key: str) -> int:
 
 def cgroup_memory_used(root: Path) -> int | None:
     """The innermost memory cgroup's usage less its inactive file cache, or ``None``."""
-    from ..sysinfo import cgroup_dirs
+    from .._machine.sysinfo import cgroup_dirs
 
     for folder in cgroup_dirs(root, "memory"):
         current = _read_int(folder / "memory.current")

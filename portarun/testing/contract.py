@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from .._manager import _instance_problem, checked_detection, plugin_set, provider_problem
+from .._plugins.manager import _instance_problem, checked_detection, plugin_set, provider_problem
 from ..errors import PortarunWarning
 from ..hookspecs import Register, hookimpl
 from ..paths import ROLES, is_remote
@@ -101,7 +101,7 @@ def check_empty_machine(cls: type[Provider]) -> None:
 def check_detection(cls: type[Provider]) -> None:
     """On another host's machine (a simulated Kaggle notebook), ``detect()`` answers the same
     twice, with a confidence in [0, 0.99] and non-empty evidence strings that portarun's own
-    check of detections (:func:`portarun._manager.checked_detection`) accepts unchanged."""
+    check of detections (:func:`portarun._plugins.manager.checked_detection`) accepts unchanged."""
     with _registered(cls), simulate("kaggle") as rt:
         first, second = cls.detect(rt.probe), cls.detect(rt.probe)
         _require(first == second, cls, f"answered detect() differently twice on one machine: {first} then {second}")
@@ -120,7 +120,7 @@ def check_forced_paths(cls: type[Provider]) -> None:
     """Forced onto a bare machine (``PORTARUN_HOST``), the provider still wins and hands out paths
     (with a warning that they belong to another platform, unless it is a fallback): local ones
     under the simulation's root, none created until something writes there; and it answers
-    what ``detect()`` asks a winner (:func:`portarun._manager._instance_problem`)."""
+    what ``detect()`` asks a winner (:func:`portarun._plugins.manager._instance_problem`)."""
     with tempfile.TemporaryDirectory(prefix="portarun-contract-") as folder:
         root = Path(folder).resolve() / "root"
         with _registered(cls), warnings.catch_warnings(record=True) as caught:

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from typing import NamedTuple
 
-from ._files import read_small
+from .._util.files import read_small
 
 GROUP = "portarun"
 _SUFFIXES = (".dist-info", ".egg-info")

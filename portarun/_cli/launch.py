@@ -36,11 +36,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import DistributedError
+from ..distributed import auto_nproc
+from ..errors import DistributedError
 
 if TYPE_CHECKING:
-    from .cli import Runner
-    from .runtime import Runtime
+    from .main import Runner
+    from ..runtime import Runtime
 
 
 @dataclass(frozen=True)
@@ -75,19 +76,6 @@ RDZV_PORT = 29400
 _HOST_PORT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.\-]+)(?::([0-9]{1,5}))?")
 
 
-def auto_nproc(rt: Runtime) -> tuple[int, str]:
-    """The process count for ``--nproc auto`` and why."""
-    device = rt.device
-    if device.kind in ("cuda", "xla"):
-        return device.count, f"{device.count} {device.kind} device(s)"
-    if device.kind == "mps":
-        return 1, "one MPS device"
-    usable = rt.probe.cpu.usable
-    if usable < 2:
-        return 1, f"{usable} usable CPU: one process (pass --nproc N to run more ranks anyway)"
-    # Two ranks at least: a one-process launch runs no collective, so a DDP script that works
-    # under `portarun launch` here could still fail on a real multi-device machine.
-    return max(2, usable // 2), f"half of {usable} usable CPUs, at least 2 ranks so collectives really run"
 
 
 def _endpoint(value: str, option: str) -> str:
@@ -164,7 +152,7 @@ def plan(rt: Runtime, nproc: str, script: str, script_args: Sequence[str], nodes
         if count not in (1, auto):
             raise DistributedError(f"--nproc {count}: torch_xla runs either 1 process or one per TPU device ({auto}) "
                                    "on a host; use --nproc 1 or --nproc auto.")
-        xla_argv = (sys.executable, "-m", "portarun.launch", str(count), script, *script_args)
+        xla_argv = (sys.executable, "-m", "portarun._cli.launch", str(count), script, *script_args)
         pjrt = {"PJRT_DEVICE": rt.probe.getenv("PJRT_DEVICE") or "TPU"}
         return LaunchPlan(xla_argv, count, pjrt, True, reason, "one host")
     env: dict[str, str] = {}
@@ -206,7 +194,7 @@ def launch_command(parser: argparse.ArgumentParser) -> Runner:
     parser.add_argument("script_args", nargs=argparse.REMAINDER, help="arguments passed to the script")
 
     def run(args: argparse.Namespace) -> int:
-        from .runtime import detect
+        from ..runtime import detect
 
         nodes = Nodes(args.nnodes, args.node_rank, args.rdzv_endpoint, args.rdzv_id, args.max_restarts)
         launch = plan(detect(), args.nproc, args.script, args.script_args, nodes)
@@ -230,12 +218,12 @@ def _run_script(index: int, script: str, script_args: Sequence[str]) -> None:
 
 
 def _xla_main(argv: Sequence[str]) -> None:
-    """Entry point of ``python -m portarun.launch NPROC SCRIPT [ARGS]`` on a TPU host."""
+    """Entry point of ``python -m portarun._cli.launch NPROC SCRIPT [ARGS]`` on a TPU host."""
     nproc, script, *script_args = argv
     os.environ.setdefault("PJRT_DEVICE", "TPU")
     import torch_xla
 
-    from portarun.launch import _run_script as target  # picklable by module name for spawned processes
+    from portarun._cli.launch import _run_script as target  # picklable by module name for spawned processes
 
     torch_xla.launch(target, args=(script, script_args), debug_single_process=nproc == "1")
 

@@ -3,14 +3,14 @@ cannot read (``/proc/driver/nvidia`` has no memory size).
 
 GPU figures are NVIDIA's data-sheet values (memory in GiB as the driver reports it, rounded;
 compute capability from https://developer.nvidia.com/cuda-gpus). TPU generations by PCI device
-id are in :mod:`portarun.accelerators`.
+id are in :mod:`portarun._machine.accelerators`.
 """
 from __future__ import annotations
 
 import re
 
-from .errors import PortarunError
-from .facts import GpuFacts, TpuFacts
+from ..errors import PortarunError
+from ..facts import GpuFacts, TpuFacts
 
 GIB = 1024**3
 

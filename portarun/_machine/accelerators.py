@@ -12,7 +12,7 @@ NVIDIA GPUs, in this order of sources (docs/reference/host-evidence.md §5):
    importable and on the real machine: names, UUIDs, memory and compute capability.
 2. ``/proc/driver/nvidia/gpus/<pci>/information`` under ``probe.root`` (``Model:``,
    ``GPU UUID:``, ``Bus Location:``, ``Device Minor:``; no memory, which comes from
-   :func:`portarun.catalog.gpu_spec`). Format as in ray's ``resource_spec.py`` and its tests.
+   :func:`portarun._machine.catalog.gpu_spec`). Format as in ray's ``resource_spec.py`` and its tests.
 3. ``nvidia-smi --query-gpu=...`` on the real machine; ``compute_cap`` is not a valid field on
    470-series drivers (huggingface/candle#733), so the query is retried without it.
 
@@ -36,12 +36,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._files import read_small_text
+from .._util.files import read_small_text
 from .catalog import gpu_spec
-from .facts import GpuFacts, TpuFacts
+from ..facts import GpuFacts, TpuFacts
 
 if TYPE_CHECKING:
-    from .probe import Probe
+    from ..probe import Probe
 
 #: Google's PCI vendor id (torch_xla ``_internal/tpu.py`` @022ecde6 ``_GOOGLE_PCI_VENDOR_ID``).
 GOOGLE_PCI_VENDOR = "0x1ae0"

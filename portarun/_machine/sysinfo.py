@@ -22,8 +22,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from ._files import read_small
-from .facts import CpuFacts, MemoryFacts, ShmFacts
+from .._util.files import read_small
+from ..facts import CpuFacts, MemoryFacts, ShmFacts
 
 # cgroup v1 reports "no limit" as the largest page-aligned signed 64-bit value; anything at or
 # above 2**62 is treated as unlimited (kernel docs above; Docker prints 9223372036854771712).
@@ -32,7 +32,7 @@ _UNLIMITED = 2**62
 
 def _read(path: Path) -> str | None:
     """A kernel file's stripped text, or ``None`` (missing, unreadable, not UTF-8, or not a
-    regular file: see :func:`~portarun._files.read_small`)."""
+    regular file: see :func:`~portarun._util.files.read_small`)."""
     data = read_small(path)
     try:
         return None if data is None else data.decode("utf-8").strip()

@@ -12,13 +12,13 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 
-from .errors import PortarunError
+from ..errors import PortarunError
 
 Runner = Callable[[argparse.Namespace], int]
 
 COMMANDS: dict[str, str] = {
-    "info": "portarun.cli:info_command",
-    "launch": "portarun.launch:launch_command",
+    "info": "portarun._cli.main:info_command",
+    "launch": "portarun._cli.launch:launch_command",
     "monitor": "portarun.monitor.cli:monitor_command",
 }
 
@@ -37,7 +37,7 @@ def info_command(parser: argparse.ArgumentParser) -> Runner:
 
     def run(args: argparse.Namespace) -> int:
         from . import report
-        from .runtime import detect
+        from ..runtime import detect
 
         if args.torch:
             import torch  # noqa: F401  the report's sections include torch's view once it is imported
@@ -46,7 +46,7 @@ def info_command(parser: argparse.ArgumentParser) -> Runner:
         if args.script and not project:
             from pathlib import Path
 
-            from .paths import script_project
+            from ..paths import script_project
 
             project = script_project(args.script, Path.cwd()).name
         rt = detect(host=args.host, project=project)
@@ -72,7 +72,7 @@ def plain_text(docstring_line: str) -> str:
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Runner]]:
     """The argument parser with every registered command."""
-    from ._version import __version__
+    from .._version import __version__
 
     parser = argparse.ArgumentParser(prog="portarun", description="Where am I running and what do I have?")
     parser.add_argument("--version", action="version", version=f"portarun {__version__}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import re
 
-from .errors import PortarunError
+from ..errors import PortarunError
 
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)

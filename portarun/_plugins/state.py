@@ -6,7 +6,7 @@ simulations' probes, plugins registered for a test). Code that changes it calls 
 below, which take the lock; nothing else assigns to it.
 
 This module sits below the plugin machinery: it imports only :mod:`portarun.probe`, so that
-:mod:`portarun.provider`, :mod:`portarun._manager` and :mod:`portarun.runtime` can all import
+:mod:`portarun.provider`, :mod:`portarun._plugins.manager` and :mod:`portarun.runtime` can all import
 it at the top without importing one another in a circle.
 """
 from __future__ import annotations
@@ -14,11 +14,11 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from .probe import Probe
+from ..probe import Probe
 
 if TYPE_CHECKING:
-    from ._manager import PluginSet
-    from .runtime import Runtime
+    from .manager import PluginSet
+    from ..runtime import Runtime
 
 #: The ``detect()`` arguments (host, project, device) of a call without arguments: the key of
 #: the runtime a simulation hands out.

@@ -10,7 +10,7 @@ Environment controls (read from the probe's environment at first use):
 - ``PORTARUN_STRICT=1``: a plugin that fails raises :class:`~portarun.errors.PluginError`
   instead of being skipped with a :class:`~portarun.errors.PortarunWarning`.
 - ``PORTARUN_PLUGIN_TIMEOUT=5``: seconds each third-party import, registration and ``detect()``
-  may take (:mod:`portarun._isolation`, which also keeps plugins from changing the process).
+  may take (:mod:`portarun._plugins.isolation`, which also keeps plugins from changing the process).
 
 A hook implementation whose name is not a portarun hook (a misspelling) is reported once the
 plugins are loaded (:meth:`PluginSet.check_pending`).
@@ -34,16 +34,16 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pluggy
 
-from . import hookspecs
-from ._entrypoints import portarun_entry_points
-from ._files import flag
-from ._isolation import MAX_LINE, Guard, Outcome, Worker, budget, clean_text, describe_error
-from ._state import STATE
-from .errors import PluginError, warn
-from .provider import MATCH_THRESHOLD, Detection, HostLocations, Provider, SessionLimits
+from .. import hookspecs
+from .entrypoints import portarun_entry_points
+from .._util.files import flag
+from .isolation import MAX_LINE, Guard, Outcome, Worker, budget, clean_text, describe_error
+from .state import STATE
+from ..errors import PluginError, warn
+from ..provider import MATCH_THRESHOLD, Detection, HostLocations, Provider, SessionLimits
 
 if TYPE_CHECKING:
-    from .probe import Probe
+    from ..probe import Probe
 
 #: Built-in plugins, also declared as entry points in setup.cfg. They are loaded by module name
 #: when the entry points are not scanned (autoload disabled, or running from a source tree).
@@ -54,7 +54,7 @@ BUILTIN_PLUGINS: Mapping[str, str] = {
     "paperspace": "portarun.hosts.paperspace",
 }
 #: Built-in default hook implementations (all ``trylast``), always registered.
-DEFAULT_HOOK_MODULES: tuple[str, ...] = ("portarun._defaults",)
+DEFAULT_HOOK_MODULES: tuple[str, ...] = ("portarun._plugins.defaults",)
 #: The variables that decide which plugins load: one plugin set per combination of their values.
 PLUGIN_VARS = ("PORTARUN_DISABLE_PLUGIN_AUTOLOAD", "PORTARUN_PLUGINS", "PORTARUN_DISABLE_PLUGINS", "PORTARUN_STRICT",
                "PORTARUN_PLUGIN_TIMEOUT")
@@ -92,7 +92,7 @@ def fail(message: str, env: Mapping[str, str]) -> None:
 
 def plugin_set(env: Mapping[str, str] | None = None) -> PluginSet:
     """The loaded plugins for an environment's plugin-control variables (the current probe's
-    by default), loaded once per process and kept in :data:`portarun._state.STATE`."""
+    by default), loaded once per process and kept in :data:`portarun._plugins.state.STATE`."""
     env = STATE.current_probe().env if env is None else env
     key = tuple(env.get(v, "") for v in PLUGIN_VARS)
     with STATE.lock:
@@ -186,7 +186,7 @@ class PluginSet:
 
         @functools.wraps(hook)  # the same hookimpl options and argument names for pluggy
         def portarun_resolve_paths(*args: Any) -> Any:
-            from .paths import Paths
+            from ..paths import Paths
 
             outcome, changed = self.guarded(info, lambda: hook(*args), Guard(paths=True), Worker(self.budget))
             problem = outcome.problem(self.budget)
@@ -209,7 +209,7 @@ class PluginSet:
                 worker: Worker | None = None) -> tuple[Outcome, list[str]]:
         """Run plugin code: inline for portarun's own, else within the time budget, with every
         exception caught and the process state put back afterwards. Returns the outcome and
-        what the code changed in the process (:class:`~portarun._isolation.ProcessState`)."""
+        what the code changed in the process (:class:`~portarun._plugins.isolation.ProcessState`)."""
         if info.builtin:
             return Worker(None).call(call), []
         return guard.run(worker or self._worker, call)
@@ -521,7 +521,7 @@ def _replace_error(info: PluginInfo, error: str) -> PluginInfo:
 
 
 def _own_version() -> str:
-    from ._version import __version__
+    from .._version import __version__
 
     return __version__
 

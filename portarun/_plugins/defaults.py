@@ -8,23 +8,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .hookspecs import hookimpl
+from ..hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from .devices import DeviceInfo
-    from .loader import LoaderOptions
-    from .paths import Paths
-    from .provider import Provider
-    from .runtime import Runtime
-    from .submission import Submission, SubmitOptions
+    from ..devices import DeviceInfo
+    from ..loader import LoaderOptions
+    from ..paths import Paths
+    from ..provider import Provider
+    from ..runtime import Runtime
+    from ..submission import Submission, SubmitOptions
 
 
 @hookimpl(trylast=True)
 def portarun_resolve_paths(provider: Provider, project: str) -> Paths:
     """Path roles with overrides applied (:func:`portarun.paths.resolve`)."""
-    from .paths import resolve
+    from ..paths import resolve
 
     return resolve(provider, project)
 
@@ -32,7 +32,7 @@ def portarun_resolve_paths(provider: Provider, project: str) -> Paths:
 @hookimpl(trylast=True)
 def portarun_resolve_device(runtime: Runtime) -> DeviceInfo:
     """The device decision (:func:`portarun.devices.resolve`)."""
-    from .devices import resolve
+    from ..devices import resolve
 
     return resolve(runtime)
 
@@ -40,7 +40,7 @@ def portarun_resolve_device(runtime: Runtime) -> DeviceInfo:
 @hookimpl(trylast=True)
 def portarun_resolve_loader(runtime: Runtime) -> LoaderOptions:
     """DataLoader settings (:meth:`portarun.loader.LoaderOptions.for_runtime`)."""
-    from .loader import LoaderOptions
+    from ..loader import LoaderOptions
 
     return LoaderOptions.for_runtime(runtime)
 
@@ -48,6 +48,6 @@ def portarun_resolve_loader(runtime: Runtime) -> LoaderOptions:
 @hookimpl(trylast=True)
 def portarun_submit(runtime: Runtime, path: Path, options: SubmitOptions) -> Submission:
     """Submission delivery (:func:`portarun.submission.deliver`)."""
-    from .submission import deliver
+    from ..submission import deliver
 
     return deliver(runtime, path, options)

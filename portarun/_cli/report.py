@@ -14,24 +14,24 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-from ._files import nearest_folder
-from ._redact import shown_location
-from .errors import PortarunError
-from .paths import is_remote
-from .units import format_size
+from .._util.files import nearest_folder
+from .._util.redact import shown_location
+from ..errors import PortarunError
+from ..paths import is_remote
+from .._util.units import format_size
 
 if TYPE_CHECKING:
-    from .runtime import Runtime
+    from ..runtime import Runtime
 
 #: Report sections in order: name → "module:function". Features add theirs here.
 SECTIONS: dict[str, str] = {
-    "host": "portarun.report:host_section",
-    "paths": "portarun.report:paths_section",
-    "session": "portarun.report:session_section",
+    "host": "portarun._cli.report:host_section",
+    "paths": "portarun._cli.report:paths_section",
+    "session": "portarun._cli.report:session_section",
     "projects": "portarun.paths:projects_section",
-    "system": "portarun.report:system_section",
-    "packages": "portarun.report:packages_section",
-    "plugins": "portarun.report:plugins_section",
+    "system": "portarun._cli.report:system_section",
+    "packages": "portarun._cli.report:packages_section",
+    "plugins": "portarun._cli.report:plugins_section",
     "checkpoints": "portarun.checkpoint.report:checkpoints_section",
     "accelerators": "portarun.devices:accelerators_section",
     "distributed": "portarun.distributed:distributed_section",
@@ -116,7 +116,7 @@ def packages_section(rt: Runtime) -> dict[str, Any]:
 
 def plugins_section(rt: Runtime) -> dict[str, Any]:
     """Loaded (and skipped) plugins with their distributions and versions."""
-    from .runtime import plugin_set
+    from ..runtime import plugin_set
 
     return {
         info.name: {"module": info.module, "distribution": info.distribution, "version": info.version,
@@ -141,7 +141,7 @@ def build(rt: Runtime) -> dict[str, Any]:
 
 
 def _masked(value: Any) -> Any:
-    """``value`` with every string passed through :func:`~portarun._redact.shown_location`: a
+    """``value`` with every string passed through :func:`~portarun._util.redact.shown_location`: a
     section (a plugin's too) that puts a location with credentials in its dict never prints them."""
     if isinstance(value, str):
         return shown_location(value)
@@ -153,7 +153,7 @@ def _masked(value: Any) -> Any:
 
 
 def _own_version() -> str:
-    from ._version import __version__
+    from .._version import __version__
 
     return __version__
 

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any, NamedTuple, cast
 
-from ._redact import redact
+from .._util.redact import redact
 
 #: Seconds a plugin's import, registration or ``detect()`` may take. Detection reads a few
 #: variables and folders (well under a millisecond for every provider shipped with portarun); the

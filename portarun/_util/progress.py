@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
-from ._files import flag
+from .files import flag
 
 
 class Bar(Protocol):
