@@ -20,6 +20,14 @@ Markers:
 - ``DATABRICKS_CLUSTER_LIBS_R_ROOT_DIR`` / ``DEFAULT_DATABRICKS_ROOT_VIRTUALENV_ENV``: in the
   environment of a blank Databricks notebook (kedro-org/kedro issue #1729, 2022-07-27);
   runtime images set such variables too (databricks/containers pull request #13). +0.10.
+- ``dbruntime`` importable: the package the Databricks Runtime puts in its Python shell
+  (``/databricks/python_shell/dbruntime``). Databricks' own SDK takes a successful
+  ``from dbruntime import UserNamespaceInitializer`` as proof of "a classic Databricks runtime"
+  and reads the notebook's credentials from it
+  (databricks/databricks-sdk-py@9ae2241564f93eec8b747514cdef56439f77a077:databricks/sdk/runtime/__init__.py);
+  it is on no package index and not in Container Services images (databricks/containers@d40d6b0d
+  has no mention of it). A traceback from a cluster shows it and nothing else Databricks sets
+  (tests/fixtures/hosts/databricks-vscode-cluster-traceback-2022.json). +0.5, a match alone.
 - ``/dbfs``: the DBFS FUSE mount of cluster nodes ("DBFS mounts and DBFS root",
   https://docs.databricks.com/aws/files). +0.15.
 - ``/local_disk0``: the driver's ephemeral local disk; the notebook above runs its JVM with
@@ -52,6 +60,7 @@ CLIENT_VARS = ("DATABRICKS_HOST", "DATABRICKS_TOKEN", "DATABRICKS_CLUSTER_ID")
 DBFS = "/dbfs"
 VOLUMES = "/Volumes"
 LOCAL_DISK = "/local_disk0"
+RUNTIME_PACKAGE = "dbruntime"
 _VERSION = re.compile(r"\d+\.\d+")
 
 
@@ -60,6 +69,7 @@ class DatabricksProvider(Provider):
 
     name = "databricks"
     display_name = "Databricks"
+    marker_modules = (RUNTIME_PACKAGE,)
 
     @classmethod
     def detect(cls, probe: Probe) -> Detection | None:
@@ -75,6 +85,9 @@ class DatabricksProvider(Provider):
                     "not a cluster runtime version: a client runtime or a flag set by hand; not counted")
         else:
             ev.missing(f"env {RUNTIME_VERSION}, which Databricks sets on every cluster node")
+        if probe.has_module(RUNTIME_PACKAGE):
+            ev.add(0.5, f"module {RUNTIME_PACKAGE} importable",
+                   "the Databricks Runtime's own Python shell package; Databricks' SDK takes it as proof of a cluster")
         cluster = [v for v in CLUSTER_VARS if probe.getenv(v)]
         if cluster:
             ev.add(0.3, "env " + ", ".join(cluster), "set by Databricks on the cluster; users cannot override them")

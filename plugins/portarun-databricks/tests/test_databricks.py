@@ -72,3 +72,21 @@ def test_values_that_are_not_a_runtime_version_are_noted_not_counted(value: str)
     with simulate(env={"DATABRICKS_RUNTIME_VERSION": value}) as rt:
         assert confidence(rt) == 0.0
         assert any("not a cluster runtime version" in line for line in evidence(rt))
+
+
+RUNTIME_SHELL = "/databricks/python_shell/dbruntime"
+
+
+def test_the_runtime_package_alone_is_a_cluster(tmp_path: Path) -> None:
+    """``dbruntime`` is the package the Databricks Runtime injects into its Python shell; the
+    Databricks SDK takes a successful import of it as proof of a classic runtime. A traceback
+    from a cluster shows it and nothing else Databricks sets (corpus databricks-vscode-*)."""
+    with pytest.warns(PortarunWarning, match="no DBFS mount"):
+        with simulate(modules=["dbruntime"], paths=[RUNTIME_SHELL], root=tmp_path / "root") as rt:
+            assert rt.host.name == "databricks"
+            assert any("module dbruntime" in line for line in evidence(rt))
+
+
+def test_without_the_runtime_package_nothing_is_counted_for_it() -> None:
+    with simulate(paths=[RUNTIME_SHELL]) as rt:
+        assert confidence(rt) == 0.0

@@ -10,6 +10,12 @@ Markers:
   by default or a Prefect flow (the same file). +0.15.
 - ``SATURN_VERSION``: the Saturn release, which dask-saturn reads "if included"
   (github-file-id:6262892988). +0.10.
+- ``SATURN_JOB_SCALE``, ``SATURN_JOB_RANK``, ``SATURN_JOB_RUN``, ``SATURN_JOB_LEADER``,
+  ``SATURN_INTERNAL_SUBDOMAIN``, ``SATURN_NAMESPACE``: "On Saturn Cloud, every job pod gets these
+  environment variables for free"; "populated for you when you use Saturn Cloud Jobs"
+  (saturncloud/documentation@efa73a9c9e7a1707af1e96fbe39547befed1bd74:docs/user-guide/how-to/llms/parallel_training.md;
+  tests/fixtures/hosts/saturn-docs-job-pod-variables.json). Saturn's job controller sets them
+  together and nothing else uses their names: three or more +0.5, a match alone; fewer +0.2.
 - ``/home/jovyan/workspace``: saturn-client's ``WORKING_DIRECTORY`` (github-file-id:149046019);
   ``jovyan`` is the Jupyter Docker Stacks user, so other images have ``/home/jovyan``: +0.10.
 - ``SATURN_BASE_URL`` and ``SATURN_TOKEN``: Saturn's docs tell users to set both "in the client
@@ -21,7 +27,8 @@ Paths: "Every workspace gets a persistent EBS volume attached, so that anything 
 the home directory is preserved across restarts"
 (saturncloud/documentation@0d7d479441c432bc5897b9f3a4345f65d399d59a:docs/user-guide/concepts/resources.md),
 so persist, outputs and caches live under ``/home/jovyan``. The same page says that only of
-workspaces: a resource whose type is known and is not a Jupyter server gets a warning. Session:
+workspaces: a resource whose type is known and is not a Jupyter server, or a job pod, gets a
+warning. Session:
 Jupyter servers shut down after a chosen idle period ("auto-shutoff", 1 hour by default,
 ``docs/user-guide/how-to/access/autoshutoff.md``), which is not a session limit: none.
 """
@@ -40,6 +47,8 @@ VERSION = "SATURN_VERSION"
 HOME = "/home/jovyan"
 WORKSPACE = f"{HOME}/workspace"
 CLIENT_VARS = ("SATURN_BASE_URL", "SATURN_TOKEN")
+JOB_VARS = ("SATURN_JOB_SCALE", "SATURN_JOB_RANK", "SATURN_JOB_RUN", "SATURN_JOB_LEADER", "SATURN_INTERNAL_SUBDOMAIN",
+            "SATURN_NAMESPACE")
 
 
 class SaturnProvider(Provider):
@@ -62,6 +71,10 @@ class SaturnProvider(Provider):
             ev.add(0.15, "env " + probe.env_fact(RESOURCE_TYPE), "the kind of Saturn resource this is")
         if probe.getenv(VERSION):
             ev.add(0.1, "env " + probe.env_fact(VERSION), "the Saturn release dask-saturn reads")
+        job = [v for v in JOB_VARS if probe.getenv(v)]
+        if job:
+            ev.add(0.5 if len(job) >= 3 else 0.2, "env " + ", ".join(job),
+                   "Saturn sets these in every job pod; nothing else uses their names")
         if probe.is_dir(WORKSPACE):
             ev.add(0.1, f"folder {WORKSPACE}", "saturn-client's working directory; jovyan is a common image user")
         client = [v for v in CLIENT_VARS if probe.getenv(v)]
@@ -75,6 +88,8 @@ class SaturnProvider(Provider):
         home = p(HOME)
         kind = self.probe.getenv(RESOURCE_TYPE)
         warning = None
+        if not kind and any(self.probe.getenv(v) for v in JOB_VARS):
+            kind = "job"
         if kind and kind != JUPYTER_SERVER:
             warning = (
                 f"This Saturn Cloud resource is a {kind}, not a Jupyter server: Saturn documents a persistent home "

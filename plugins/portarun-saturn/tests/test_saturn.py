@@ -64,3 +64,22 @@ def test_a_jupyter_docker_stacks_image_is_not_saturn() -> None:
     with simulate(env={"HOME": "/home/jovyan"}, paths=["/home/jovyan/workspace"]) as rt:
         assert rt.host.name == "local"
         assert verdict_of(rt)[0] == pytest.approx(0.1)
+
+
+# "On Saturn Cloud, every job pod gets these environment variables for free" (Saturn's docs,
+# corpus saturn-docs-job-pod-variables); the values below only stand in for the names.
+JOB_ENV = {"SATURN_JOB_SCALE": "2", "SATURN_JOB_RANK": "0", "SATURN_JOB_RUN": "run", "SATURN_JOB_LEADER": "run-0",
+           "SATURN_INTERNAL_SUBDOMAIN": "sub", "SATURN_NAMESPACE": "main-namespace"}
+
+
+def test_a_job_pod_is_recognised_from_its_job_variables_and_warns_about_persist(tmp_path: Path) -> None:
+    with pytest.warns(PortarunWarning, match="a job"):
+        with simulate(env=JOB_ENV, root=tmp_path / "root") as rt:
+            assert rt.host.name == "saturn"
+            assert verdict_of(rt)[0] == pytest.approx(0.5)
+
+
+def test_one_job_variable_alone_is_not_saturn() -> None:
+    with simulate(env={"SATURN_JOB_RANK": "0"}) as rt:
+        assert rt.host.name == "local"
+        assert 0.0 < verdict_of(rt)[0] < 0.5

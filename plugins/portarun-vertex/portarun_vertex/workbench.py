@@ -6,8 +6,14 @@ Markers:
   variable, ``COLAB_ENTERPRISE`` or ``WORKBENCH_INSTANCE`` (google-cloud-aiplatform's
   ``test_get_resource_type``, github-file-id:683937463); Google's Dataproc Spark Connect client
   labels its caller "workbench" from the same value (``is_workbench()`` in
-  ``google/cloud/dataproc_spark_connect/environment.py``, github-file-id:15680157756). It is the
-  instance's environment, not a session's, so alone it stays below a match: +0.45.
+  ``google/cloud/dataproc_spark_connect/environment.py``, github-file-id:15680157756), and the
+  Vertex AI SDK tags its requests ``+environment+WORKBENCH_INSTANCE`` from it alone
+  (googleapis/python-aiplatform@d4cae46c1a99474e7e2984968004fa16c099bd5c:google/cloud/aiplatform/initializer.py,
+  ``get_resource_type``; tests/fixtures/hosts/vertex-vendor-aiplatform-workbench-instance.json).
+  Google's own tools take it alone as a Workbench, and no public material shows it set
+  anywhere else, so it is a match alone: +0.5. ``WORKBENCH_CUSTOM_CONTAINER`` (the same SDK's
+  third value) is a Workbench instance running the user's own image, whose home folder nothing
+  public describes: noted.
 - ``/home/jupyter``: the Jupyter user's home on a Workbench instance, whose free space decides
   whether the instance starts (Google's gcpdiag runbook ``CheckWorkbenchInstanceJupyterSpace``,
   github-file-id:13115525138). Other images have a ``jupyter`` user too: +0.15, and
@@ -51,7 +57,7 @@ class VertexWorkbenchProvider(Provider):
         ev = Evidence()
         product = probe.getenv(PRODUCT)
         if product == WORKBENCH:
-            ev.add(0.45, f"env {PRODUCT}={WORKBENCH}", "the instance type the Vertex AI SDK reads")
+            ev.add(0.5, f"env {PRODUCT}={WORKBENCH}", "the instance type the Vertex AI SDK reads")
         elif product == COLAB_ENTERPRISE:
             ev.note(f"env {PRODUCT}={COLAB_ENTERPRISE}", "a Colab Enterprise runtime: the colab provider's")
         elif product:

@@ -22,7 +22,7 @@ def test_workbench_instance_keeps_everything_under_the_jupyter_home(tmp_path: Pa
     root = tmp_path / "root"
     with simulate(env=WORKBENCH_ENV, paths=["/home/jupyter"], root=root, project="forecast") as rt:
         assert rt.host.name == "vertex-workbench"
-        assert rt.host.confidence == pytest.approx(0.7)
+        assert rt.host.confidence == pytest.approx(0.75)
         home = root / "home/jupyter"
         assert rt.paths.persist == home / "portarun/forecast"
         assert rt.paths.checkpoints == home / "portarun/forecast/checkpoints"
@@ -32,10 +32,20 @@ def test_workbench_instance_keeps_everything_under_the_jupyter_home(tmp_path: Pa
         assert rt.session.limit is None
 
 
-def test_the_product_variable_alone_is_not_enough() -> None:
-    with simulate(env={"VERTEX_PRODUCT": "WORKBENCH_INSTANCE"}) as rt:
+def test_the_product_variable_alone_is_a_workbench(tmp_path: Path) -> None:
+    """Google's own SDKs label a process "Workbench" from this one variable (corpus
+    vertex-vendor-aiplatform-workbench-instance), so portarun does too."""
+    with simulate(env={"VERTEX_PRODUCT": "WORKBENCH_INSTANCE"}, root=tmp_path / "root", project="p") as rt:
+        assert rt.host.name == "vertex-workbench"
+        assert verdict_of(rt)[0] == pytest.approx(0.5)
+        assert rt.paths.persist == tmp_path / "root/home/jupyter/portarun/p"
+
+
+@pytest.mark.parametrize("value", ["WORKBENCH_CUSTOM_CONTAINER", "OTHER"])
+def test_other_product_values_are_noted_not_counted(value: str) -> None:
+    with simulate(env={"VERTEX_PRODUCT": value}) as rt:
         assert rt.host.name == "local"
-        assert verdict_of(rt)[0] == pytest.approx(0.45)
+        assert verdict_of(rt)[0] == 0.0
 
 
 def test_a_jupyter_home_without_the_product_variable_is_not_a_workbench() -> None:
