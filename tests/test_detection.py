@@ -2,6 +2,8 @@
 markers real environment dumps show (docs/reference/host-evidence.md)."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 import portarun
@@ -93,10 +95,23 @@ def test_colab_with_stray_kaggle_folders() -> None:
 
 
 def test_colab_enterprise() -> None:
-    with pytest.warns(portarun.PortarunWarning, match="Drive is not mounted"):
+    """Colab Enterprise runtimes have no 12-hour cap and keep /content only as long as the
+    runtime: neither free Colab's limit nor its advice to mount Drive applies."""
+    with pytest.warns(portarun.PortarunWarning, match="On Colab Enterprise.*deleted with the runtime.*gs://") as record:
         with simulate(env={"VERTEX_PRODUCT": "COLAB_ENTERPRISE", "COLAB_RELEASE_TAG": "x"},
                       modules=["google.colab"]) as rt:
             assert rt.host.name == "colab"
+            assert rt.session.limit is None and "Colab Enterprise" in rt.session.source
+            assert rt.paths.persist == rt.probe.path("/content/portarun") / rt.project
+            with pytest.raises(portarun.NotAvailableError, match="Colab Enterprise cannot mount Google Drive"):
+                rt.mount_drive()
+    assert not any("mount_drive" in str(w.message) for w in record)
+
+
+def test_free_colab_keeps_its_limit_and_drive_advice() -> None:
+    with pytest.warns(portarun.PortarunWarning, match="Drive is not mounted.*mount_drive"):
+        with simulate("colab-nodrive") as rt:
+            assert rt.session.limit == timedelta(hours=12)
 
 
 def test_paperspace_gradient_notebook() -> None:

@@ -41,6 +41,15 @@ Kaggle's image is built on Colab's and other images copy its layout:
   provider does not count those alone.
 
 Session: "at most 12 hours" for free notebooks (Colab FAQ, HOSTS.md [C1]); idle timeout unpublished.
+
+Colab Enterprise is Colab's notebook on a Google Cloud VM, and differs where it matters here:
+its runtime has no session cap but stops after 180 minutes of inactivity by default
+(https://cloud.google.com/colab/docs/idle-shutdown), and the default runtime, with its disk, is
+deleted 18 hours after it is created (https://cloud.google.com/colab/docs/runtimes; runtimes
+from a template of one's own keep theirs). Neither is a deadline portarun can compute, so no
+limit is assumed there. Drive cannot be mounted (no ``/var/colab/hostname``, which
+``drive.mount`` requires), so work under ``/content`` lasts as long as the runtime: a Cloud
+Storage bucket is where it outlives it.
 """
 from __future__ import annotations
 
@@ -171,18 +180,29 @@ class ColabProvider(Provider):
                 input=content, scratch=content, output=drive / "portarun" / project / "outputs",
                 persist=drive / "portarun", cache=self.probe.home / ".cache",
             )
+        if self._enterprise():
+            warning = ("On Colab Enterprise, portarun's persist and checkpoints folders are on the runtime's disk "
+                       "under /content/portarun, deleted with the runtime (the default runtime is deleted 18 hours "
+                       "after it is created). Set PORTARUN_PERSIST_DIR to a Cloud Storage URL "
+                       "(gs://BUCKET/FOLDER, read through gcsfs) to keep them.")
+        else:
+            warning = ("Google Drive is not mounted, so portarun's persist and checkpoints folders are on the "
+                       "Colab VM's disk under /content/portarun and will be deleted when the session ends. "
+                       "Mount Drive first with `rt = rt.mount_drive()` (or `from google.colab import drive; "
+                       f"drive.mount('{DRIVE_MOUNT}')`), or set PORTARUN_PERSIST_DIR to a bucket URL.")
         return HostLocations(
             input=content, scratch=content, output=content / "outputs",
-            persist=content / "portarun", cache=self.probe.home / ".cache",
-            persist_warning=(
-                "Google Drive is not mounted, so portarun's persist and checkpoints folders are on the "
-                "Colab VM's disk under /content/portarun and will be deleted when the session ends. "
-                "Mount Drive first with `rt = rt.mount_drive()` (or `from google.colab import drive; "
-                f"drive.mount('{DRIVE_MOUNT}')`), or set PORTARUN_PERSIST_DIR to a bucket URL."
-            ),
+            persist=content / "portarun", cache=self.probe.home / ".cache", persist_warning=warning,
         )
 
+    def _enterprise(self) -> bool:
+        return self.probe.getenv("VERTEX_PRODUCT") == "COLAB_ENTERPRISE"
+
     def session_limits(self) -> SessionLimits:
+        if self._enterprise():
+            return SessionLimits(None, "Colab Enterprise: no session cap; the runtime stops after 180 idle minutes by "
+                                       "default and the default runtime is deleted 18 hours after it is created "
+                                       "(set PORTARUN_SESSION_LIMIT to plan for that)")
         return SessionLimits(timedelta(hours=12), "Colab FAQ: free notebooks run at most 12 hours")
 
     def device_order(self) -> tuple[DeviceKind, ...]:
@@ -259,6 +279,13 @@ class ColabProvider(Provider):
                                     "PORTARUN_PERSIST_DIR to a folder or an fsspec URL (s3://..., gs://...).")
         if self.probe.is_dir(mountpoint + "/MyDrive"):
             return runtime
+        if self._enterprise():
+            from ..errors import NotAvailableError
+
+            # drive.mount refuses without /var/colab/hostname, which Colab Enterprise runtimes lack
+            # (docs/reference/host-evidence.md, the /var/colab/hostname row).
+            raise NotAvailableError("Colab Enterprise cannot mount Google Drive. Keep checkpoints in Cloud Storage: "
+                                    "set PORTARUN_PERSIST_DIR=gs://BUCKET/FOLDER (read through gcsfs).")
         from google.colab import drive  # only reachable on Colab
 
         from ..runtime import detect
