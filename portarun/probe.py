@@ -89,9 +89,18 @@ class Probe:
     @cached_property
     def cwd(self) -> Path:
         """The working folder: the real one; in a simulation ``$PWD`` under root if that
-        folder exists, else ``root`` itself."""
+        folder exists, else ``root`` itself. Raises :class:`~portarun.errors.PathError` when the
+        real one has been deleted since this process entered it."""
         if not self.simulated:
-            return Path.cwd()
+            try:
+                return Path.cwd()
+            except FileNotFoundError:
+                from .errors import PathError
+
+                raise PathError("this process's working folder no longer exists (it was deleted after the process "
+                                "entered it), and portarun names the project and places local input and output "
+                                "folders from it. Change into an existing folder first (cd, or os.chdir in a "
+                                "notebook).") from None
         pwd = self.env.get("PWD")
         return self.path(pwd) if pwd and self.is_dir(pwd) else self.root
 

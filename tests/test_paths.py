@@ -397,3 +397,19 @@ def test_a_project_name_with_bytes_that_are_not_utf8(tmp_path) -> None:
         assert proc.returncode == 0, proc.stderr
         outputs.append(proc.stdout.decode("utf-8").splitlines()[0])
     assert outputs[1] == "exp" and outputs[0].startswith("exp-") and outputs[0] != "exp"
+
+
+@pytest.mark.real_machine  # the working folder is this machine's, deleted for real
+def test_a_deleted_working_folder_is_a_clear_error(tmp_path: Path) -> None:
+    """A notebook or script whose folder was removed under it (a temporary checkout, say):
+    ``detect()`` and ``portarun info`` say so, instead of a FileNotFoundError from pathlib."""
+    gone = tmp_path / "gone"
+    code = ("import os, sys\nos.mkdir(sys.argv[1]); os.chdir(sys.argv[1]); os.rmdir(sys.argv[1])\n"
+            "import portarun\nfrom portarun.errors import PathError\n"
+            "try:\n    portarun.detect()\nexcept PathError as exc:\n    print('PathError:', exc)\n"
+            "from portarun._cli.main import main\nsys.exit(main(['info']))\n")
+    result = subprocess.run([sys.executable, "-c", code, str(gone)], capture_output=True, text=True, timeout=120)
+    assert "PathError: this process's working folder no longer exists" in result.stdout, result.stderr[-2000:]
+    assert result.returncode == 2
+    assert result.stderr.startswith("portarun: error: this process's working folder no longer exists")
+    assert "Traceback" not in result.stderr
