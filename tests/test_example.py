@@ -1,16 +1,21 @@
 """The portable example (examples/train.py) and its notebook, run for real in subprocesses.
 
 Each run gets its own persist, output and scratch folders through ``PORTARUN_*_DIR``, as a user
-would point them, so nothing lands in the real user folders.
+would point them, so nothing lands in the real user folders. The runs stopped at the deadline,
+SIGKILLed or SIGTERMed, then resumed, must end with the uninterrupted run's weights, bit for bit.
 """
 from __future__ import annotations
 
 import csv
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,6 +42,32 @@ def _run(args: list[str], env: dict[str, str], cwd: Path = ROOT) -> str:
 def _submission(base: Path) -> list[list[str]]:
     with open(base / "output" / "submission.csv", newline="") as f:
         return list(csv.reader(f))
+
+
+def _weights(base: Path, step: int) -> dict[str, Any]:
+    """The model's parameters in the example's checkpoint of ``step``."""
+    from portarun.checkpoint import Checkpointer
+
+    return dict(Checkpointer(base / "persist" / "checkpoints").load(step, map_location="cpu")["model"])
+
+
+def _assert_same_weights(a: dict[str, Any], b: dict[str, Any]) -> None:
+    import torch
+
+    assert a.keys() == b.keys()
+    differ = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not differ, f"weights differ from the uninterrupted run's: {differ}"
+
+
+def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, *args], env={**env, "PYTHONUNBUFFERED": "1"}, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(proc: subprocess.Popen[str], died_of: signal.Signals) -> str:
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == -died_of, f"exit {proc.returncode}, expected death by {died_of.name}:\n{out}"
+    return out
 
 
 @pytest.mark.slow
@@ -75,7 +106,49 @@ def test_deadline_save_then_resume_matches_an_uninterrupted_run(tmp_path: Path) 
 
     straight = tmp_path / "straight"
     _run([str(SCRIPT), "--epochs", "1"], _env(straight))
+    _assert_same_weights(_weights(interrupted, 128), _weights(straight, 128))
     assert _submission(interrupted) == _submission(straight)
+
+
+@pytest.mark.slow
+def test_sigkill_then_sigterm_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+    """Three epochs: killed (SIGKILL) in epoch 2 once epoch 1's checkpoint is written, resumed and
+    stopped by SIGTERM in epoch 3 (the example saves where it is and dies of the signal), resumed
+    again to the end. Each resume goes on with the loader where it was saved, never re-reading
+    the batches already trained."""
+    straight = tmp_path / "straight"
+    _run([str(SCRIPT), "--epochs", "3"], _env(straight))
+
+    broken = tmp_path / "broken"
+    env = _env(broken)
+    first = _start([str(SCRIPT), "--epochs", "3"], env)
+    epoch_one = broken / "persist" / "checkpoints" / "step-000000128" / "manifest.json"
+    deadline = time.monotonic() + 240
+    while not epoch_one.is_file() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert epoch_one.is_file(), "epoch 1's checkpoint was not written"
+    first.send_signal(signal.SIGKILL)
+    out = _finish(first, signal.SIGKILL)  # killed while still training, not after it
+    assert "epoch 2/3" not in out
+
+    second = _start([str(SCRIPT), "--epochs", "3"], env)
+    lines = []
+    assert second.stdout is not None
+    for line in second.stdout:
+        lines.append(line)
+        if line.startswith("epoch 2/3"):
+            second.send_signal(signal.SIGTERM)  # epoch 3 has begun: its next step saves and the run ends
+            break
+    out = "".join(lines) + _finish(second, signal.SIGTERM)
+    assert "resumed from step 128 (end of epoch 1)" in out
+    assert "epoch 1/3" not in out and "epoch 2/3: " in out and "(128 steps" in out
+
+    third = _run([str(SCRIPT), "--epochs", "3"], env)
+    resumed = re.search(r"resumed from step (\d+) \(epoch 3, (\d+)/128 steps done\)", third)
+    assert resumed, third  # mid-epoch: SIGTERM saved at the step it reached
+    assert "epoch 3/3: " in third and f"({384 - int(resumed[1])} steps" in third
+    _assert_same_weights(_weights(broken, 384), _weights(straight, 384))
+    assert _submission(broken) == _submission(straight)
 
 
 def test_notebook_is_valid_nbformat_4() -> None:
@@ -115,8 +188,34 @@ def test_notebook_code_runs_twice_and_resumes(tmp_path: Path) -> None:
     script = "\n\n".join("\n".join(line for line in cell.splitlines() if not line.lstrip().startswith(("%", "!")))
                          for cell in cells)
     (tmp_path / "notebook.py").write_text(script.replace("EPOCHS, BATCH_SIZE = 3, 64", "EPOCHS, BATCH_SIZE = 1, 64"))
-    env = _env(tmp_path / "dirs")
-    first = _run([str(tmp_path / "notebook.py")], env, cwd=tmp_path)
+    straight = tmp_path / "straight"
+    first = _run([str(tmp_path / "notebook.py")], _env(straight), cwd=tmp_path)
     assert "starting fresh" in first and "epoch 1/1" in first and "submission:" in first
-    second = _run([str(tmp_path / "notebook.py")], env, cwd=tmp_path)
+    second = _run([str(tmp_path / "notebook.py")], _env(straight), cwd=tmp_path)
     assert "resumed from step 128" in second and "epoch 1/1" not in second
+
+    # Stopped at the deadline after one step, resumed mid-epoch: the uninterrupted run's weights.
+    stopped = tmp_path / "stopped"
+    out = _run([str(tmp_path / "notebook.py")], _env(stopped, PORTARUN_SESSION_LIMIT="1s"), cwd=tmp_path)
+    assert "saved step 1; run again" in out
+    resumed = _run([str(tmp_path / "notebook.py")], _env(stopped), cwd=tmp_path)
+    assert "resumed from step 1:" in resumed and "(127 steps" in resumed
+    _assert_same_weights(_weights(stopped, 128), _weights(straight, 128))
+    assert _submission(stopped) == _submission(straight)
+
+
+@pytest.mark.slow
+def test_without_torchdata_a_resumed_epoch_starts_over_and_says_so(tmp_path: Path) -> None:
+    """What CI's fresh install (``portarun[torch]``, no torchdata) runs: a plain DataLoader, whose
+    place is not saved, so the resumed epoch draws its batches anew but still ends on time."""
+    shadow = tmp_path / "shadow" / "torchdata"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('torchdata is not installed here')\n")
+    env = _env(tmp_path, PYTHONPATH=str(tmp_path / "shadow"))
+    out = _run([str(SCRIPT), "--epochs", "2"], {**env, "PORTARUN_SESSION_LIMIT": "1s"})
+    assert "resume: a resumed epoch starts its batches over; pip install 'portarun[resume]'" in out
+    assert "saved step 1; run again" in out
+    out = _run([str(SCRIPT), "--epochs", "2"], env)
+    assert "resumed from step 1 (epoch 1, 1/128 steps done)" in out
+    assert "epoch 1/2: " in out and "(127 steps" in out and "epoch 2/2: " in out and "(128 steps" in out
+    assert (tmp_path / "persist" / "checkpoints" / "step-000000256").is_dir()
