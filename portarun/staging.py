@@ -51,7 +51,7 @@ from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
 from ._util.files import folder_bytes, nearest_folder, read_small_text
-from ._util.redact import MASK, shown_location
+from ._util.redact import _SECRET_PARAM, MASK, _userinfo_end, is_secret_name, shown_location
 from .errors import StagingError
 from .paths import ROLES, Location, is_remote, join
 from ._util.progress import bar
@@ -240,6 +240,51 @@ def _signature(st: os.stat_result) -> tuple[int, int, int, int]:
 
 def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _scrubbed(text: str, *locations: str) -> str:
+    """``text`` (a library's error message) without the credentials of ``locations``. Masking
+    URLs is not enough: s3fs hands ``key:secret@bucket`` to botocore as the bucket name, and
+    botocore's error quotes it with no ``s3://`` in front, so each credential part (the whole
+    ``user:password``, each half, and credential query values) is cut out of the text itself."""
+    from urllib.parse import parse_qsl, unquote
+
+    parts: set[str] = set()
+    for location in locations:
+        if "://" not in location:
+            continue
+        rest = location.partition("://")[2]
+        end = _userinfo_end(rest)
+        if end:
+            info = rest[:end - 1]
+            parts.update({info, unquote(info), *info.split(":", 1), *unquote(info).split(":", 1)})
+        query = rest.partition("?")[2].partition("#")[0]
+        parts.update(value for name, value in parse_qsl(query, keep_blank_values=False)
+                     if is_secret_name(name) or _SECRET_PARAM.match(name))
+    for part in sorted(filter(None, parts), key=len, reverse=True):
+        text = text.replace(part, MASK)
+    return shown_location(text)
+
+
+def _backend_error(exc: Exception, source: str, target: str) -> StagingError:
+    """A :class:`StagingError` for what the filesystem library raised while opening or listing
+    ``source`` or ``target`` (an unknown protocol, a missing package, a refused connection, a
+    malformed bucket), with no credential of either in it."""
+    from fsspec.registry import known_implementations, registry
+
+    message = _scrubbed(str(exc), source, target)
+    if isinstance(exc, ValueError) and message.startswith("Protocol not known"):
+        protocol = message.rpartition(":")[2].strip()
+        known = ", ".join(sorted(set(known_implementations) | set(registry))[:25])
+        return StagingError(f"cannot stage {source} to {target}: {protocol!r} is not a protocol fsspec knows "
+                            f"(known: {known}, ...). Check the URL's scheme, or install the package that "
+                            "registers it.")
+    if isinstance(exc, ImportError):
+        return StagingError(f"cannot stage {source} to {target}: {message} (pip install it, then run the same "
+                            "call again).")
+    return StagingError(f"cannot stage {source} to {target}: {type(exc).__name__}: {message}. Check the path or "
+                        "URL, the network and the credentials (set them in the environment or storage_options, "
+                        "not in the URL), then run the same call again.")
 
 
 class _Copier:
@@ -501,7 +546,8 @@ class _Copier:
                         copied += 1
                         moved += task.size
                     else:
-                        failures.append(f"{task.rel or task.src}: {type(exc).__name__}: {exc}")
+                        failures.append(f"{task.rel or task.src}: {type(exc).__name__}: "
+                                        + _scrubbed(str(exc), self.src, self.dest))
         return copied, moved, failures
 
 
@@ -518,15 +564,25 @@ def transfer(src: str | os.PathLike[str], dest: str | os.PathLike[str], *, worke
     copying all others, or before copying anything for a destination inside the source."""
     started = time.perf_counter()
     source, target = os.fspath(src), os.fspath(dest)
-    copier = _Copier(source, target, workers, None if journal is None else Path(journal), storage_options, cpus,
-                     follow_symlinks)
-    tasks = copier.tasks()
-    if copier.passed_over:
-        shown = "; ".join(copier.passed_over[:5])
-        more = f"; and {len(copier.passed_over) - 5} more" if len(copier.passed_over) > 5 else ""
-        warn(f"staging {source}: {len(copier.passed_over)} entr{'y' if len(copier.passed_over) == 1 else 'ies'} "
-             f"not copied: {shown}{more}.")
-    todo, done = copier.split(tasks)
+    failed: StagingError | None = None
+    try:  # what the filesystem libraries raise while opening and listing becomes a StagingError
+        copier = _Copier(source, target, workers, None if journal is None else Path(journal), storage_options,
+                         cpus, follow_symlinks)
+        tasks = copier.tasks()
+        if copier.passed_over:
+            shown = "; ".join(copier.passed_over[:5])
+            more = f"; and {len(copier.passed_over) - 5} more" if len(copier.passed_over) > 5 else ""
+            warn(f"staging {source}: {len(copier.passed_over)} "
+                 f"entr{'y' if len(copier.passed_over) == 1 else 'ies'} not copied: {shown}{more}.")
+        todo, done = copier.split(tasks)
+    except StagingError:
+        raise
+    except Exception as exc:
+        failed = _backend_error(exc, source, target)
+    if failed is not None:
+        # Raised here, not in the ``except``: the library's error may quote a credential and
+        # must not even be the new error's ``__context__``.
+        raise failed
     need = sum(t.size for t in todo)
     if before_write is not None and todo:
         before_write(need)

@@ -1,0 +1,41 @@
+"""Hostile input to the data APIs a training script calls: ``rt.stage``/``rt.dataset``,
+``Checkpointer``, ``rt.dataloader``, ``rt.submit``, ``rt.secret``. Each case was first seen
+failing (a traceback from inside a library, a leaked credential, a misleading error or silently
+lost data) and must now give a clear ``PortarunError`` or keep the data. Real files, real torch
+on CPU, a real HTTP refusal on loopback; hosts are simulated at the probe."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from portarun.errors import StagingError
+from portarun.testing import simulate
+
+
+# -- staging and datasets ---------------------------------------------------------------------
+@pytest.mark.parametrize("call", ["stage", "stage_out", "dataset"])
+def test_an_unknown_protocol_is_a_staging_error_naming_it(tmp_path: Path, call: str) -> None:
+    (tmp_path / "host" / "data").mkdir(parents=True)
+    with simulate("local", root=tmp_path / "host") as rt:
+        args = {"stage": ("foo://bucket/data",), "dataset": ("foo://bucket/data",),
+                "stage_out": (str(tmp_path / "host" / "data"), "foo://bucket/out")}[call]
+        with pytest.raises(StagingError, match="'foo'.*protocol|protocol.*'foo'") as caught:
+            getattr(rt, call)(*args)
+    assert "pip install" in str(caught.value) or "known" in str(caught.value)
+
+
+@pytest.mark.parametrize("url", ["s3://AKIAEXAMPLE:wJalrXUtnFEMI0K7MDENG@bucket/data",
+                                 "http://someone:wJalrXUtnFEMI0K7MDENG@127.0.0.1:1/data"])
+def test_a_refused_remote_source_is_a_staging_error_without_its_credentials(tmp_path: Path, url: str) -> None:
+    """s3fs passes ``key:secret@bucket`` to botocore as the bucket name, and botocore's error
+    quotes it without the ``s3://`` that masking looks for; aiohttp's connection error is raised
+    from deep inside. Both must come out as a StagingError that holds neither secret."""
+    with simulate("local", root=tmp_path / "host") as rt:
+        with pytest.raises(StagingError) as caught:
+            rt.stage(url, storage_options={"anon": True} if url.startswith("s3") else None)
+    error = caught.value
+    for text in (str(error), repr(error.args), repr(error.__cause__), repr(error.__context__)):
+        assert "wJalrXUtnFEMI0K7MDENG" not in text
+        assert "AKIAEXAMPLE" not in text
+    assert "Check" in str(error)
