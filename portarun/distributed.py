@@ -14,16 +14,29 @@ first launcher whose set is complete wins (docs/devices.md has the table):
 2. ``deepspeed``: what ``deepspeed/launcher/launch.py`` sets for every rank: ``RANK``,
    ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``, ``LOCAL_SIZE``,
    ``CROSS_RANK`` (the node) and ``CROSS_SIZE`` (microsoft/DeepSpeed@38327e07, lines 171-176, 225-226).
-3. ``lsf``: ``jsrun``: ``LSB_JOBID``, ``JSM_NAMESPACE_RANK``, ``JSM_NAMESPACE_LOCAL_RANK``,
+3. ``horovod``: ``horovodrun --gloo`` (and Horovod on Ray or Spark): ``HOROVOD_RANK``,
+   ``HOROVOD_SIZE``, ``HOROVOD_LOCAL_RANK``, ``HOROVOD_LOCAL_SIZE``, ``HOROVOD_CROSS_RANK``,
+   ``HOROVOD_CROSS_SIZE`` (horovod/horovod@2626dc87:horovod/runner/gloo_run.py,
+   ``create_slot_env_vars``). ``horovodrun`` over ``mpirun`` sets none of them: MPI's reader decides.
+4. ``lsf``: ``jsrun``: ``LSB_JOBID``, ``JSM_NAMESPACE_RANK``, ``JSM_NAMESPACE_LOCAL_RANK``,
    ``JSM_NAMESPACE_SIZE``; the address is the first compute host of ``LSB_DJOB_RANKFILE`` and the
    port ``10000 + LSB_JOBID % 1000``, Lightning's convention
    (Lightning-AI/pytorch-lightning@7f0c3436:src/lightning/fabric/plugins/environments/lsf.py).
-4. ``mpi``: Open MPI's ``OMPI_COMM_WORLD_RANK``/``_SIZE``/``_LOCAL_RANK`` (mpirun(1)
-   "Environment Variables"), or MPICH/Intel MPI's ``PMI_RANK``/``PMI_SIZE`` with
+5. ``mpi``: Open MPI's ``OMPI_COMM_WORLD_RANK``/``_SIZE``/``_LOCAL_RANK`` (mpirun(1)
+   "Environment Variables"); MVAPICH2's ``MV2_COMM_WORLD_RANK``/``_SIZE``/``_LOCAL_RANK``/
+   ``_LOCAL_SIZE``, which ``mpirun_rsh`` sets for every process (``setup_local_environment`` in
+   kumattau/mvapich2@114588a416b3b401b3d5a7509e19e2025e0710df:src/pm/mpirun/mpispawn.c) and
+   accelerate reads (huggingface/accelerate@16cb6eb80dd9aa8b4df1a63ef57863e455d53b83:
+   src/accelerate/utils/environment.py, ``get_cpu_distributed_information``); or MPICH/Intel
+   MPI's ``PMI_RANK``/``PMI_SIZE`` with
    ``MPI_LOCALRANKID``/``MPI_LOCALNRANKS`` (Hydra). ``mpirun`` inside a SLURM allocation
    passes the SLURM step of its own daemon on to every rank, so MPI wins over a SLURM step
    whose ranks differ; when they agree, ``srun`` started the tasks and SLURM decides.
-5. ``slurm``: an ``srun`` task: ``SLURM_PROCID``, a task count (``SLURM_STEP_NUM_TASKS`` or
+6. ``flux``: a Flux job's task: ``FLUX_TASK_RANK``, ``FLUX_TASK_LOCAL_ID``, ``FLUX_JOB_SIZE``
+   (flux-framework/flux-core@4a5e79f5:src/shell/task.c); the broker unsets them for the shell of
+   an allocation. The node comes from Flux's default block layout when ``FLUX_JOB_NNODES``
+   divides the job evenly and the local id fits it.
+7. ``slurm``: an ``srun`` task: ``SLURM_PROCID``, a task count (``SLURM_STEP_NUM_TASKS`` or
    ``SLURM_NTASKS``) and at least one step variable (``SLURM_STEP_ID``, ``SLURM_STEP_NUM_TASKS``,
    ``SLURM_STEP_NODELIST``, ``SLURM_STEP_TASKS_PER_NODE``; srun(1) "OUTPUT ENVIRONMENT
    VARIABLES"). ``SLURM_*`` without a step (``salloc``/``sbatch`` shells, pods) do not count, nor a
@@ -32,20 +45,22 @@ first launcher whose set is complete wins (docs/devices.md has the table):
    come from a launcher inside the step and are left to the readers below. Without
    ``SLURM_LOCALID``/``SLURM_NODEID`` the place is derived from the step's tasks per node,
    assuming srun's block distribution, as TensorFlow's ``SlurmClusterResolver`` does.
-6. ``skypilot``: ``SKYPILOT_NODE_RANK``, ``SKYPILOT_NODE_IPS``, ``SKYPILOT_NUM_NODES``: SkyPilot
+8. ``skypilot``: ``SKYPILOT_NODE_RANK``, ``SKYPILOT_NODE_IPS``, ``SKYPILOT_NUM_NODES``: SkyPilot
    runs the task's ``run`` command once per node
    (https://docs.skypilot.co/en/stable/running-jobs/distributed-jobs.html).
-7. ``kubeflow``: only on the training operator's own evidence: ``PET_NODE_RANK``,
+9. ``kubeflow``: only on the training operator's own evidence: ``PET_NODE_RANK``,
    ``PET_NNODES``, ``PET_MASTER_ADDR``, ``PET_MASTER_PORT`` matching ``RANK``/``MASTER_*``
    (kubeflow/training-operator@ee116291:pkg/controller.v1/pytorch/envvar.go and master.go).
    Lightning stopped guessing a PyTorchJob from ``KUBERNETES_PORT`` plus ``RANK``/``MASTER_*``
    after false positives in pods not started by a PyTorchJob (Lightning-AI/pytorch-lightning
    commit 41f0425a, "Disable auto-detection of Kubeflow environment (#18137)").
-8. ``env``: torch's env:// contract, ``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``
+10. ``env``: torch's env:// contract, ``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``
    (https://docs.pytorch.org/docs/stable/distributed.html "Environment variable
    initialization"): what ``init_process_group(init_method="env://")`` consumes, so torch waits
-   for the other ranks whoever set them (a PyTorchJob pod, submitit's export, a manual launch).
-9. ``xla``: on a host with TPU chips where torch_xla is already imported (``torch_xla.launch``
+   for the other ranks whoever set them (a PyTorchJob pod, submitit's export, composer's launcher,
+   Ray Train, a manual launch). ``NODE_RANK``, which composer and Ray Train write, gives the node
+   when ``GROUP_RANK`` is absent.
+11. ``xla``: on a host with TPU chips where torch_xla is already imported (``torch_xla.launch``
    started this process), torch_xla's own world. portarun never imports torch_xla to find out.
 
 Otherwise the process is alone: rank 0 of 1, ``launcher=None``. Values that are not counts
@@ -84,8 +99,9 @@ class DistInfo:
 
     ``rank`` is global, ``local_rank`` the index on this node (the accelerator it should use),
     ``node_rank`` the node's index; ``is_main`` is true on global rank 0 only. ``launcher``
-    names what set the variables (``torchrun``, ``deepspeed``, ``lsf``, ``mpi``, ``slurm``,
-    ``skypilot``, ``kubeflow``, ``env``, ``xla``) or is ``None`` for a single process.
+    names what set the variables (``torchrun``, ``deepspeed``, ``horovod``, ``lsf``, ``mpi``,
+    ``flux``, ``slurm``, ``skypilot``, ``kubeflow``, ``env``, ``xla``) or is ``None`` for a single
+    process.
     ``master_addr``/``master_port`` are the rendezvous when known. ``evidence`` lists what was
     read and what was ignored, and why.
     """
@@ -189,12 +205,35 @@ def _torch_ranks(probe: Probe, launcher: str, evidence: list[str]) -> DistInfo:
     group = _count(probe, "GROUP_RANK")
     if group is not None and group * local_world >= world:
         raise _Ignored(f"GROUP_RANK={group} with {local_world} processes per node does not fit WORLD_SIZE={world}")
-    node = group if group is not None else rank // local_world
+    node = group if group is not None else _node_rank(probe, rank - local_rank, evidence)
+    node = node if node is not None else rank // local_world
     evidence.insert(0, f"{launcher}: " + ", ".join(_shown(probe, v) for v in ("RANK", "LOCAL_RANK", "WORLD_SIZE")
                                                    if probe.getenv(v) is not None))
     # torchrun --master_port=0 hands its workers MASTER_PORT=0: they join the agent's store instead.
     return _build(launcher, rank, local_rank, world, local_world, node, evidence,
                   _addr(probe, "MASTER_ADDR"), _port(probe, "MASTER_PORT", zero_ok=launcher == "torchrun"))
+
+
+def _node_rank(probe: Probe, ranks_before: int, evidence: list[str]) -> int | None:
+    """``NODE_RANK`` when it fits the ranks on earlier nodes (``ranks_before``, the node's first
+    rank), else ``None`` (said in evidence).
+
+    Launchers that number the nodes themselves write it next to ``RANK``: composer's launcher
+    (mosaicml/composer@6405188805a0054b4551ec49e4919c54c971d0e8:composer/cli/launcher.py,
+    ``_launch_processes``, whose nodes may run different process counts with ``--base_rank``) and
+    Ray Train (ray-project/ray@a16e7bbdb13f9047bd0a30b254e9eb98033b2683:python/ray/train/torch/config.py,
+    ``_set_torch_distributed_env_vars``, which places workers unevenly), so
+    ``RANK // LOCAL_WORLD_SIZE`` would name the wrong node there. Every earlier node holds at least
+    one rank, so a larger ``NODE_RANK`` is a leftover."""
+    try:
+        node = _count(probe, "NODE_RANK")
+    except _Ignored as why:
+        evidence.append(f"ignored NODE_RANK: {why}")
+        return None
+    if node is not None and node > ranks_before:
+        evidence.append(f"ignored NODE_RANK={node}: only {ranks_before} ranks run on the nodes before this one")
+        return None
+    return node
 
 
 def _torchrun(probe: Probe, evidence: list[str]) -> DistInfo | None:
@@ -218,6 +257,33 @@ def _deepspeed(probe: Probe, evidence: list[str]) -> DistInfo | None:
         raise _Ignored(f"LOCAL_SIZE={local_size} is larger than WORLD_SIZE={world}")
     evidence.insert(0, "deepspeed: " + ", ".join(_shown(probe, v) for v in ("RANK", "LOCAL_SIZE", "CROSS_RANK")))
     return _build("deepspeed", rank, local_rank, world, local_size, node, evidence, _addr(probe, "MASTER_ADDR"),
+                  _port(probe, "MASTER_PORT"))
+
+
+def _horovod(probe: Probe, evidence: list[str]) -> DistInfo | None:
+    """``horovodrun --gloo`` (and Horovod on Ray or Spark): the six counts that
+    ``create_slot_env_vars`` writes for every process
+    (horovod/horovod@2626dc87a3a8eb8fb7d2216198ce45bce0f9e65a:horovod/runner/gloo_run.py). Horovod's
+    cross rank is the node's index among the nodes that run this local rank
+    (test/single/test_run.py ``test_get_host_assignments_heterogeneous``): the node index for
+    local rank 0, and for every rank when all nodes run the same number of processes."""
+    if probe.getenv("HOROVOD_RANK") is None and probe.getenv("HOROVOD_SIZE") is None:
+        return None
+    rank, world, local_rank, local_size, cross_rank, cross_size = _counts(
+        probe, ("HOROVOD_RANK", "HOROVOD_SIZE", "HOROVOD_LOCAL_RANK", "HOROVOD_LOCAL_SIZE", "HOROVOD_CROSS_RANK",
+                "HOROVOD_CROSS_SIZE"))
+    _below("HOROVOD_RANK", rank, "HOROVOD_SIZE", world)
+    _below("HOROVOD_LOCAL_RANK", local_rank, "HOROVOD_LOCAL_SIZE", local_size)
+    _below("HOROVOD_CROSS_RANK", cross_rank, "HOROVOD_CROSS_SIZE", cross_size)
+    if local_size > world or cross_size > world:
+        raise _Ignored(f"HOROVOD_LOCAL_SIZE={local_size} or HOROVOD_CROSS_SIZE={cross_size} is larger than "
+                       f"HOROVOD_SIZE={world}")
+    if local_rank > 0 and local_size * cross_size != world:
+        evidence.append(f"horovod: node rank {cross_rank} is HOROVOD_CROSS_RANK, which counts only the nodes running "
+                        f"local rank {local_rank}; nodes run different numbers of processes here")
+    evidence.insert(0, "horovod: " + ", ".join(_shown(probe, v) for v in ("HOROVOD_RANK", "HOROVOD_SIZE",
+                                                                          "HOROVOD_LOCAL_RANK")))
+    return _build("horovod", rank, local_rank, world, local_size, cross_rank, evidence, _addr(probe, "MASTER_ADDR"),
                   _port(probe, "MASTER_PORT"))
 
 
@@ -271,6 +337,12 @@ def _mpi(probe: Probe, evidence: list[str]) -> DistInfo | None:
             probe, ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK"))
         size_var, node = "OMPI_COMM_WORLD_LOCAL_SIZE", _count(probe, "OMPI_COMM_WORLD_NODE_RANK")
         what = "Open MPI " + ", ".join(_shown(probe, v) for v in ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"))
+    elif probe.getenv("MV2_COMM_WORLD_RANK") is not None or probe.getenv("MV2_COMM_WORLD_SIZE") is not None:
+        # MVAPICH2's mpirun_rsh: no node index (kumattau/mvapich2@114588a4:src/pm/mpirun/mpispawn.c)
+        rank, world, local_rank = _counts(
+            probe, ("MV2_COMM_WORLD_RANK", "MV2_COMM_WORLD_SIZE", "MV2_COMM_WORLD_LOCAL_RANK"))
+        size_var, node = "MV2_COMM_WORLD_LOCAL_SIZE", None
+        what = "MVAPICH2 " + ", ".join(_shown(probe, v) for v in ("MV2_COMM_WORLD_RANK", "MV2_COMM_WORLD_SIZE"))
     elif probe.getenv("PMI_RANK") is not None and probe.getenv("MPI_LOCALRANKID") is not None:
         rank, world, local_rank = _counts(probe, ("PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID"))
         size_var, node = "MPI_LOCALNRANKS", None
@@ -292,6 +364,32 @@ def _mpi(probe: Probe, evidence: list[str]) -> DistInfo | None:
     evidence.insert(0, "mpi: " + what)
     return _build("mpi", rank, local_rank, world, local_world, node if node is not None else rank // local_world,
                   evidence, addr, port)
+
+
+def _flux(probe: Probe, evidence: list[str]) -> DistInfo | None:
+    """A Flux job's task: ``FLUX_TASK_RANK``, ``FLUX_TASK_LOCAL_ID``, ``FLUX_JOB_SIZE``, set by the
+    job shell for every task (flux-framework/flux-core@4a5e79f56b850a58cbbfc4b5af5a5b1fcd04c049:
+    src/shell/task.c and src/shell/shell.c; doc/man7/flux-environment.rst). The broker unsets them
+    for the shell of ``flux alloc``/``flux batch``, so they mark a task, not an allocation. Tasks
+    are mapped in blocks unless ``--taskmap`` says otherwise; the node is derived from the block
+    layout only when ``FLUX_JOB_NNODES`` divides the job and the local id fits it."""
+    if probe.getenv("FLUX_TASK_RANK") is None:
+        return None
+    rank, local_rank, world = _counts(probe, ("FLUX_TASK_RANK", "FLUX_TASK_LOCAL_ID", "FLUX_JOB_SIZE"))
+    _below("FLUX_TASK_RANK", rank, "FLUX_JOB_SIZE", world)
+    _below("FLUX_TASK_LOCAL_ID", local_rank, "FLUX_JOB_SIZE", world)
+    nodes = _count(probe, "FLUX_JOB_NNODES")
+    per_node = world // nodes if nodes and world % nodes == 0 else None
+    if per_node and rank % per_node == local_rank:
+        local_world, node = per_node, rank // per_node
+    else:
+        local_world, node = local_rank + 1, 0
+        evidence.append(f"flux: processes on this node taken as at least {local_rank + 1}, node rank unknown (the "
+                        "tasks are not in equal blocks per node)")
+    evidence.insert(0, "flux: " + ", ".join(_shown(probe, v) for v in ("FLUX_TASK_RANK", "FLUX_JOB_SIZE",
+                                                                       "FLUX_TASK_LOCAL_ID")))
+    return _build("flux", rank, local_rank, world, local_world, node, evidence, _addr(probe, "MASTER_ADDR"),
+                  _port(probe, "MASTER_PORT"))
 
 
 def _azureml_master(probe: Probe, single_node: bool) -> tuple[str | None, int | None]:
@@ -487,8 +585,9 @@ def _xla(probe: Probe, evidence: list[str]) -> DistInfo | None:
 
 
 _READERS: tuple[tuple[str, Callable[[Probe, list[str]], DistInfo | None]], ...] = (
-    ("torchrun", _torchrun), ("deepspeed", _deepspeed), ("lsf", _lsf), ("mpi", _mpi), ("slurm", _slurm),
-    ("skypilot", _skypilot), ("kubeflow", _kubeflow), ("env", _env), ("xla", _xla))
+    ("torchrun", _torchrun), ("deepspeed", _deepspeed), ("horovod", _horovod), ("lsf", _lsf), ("mpi", _mpi),
+    ("flux", _flux), ("slurm", _slurm), ("skypilot", _skypilot), ("kubeflow", _kubeflow), ("env", _env),
+    ("xla", _xla))
 
 
 def _user_ranks(probe: Probe, evidence: list[str]) -> None:
@@ -544,9 +643,10 @@ def init_distributed(rt: Runtime, backend: str | None = None, timeout: timedelta
     defaults to :func:`backend_for` ``(rt.device.kind)``. On CUDA the process's GPU is selected
     first (``torch.cuda.set_device(local_rank)``); on TPU torch_xla's ``xla://`` init method is
     used. torchrun, DeepSpeed, Kubeflow and plain env:// launches use ``env://`` (torch reads
-    the same variables); SLURM, MPI, LSF and SkyPilot use ``tcp://master_addr:master_port`` with
-    the rank and world size read here. Raises :class:`~portarun.errors.DistributedError` when
-    the rendezvous address is unknown (MPI or SkyPilot without ``MASTER_ADDR``/``MASTER_PORT``).
+    the same variables); SLURM, MPI, Flux, Horovod, LSF and SkyPilot use
+    ``tcp://master_addr:master_port`` with the rank and world size read here. Raises
+    :class:`~portarun.errors.DistributedError` when the rendezvous address is unknown (MPI, Flux,
+    Horovod or SkyPilot without ``MASTER_ADDR``/``MASTER_PORT``).
     """
     info = rt.dist
     if info.launcher is None:
