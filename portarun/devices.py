@@ -373,12 +373,73 @@ def to_device(info: DeviceInfo, batch: T, non_blocking: bool | None = None) -> T
 
 def wrap_loader(info: DeviceInfo, loader: Iterable[T]) -> Iterable[T]:
     """On TPU, torch_xla's ``MpDeviceLoader`` around ``loader`` (it moves batches to the device
-    in the background); everywhere else ``loader`` itself, unchanged."""
+    in the background); everywhere else ``loader`` itself, unchanged.
+
+    ``MpDeviceLoader`` reads batches ahead on a thread, so a stateful loader's own
+    ``state_dict()`` counts batches not yet trained. For such a loader (``rt.dataloader``'s) the
+    wrapper records the loader's state after each batch as it is read, and hands the state of the
+    batch the loop last received to ``training_state(..., loader=loader)``: a resume continues
+    with the next untrained batch."""
     if info.kind != "xla":
         return loader
     from torch_xla.distributed.parallel_loader import MpDeviceLoader
 
-    return cast("Iterable[T]", MpDeviceLoader(loader, info.torch()))
+    if not callable(getattr(loader, "state_dict", None)):
+        return cast("Iterable[T]", MpDeviceLoader(loader, info.torch()))
+    return _DeliveredStates(loader, lambda source: MpDeviceLoader(source, info.torch()))
+
+
+class _ReadAhead:
+    """``loader`` as the read-ahead thread iterates it: each batch is followed by the loader's
+    state just after it, queued for the batch's delivery."""
+
+    def __init__(self, loader: Any, states: Any) -> None:
+        self.loader, self.states = loader, states
+
+    def __iter__(self) -> Any:
+        for batch in self.loader:
+            self.states.append(self.loader.state_dict())
+            yield batch
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+
+class _DeliveredStates(Iterable[T]):
+    """A device loader around a stateful ``loader`` that knows which batch the training loop has
+    received: :func:`portarun.loader.loader_state` saves that batch's state, not the read-ahead
+    position."""
+
+    def __init__(self, loader: Any, device_loader: Any) -> None:
+        from collections import deque
+
+        self.loader = loader
+        self._states: Any = deque()
+        self._device_loader = device_loader(_ReadAhead(loader, self._states))
+
+    def __iter__(self) -> Any:
+        self._states.clear()
+        # Until the first batch arrives, the loop has trained nothing of this pass: the state is
+        # the loader's as it stands now, before the read-ahead thread moves it. After the last
+        # batch (or a `break`), the state stays that of the last batch the loop received.
+        self.loader._portarun_delivered_state = self.loader.state_dict()
+        for batch in self._device_loader:
+            # The batches arrive in the order they were read (one read-ahead thread).
+            self.loader._portarun_delivered_state = self._states.popleft()
+            yield batch
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The state after the last batch the loop received (for ``training_state(loader=...)``
+        given this wrapper instead of the loader)."""
+        delivered = getattr(self.loader, "_portarun_delivered_state", None)
+        return dict(delivered) if delivered is not None else dict(self.loader.state_dict())
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.loader._portarun_delivered_state = None
+        self.loader.load_state_dict(state)
 
 
 def seed(info: DeviceInfo, rank: int, n: int, per_rank: bool = False) -> int:

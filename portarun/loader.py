@@ -658,6 +658,11 @@ def loader_state(loader: Any) -> dict[str, Any] | None:
             loader._portarun_checked = True
         except AttributeError:  # a loader with __slots__: warned again next time, nothing worse
             pass
+    # Iterated through rt.wrap_loader on TPU, the loader has been read ahead of the training
+    # loop: the state of the last batch the loop received is the one to continue from.
+    delivered = getattr(loader, "_portarun_delivered_state", None)
+    if delivered is not None:
+        return dict(delivered)
     return dict(loader.state_dict()) if _stateful(loader) else None
 
 
