@@ -8,8 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
-from portarun.errors import StagingError
+from portarun.checkpoint import Checkpointer
+from portarun.errors import CheckpointError, StagingError
 from portarun.testing import simulate
 
 
@@ -39,3 +41,24 @@ def test_a_refused_remote_source_is_a_staging_error_without_its_credentials(tmp_
         assert "wJalrXUtnFEMI0K7MDENG" not in text
         assert "AKIAEXAMPLE" not in text
     assert "Check" in str(error)
+
+
+# -- checkpoints ------------------------------------------------------------------------------
+@pytest.mark.parametrize("fresh_process", [False, True])
+def test_a_step_below_the_newest_checkpoint_is_refused_not_rotated_away(tmp_path: Path, fresh_process: bool) -> None:
+    """A run started again from step 0 in a folder that holds a later run's checkpoints: its
+    save used to be published and deleted by rotation at once (keep_last keeps the highest
+    steps), while save() returned its name and resume() kept picking the old run."""
+    ck = Checkpointer(tmp_path / "ck", keep_last=2, mode="blocking")
+    ck.save({"w": torch.ones(2)}, step=10)
+    ck.save({"w": torch.ones(2) * 2}, step=20)
+    if fresh_process:
+        ck.close()
+        ck = Checkpointer(tmp_path / "ck", keep_last=2, mode="blocking")
+    with pytest.raises(CheckpointError, match="step 5 .*below.*step 20") as caught:
+        ck.save({"w": torch.zeros(2)}, step=5)
+    assert "resume" in str(caught.value) and "another folder" in str(caught.value)
+    assert [i.step for i in ck.list()] == [10, 20]
+    assert ck.load()["w"].tolist() == [2.0, 2.0]
+    assert ck.save({"w": torch.ones(2) * 3}, step=20) is not None  # the same step again is still fine
+    ck.close()

@@ -317,6 +317,8 @@ class Checkpointer:
             with _translated(self.root):
                 self.lease.acquire()  # before anything is written or cleaned here
                 self.storage.clean_incomplete()
+            if self._last_step is None or step < self._last_step:
+                self._refuse_going_back(step)
             staging = self.staging
             staged: Path | None = None
             if staging is not None:
@@ -345,6 +347,20 @@ class Checkpointer:
         lease. ``PORTARUN_CHECKPOINT_TAKEOVER=1`` does the same at every save."""
         with _translated(self.root):
             return self.lease.break_lock()
+
+    def _refuse_going_back(self, step: int) -> None:
+        """Refuse a step below the newest published checkpoint's: rotation keeps the highest
+        steps, so it would be deleted as soon as it is published (while ``save`` returned its
+        name), and ``resume()`` would still pick the newer one. Checked at this checkpointer's
+        first save and whenever its steps go down, so saving in order costs no listing."""
+        newest = max((i for i in self.list() if i.kind == "torch"), key=lambda i: i.step, default=None)
+        if newest is not None and step < newest.step:
+            raise CheckpointError(
+                f"cannot save step {step} in {self.root}: it is below the newest checkpoint there, step "
+                f"{newest.step} ({newest.name}), so keep_last rotation would delete it at once and resume() would "
+                "still pick the newer one. Nothing was written. To continue that run, resume() from it first; "
+                "to start a new run, save it in another folder (Checkpointer(other_root) or "
+                "PORTARUN_CHECKPOINTS_DIR); to go back to an earlier step, delete the newer checkpoints.")
 
     def _next_step(self) -> int:
         if self._last_step is None:
