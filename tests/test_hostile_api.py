@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from portarun.checkpoint import Checkpointer
-from portarun.errors import CheckpointError, StagingError
+from portarun.checkpoint import Checkpointer, training_state
+from portarun.errors import CheckpointError, CorruptCheckpointError, StagingError
 from portarun.testing import simulate
 
 
@@ -62,3 +62,32 @@ def test_a_step_below_the_newest_checkpoint_is_refused_not_rotated_away(tmp_path
     assert ck.load()["w"].tolist() == [2.0, 2.0]
     assert ck.save({"w": torch.ones(2) * 3}, step=20) is not None  # the same step again is still fine
     ck.close()
+
+
+def _no_device(kind: str) -> bool:
+    return kind.startswith("cuda") and not torch.cuda.is_available()
+
+
+@pytest.mark.parametrize("call", ["load", "resume"])
+@pytest.mark.parametrize("map_location", ["cuda", "cuda:7", "nonsense", 5, object(), "meta"])
+def test_an_unusable_map_location_is_refused_not_called_corruption(tmp_path: Path, call: str,
+                                                                   map_location: object) -> None:
+    """A map_location this machine cannot serve used to make every intact checkpoint look
+    corrupt ("Move them away to start fresh"), or, for 'meta', to fail inside load_state_dict."""
+    if isinstance(map_location, str) and map_location.startswith("cuda") and not _no_device(map_location):
+        pytest.skip("this machine has CUDA")
+    if map_location == "meta" and call == "load":
+        pytest.skip("load() onto 'meta' is a valid way to look at shapes")
+    model = torch.nn.Linear(3, 2)
+    ck = Checkpointer(tmp_path, mode="blocking")
+    ck.save(training_state(model), step=4)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(CheckpointError, match="map_location") as caught:
+        if call == "load":
+            ck.load(map_location=map_location)
+        else:
+            ck.resume(model, map_location=map_location)
+    assert not isinstance(caught.value, CorruptCheckpointError)
+    assert "Move them away" not in str(caught.value)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert ck.resume(model) == 4  # the checkpoint was fine all along

@@ -538,11 +538,11 @@ class Checkpointer:
             return info, state
         raise CorruptCheckpointError(f"every checkpoint in {self.root} is corrupt: {'; '.join(problems)}")
 
-    def _resolve_map_location(self, map_location: Any) -> Any:
-        if map_location is not None:
-            return map_location
-        value = self._map_location
-        return value() if callable(value) else value
+    def _resolve_map_location(self, map_location: Any, resume: bool = False) -> Any:
+        if map_location is None:
+            configured = self._map_location
+            map_location = configured() if callable(configured) else configured
+        return _checked_map_location(map_location, resume)
 
     def _load_one(self, info: CheckpointInfo, map_location: Any, weights_only: bool) -> Any:
         manifest = self.storage.manifest(info.name)
@@ -607,7 +607,8 @@ class Checkpointer:
             error: BaseException | None = None
             if ranks[0] != 0 and info is not None:
                 try:
-                    state = self._load_one(info, self._resolve_map_location(map_location), weights_only)
+                    state = self._load_one(info, self._resolve_map_location(map_location, resume=True),
+                                           weights_only)
                 except BaseException as exc:  # raised after the barrier, so rank 0 is not left waiting
                     error = exc
             # Rank 0's next save may rotate this checkpoint away: not before every rank has read it.
@@ -628,7 +629,7 @@ class Checkpointer:
         infos = [i for i in self.list() if i.kind == "torch"]
         if not infos:
             return None
-        location = self._resolve_map_location(map_location)
+        location = self._resolve_map_location(map_location, resume=True)
         skipped: list[CheckpointError] = []
         for info in reversed(infos):
             try:
@@ -792,6 +793,40 @@ def _size_hint(folder: Path) -> int:
         return 0
 
 
+def _checked_map_location(value: Any, resume: bool) -> Any:
+    """``value`` if ``torch.load`` can put tensors there on this machine, else
+    :class:`CheckpointError`: checked before any checkpoint is read, because torch's own error
+    for a device that is not there would make every intact checkpoint look unloadable. A dict or
+    a function is torch's to apply; ``'meta'`` is refused for ``resume()``, which copies values
+    and ``'meta'`` tensors hold none."""
+    if value is None or callable(value) or isinstance(value, dict):
+        return value
+    import torch
+
+    if not isinstance(value, (str, torch.device)):
+        raise CheckpointError(f"map_location must be a device ('cpu', 'cuda', 'cuda:1', a torch.device), a dict of "
+                              f"device names or a function, as torch.load takes; got {type(value).__name__} "
+                              f"{value!r}. Nothing was loaded.")
+    try:
+        device = torch.device(value)
+    except (RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"map_location {value!r} is not a device torch knows ({exc}); use 'cpu', 'cuda', "
+                              "'cuda:0', ... Nothing was loaded.") from None
+    if device.type == "meta" and resume:
+        raise CheckpointError("map_location 'meta' cannot be resumed from: resume() copies the saved values into "
+                              "your objects, and tensors on 'meta' hold none. Leave map_location out (the "
+                              "runtime's device) or pass 'cpu'. Nothing was restored.")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            raise CheckpointError(f"map_location {value!r} names a CUDA device this machine does not have (it has "
+                                  f"{count}); pass 'cpu', or a device that is there. The checkpoints are untouched.")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise CheckpointError(f"map_location {value!r}: MPS is not available on this machine; pass 'cpu'. The "
+                              "checkpoints are untouched.")
+    return value
+
+
 def _torch_load(source: Any, where: str, map_location: Any, weights_only: bool) -> Any:
     import pickle
 
@@ -839,7 +874,10 @@ def _load_verified(path: Path, entry: FileEntry, where: str, map_location: Any, 
         check()
         if isinstance(exc, CheckpointError):
             raise
-        raise CorruptCheckpointError(f"{where}/{STATE_FILE}: cannot be loaded: {type(exc).__name__}: {exc}") from exc
+        # Its CRC-32 matches the manifest, so the file is intact: not corruption.
+        raise CheckpointError(f"{where}/{STATE_FILE} is intact (its CRC-32 matches the manifest) but torch.load "
+                              f"failed: {type(exc).__name__}: {exc}. Check map_location and the installed torch "
+                              "version.") from exc
     checker.join()
     check()
     return state
