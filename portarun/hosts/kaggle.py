@@ -10,7 +10,13 @@ anywhere (laptops, GCP TPU VMs) and is itself built on Colab's:
   kernel (used for detection by kagglehub ``env.py`` @f81f26f2 and wandb ``util.py``).
 - Session tokens ``KAGGLE_USER_SECRETS_TOKEN``, ``KAGGLE_DATA_PROXY_TOKEN``,
   ``KAGGLE_API_V1_TOKEN``: set "at worker startup" (Kaggle/docker-python PR #473 review, 2019),
-  observed in 2020 and 2026 sessions (corpus kaggle-interactive-2020, kaggle-gpu-2026-*).
+  observed in 2020 and 2026 sessions, each time beside the run type or a run-time variable
+  (corpus kaggle-interactive-2020, kaggle-gpu-2026-*). A token alone is also passed by hand into local
+  containers laid out like a session: an MLE-bench harness re-runs competition notebooks with
+  ``docker run -e KAGGLE_USER_SECRETS_TOKEN=... -w /kaggle/working`` and its data at
+  ``/kaggle/input`` (github-file-id:15129390128; corpus neg-kaggle-mlebench-local-docker-token,
+  which a token weighing 0.3 alone would call Kaggle at 0.50). So tokens weigh 0.3 with the run
+  type or a run-time variable and 0.1 without.
 - Run-time variables ``KAGGLE_URL_BASE``, ``KAGGLE_DOCKER_IMAGE``, ``KAGGLE_CONTAINER_NAME``,
   ``KAGGLE_DATA_PROXY_URL``, ``KAGGLE_DATA_PROXY_PROJECT`` (Kaggle/docker-python
   ``patches/kaggle_web_client.py`` @2654e761; kagglehub PR #27; observed dumps). The docker image
@@ -22,7 +28,12 @@ anywhere (laptops, GCP TPU VMs) and is itself built on Colab's:
   @b4fdbdad) — also importable when that image runs on a laptop, so weak alone.
 - ``/kaggle/working`` (output, capped at 20 GB [K1][K5]) and ``/kaggle/input``: a Colab image
   ships an empty ``/kaggle/working`` (corpus colab-gpu-t4-leftover-kaggle-dirs-2026) and
-  kagglehub mounts its Colab cache at ``/kaggle/input``, so neither decides alone.
+  kagglehub mounts its Colab cache at ``/kaggle/input``, so neither decides alone. Nor does
+  ``/kaggle/working`` being the working folder: Kaggle's own image run on a VM with ``docker run
+  -w /kaggle/working`` makes it one off Kaggle (github-file-id:70901140969; corpus
+  neg-kaggle-image-gce-vm-nbconvert-working), and the interpreter is no help either (the image
+  moved from ``/opt/conda`` onto Colab's base: Kaggle/docker-python@00192f2d02aeb5f9afa6356e6a9f561e2a622e31
+  ``Dockerfile.tmpl``, ``PACKAGE_PATH=/usr/local/lib/python3.10/dist-packages``).
 - ``ISTPUVM=1``: ENV of the TPU VM image only (``tpu/Dockerfile`` @5c805377), and copied into
   users' own TPU VM shells (corpus neg-gcp-tpu-vm-istpuvm-*). Weak.
 - ``KAGGLE_USERNAME`` / ``KAGGLE_KEY`` / ``KAGGLE_API_TOKEN``: API credentials on laptops and CI.
@@ -89,12 +100,15 @@ class KaggleProvider(Provider):
         else:
             ev.missing("KAGGLE_KERNEL_RUN_TYPE (injected into every Kaggle kernel)")
         tokens = [v for v in _SESSION_TOKENS if probe.getenv(v)]
-        if tokens:
+        runtime_vars = [v for v in _RUNTIME_VARS if probe.getenv(v)]
+        if tokens and (run_type in ("Interactive", "Batch") or runtime_vars):
             # Names only: these are live credentials.
             ev.add(0.3, "env " + ", ".join(tokens) + " set", "session tokens Kaggle's worker injects at startup")
+        elif tokens:
+            ev.add(0.1, "env " + ", ".join(tokens) + " set",
+                   "without the run type or a run-time variable: tokens are also passed by hand into local containers")
         else:
             ev.missing("a Kaggle session token (KAGGLE_USER_SECRETS_TOKEN, KAGGLE_DATA_PROXY_TOKEN)")
-        runtime_vars = [v for v in _RUNTIME_VARS if probe.getenv(v)]
         if runtime_vars:
             ev.add(0.15, "env " + ", ".join(runtime_vars), "set by Kaggle at run time, not by its image")
         if run_type and tokens and runtime_vars:
