@@ -91,3 +91,50 @@ def test_an_unusable_map_location_is_refused_not_called_corruption(tmp_path: Pat
     assert "Move them away" not in str(caught.value)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert ck.resume(model) == 4  # the checkpoint was fine all along
+
+
+@pytest.mark.parametrize("root", [None, 5, "", "foo://bucket/run"])
+def test_a_checkpoint_root_that_is_no_folder_is_refused_at_once(tmp_path: Path, root: object,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Checkpointer(None)`` used to save into a folder named ``None`` in the working folder,
+    ``""`` into the working folder itself, and an unknown protocol raised fsspec's ValueError."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CheckpointError, match="folder|protocol"):
+        Checkpointer(root)  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("options", [{"grace": -1}, {"grace": float("nan")}, {"grace": float("inf")},
+                                     {"keep_best": 1, "best_metric": 5}])
+def test_out_of_range_checkpointer_options_are_refused(tmp_path: Path, options: dict[str, object]) -> None:
+    with pytest.raises(CheckpointError, match="grace|best_metric"):
+        Checkpointer(tmp_path, **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("step", [None, -1, 2.0, "3"])
+def test_maybe_save_checks_its_step_at_every_call(tmp_path: Path, step: object) -> None:
+    """A bad step used to pass silently while no rule fired (-1) or raise a TypeError from
+    inside the save policy (None)."""
+    ck = Checkpointer(tmp_path, every_steps=1000, mode="blocking")
+    with pytest.raises(CheckpointError, match="step must be an integer"):
+        ck.maybe_save(lambda: {"w": 1}, step)  # type: ignore[arg-type]
+
+
+def test_maybe_save_wants_a_function_not_the_state(tmp_path: Path) -> None:
+    """Passing the state itself used to pass silently until the first save step, then raise
+    ``'dict' object is not callable`` from inside."""
+    ck = Checkpointer(tmp_path, every_steps=2, mode="blocking")
+    with pytest.raises(CheckpointError, match="function") as caught:
+        ck.maybe_save({"w": torch.ones(1)}, 1)  # type: ignore[arg-type]
+    assert "lambda" in str(caught.value)
+    assert ck.list() == []
+
+
+def test_a_state_nested_too_deep_to_pickle_is_refused_at_save(tmp_path: Path) -> None:
+    state: object = 1
+    for _ in range(5000):
+        state = [state]
+    ck = Checkpointer(tmp_path, mode="blocking")
+    with pytest.raises(CheckpointError, match="cannot be pickled"):
+        ck.save(state, step=1)
+    assert ck.list() == []

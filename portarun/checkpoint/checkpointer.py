@@ -41,7 +41,7 @@ from ..errors import CheckpointError, CorruptCheckpointError
 from ..paths import is_remote
 from .._util.units import format_size
 from .manifest import MAX_STEP, STATE_FILE, FileEntry, Manifest, check_entry, checkpoint_name, crc32_file, parse_name
-from .policy import Candidate, Mode, SavePolicy, to_delete
+from .policy import Candidate, Mode, SavePolicy, _seconds, to_delete
 from .signals import DEFAULT_GRACE, PreemptionGuard
 from .lock import DEFAULT_LEASE, Holder, WriterLease
 from .storage import (IncompleteCheckpointError, LocalStorage, Storage, is_full, is_read_only, open_storage, read_only,
@@ -156,8 +156,20 @@ class Checkpointer:
             raise CheckpointError("keep_best needs best_metric: the name of a metric passed to save(metrics=...).")
         if best_mode not in ("min", "max"):
             raise CheckpointError(f"best_mode must be 'min' or 'max', got {best_mode!r}.")
+        if best_metric is not None and not isinstance(best_metric, str):
+            raise CheckpointError(f"best_metric must be the name (a str) of a metric passed to save(metrics=...), "
+                                  f"got {best_metric!r}.")
+        _seconds(grace, "grace")
+        # str(None) would be a folder named 'None' in the working folder, and '' the working folder itself.
+        if not isinstance(root, (str, os.PathLike)) or not os.fspath(root):
+            raise CheckpointError(f"the checkpoint root must be a folder path or an fsspec URL, got "
+                                  f"{type(root).__name__} {root!r}.")
         self.root = str(root)
-        self.storage: Storage = open_storage(root, storage_options)
+        try:
+            self.storage: Storage = open_storage(root, storage_options)
+        except (ValueError, ImportError) as exc:  # fsspec: an unknown protocol, its package not installed
+            raise CheckpointError(f"cannot use {self.root} for checkpoints: {exc}. Check the URL's protocol (or "
+                                  "install the package for it), or pass a local folder.") from None
         self.keep_last, self.keep_best, self.best_metric, self.best_mode = keep_last, keep_best, best_metric, best_mode
         self.session = session
         self.policy = SavePolicy(every_steps=every_steps, every_minutes=every_minutes, before_deadline=before_deadline,
@@ -477,6 +489,11 @@ class Checkpointer:
         rank's rule fired or any rank got the signal, so that all of them build the state
         together (:func:`training_state` gathers each rank's random states and loader place).
         """
+        if not callable(state_fn):
+            raise CheckpointError(f"maybe_save takes a function that builds the state, called only when a save "
+                                  f"happens (lambda: training_state(model, optimizer)), not the state itself: got "
+                                  f"{type(state_fn).__name__}.")
+        step = _checked_step(step)
         if self.handle_signals and not self.guard.installed:
             self.guard.install()
         try:  # keeps the writer lease alive between saves; a lost lease is raised here

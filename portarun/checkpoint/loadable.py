@@ -26,7 +26,10 @@ def check_loadable(state: Any) -> None:
     reason = _refusal(state)
     if reason is None:
         return
-    path, culprit, why = _culprit(state, "state", reason)
+    try:
+        path, culprit, why = _culprit(state, "state", reason)
+    except RecursionError:  # nested deeper than pickle (and this search) can go: the whole state is it
+        path, culprit, why = "state", state, reason
     kind = type(culprit)
     what = f"save() refused the state: {path} is a {kind.__module__}.{kind.__qualname__}"
     plain = ("Store tensors and plain values instead (numbers, strings, lists, dicts; torch.from_numpy(array), "
