@@ -391,8 +391,20 @@ def sample_batch(dataset: Any, batch_size: int,
 
 
 def measure_batch_bytes(dataset: Any, batch_size: int, collate_fn: Callable[[list[Any]], Any] | None = None) -> int:
-    """Bytes of one real batch, scaled to ``batch_size`` when the dataset is shorter."""
-    batch, n = sample_batch(dataset, batch_size, collate_fn)
+    """Bytes of one real batch, scaled to ``batch_size`` when the dataset is shorter. An error
+    raised by the dataset or the collate function is the user's to see, as it is, with a note
+    saying that portarun was reading one batch to plan the loader."""
+    try:
+        batch, n = sample_batch(dataset, batch_size, collate_fn)
+    except LoaderError:
+        raise
+    except Exception as exc:
+        add_note = getattr(exc, "add_note", None)  # Python 3.11+; older ones show the error as it is
+        if add_note is not None:
+            add_note(f"portarun raised this while reading one batch of {batch_size} samples from the dataset to "
+                     "plan the DataLoader's workers and shared memory; the loader itself would meet it too. "
+                     "Pass batch_bytes= to plan without reading a batch.")
+        raise
     return max(1, nbytes(batch) * batch_size // n)
 
 
@@ -415,6 +427,11 @@ def build_dataloader(rt: Runtime, dataset: Any, batch_size: int | None = 1, *, a
     ``stateful=True`` without torchdata raises :class:`~portarun.errors.LoaderError`."""
     from torch.utils.data import DataLoader
 
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                   or batch_size < 1):
+        # Checked here: the batch measured below would call 0 "an empty dataset" and 2.5 a TypeError.
+        raise LoaderError(f"batch_size must be a positive integer, or None for a loader that yields samples one "
+                          f"by one; got {batch_size!r}.")
     loader_class = _stateful_class(stateful)
     user_collate = overrides.get("collate_fn")
     options = rt.loader

@@ -5,13 +5,15 @@ lost data) and must now give a clear ``PortarunError`` or keep the data. Real fi
 on CPU, a real HTTP refusal on loopback; hosts are simulated at the probe."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+from torch.utils.data import Dataset, TensorDataset
 
 from portarun.checkpoint import Checkpointer, training_state
-from portarun.errors import CheckpointError, CorruptCheckpointError, StagingError
+from portarun.errors import CheckpointError, CorruptCheckpointError, LoaderError, StagingError
 from portarun.testing import simulate
 
 
@@ -138,3 +140,34 @@ def test_a_state_nested_too_deep_to_pickle_is_refused_at_save(tmp_path: Path) ->
     with pytest.raises(CheckpointError, match="cannot be pickled"):
         ck.save(state, step=1)
     assert ck.list() == []
+
+
+# -- data loading -----------------------------------------------------------------------------
+@pytest.mark.parametrize("batch_size", [0, -1, 2.5, True, "4", float("nan")])
+def test_a_batch_size_that_is_not_a_positive_integer_is_named(tmp_path: Path, batch_size: object) -> None:
+    """0 and -1 used to be reported as "the dataset is empty"; 2.5, True and "4" raised
+    TypeErrors from portarun's batch measurement or torch's sampler."""
+    dataset = TensorDataset(torch.randn(20, 3))
+    with simulate("local", root=tmp_path / "host") as rt:
+        with pytest.raises(LoaderError, match="batch_size") as caught:
+            rt.dataloader(dataset, batch_size=batch_size)  # type: ignore[arg-type]
+    assert "empty" not in str(caught.value)
+
+
+class _BrokenSample(Dataset):  # type: ignore[type-arg]
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, index: int) -> object:
+        raise KeyError(f"no sample {index}")
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception notes (add_note) are Python 3.11+")
+def test_an_error_in_the_dataset_while_planning_says_where_it_came_from(tmp_path: Path) -> None:
+    """The dataset's own error is the user's to see (not replaced), with a note that portarun
+    was reading one batch to plan the loader and that batch_bytes= skips that."""
+    with simulate("local", root=tmp_path / "host") as rt:
+        with pytest.raises(KeyError, match="no sample 0") as caught:
+            rt.dataloader(_BrokenSample(), batch_size=4)
+    notes = " ".join(getattr(caught.value, "__notes__", []))
+    assert "batch_bytes=" in notes and "one batch" in notes
