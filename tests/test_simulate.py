@@ -87,13 +87,23 @@ def test_hardware_keywords() -> None:
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"memory": "lots"}, "memory 'lots' is not a size"),
-    ({"gpus": ["Voodoo 5"]}, "unknown GPU model 'Voodoo 5'"),
+    ({"gpus": [""]}, "GPU model '' is not a GPU name"),
+    ({"gpus": ["T4\n"]}, "is not a GPU name"),
     ({"tpu": "v9z"}, "TPU spec 'v9z' is not an accelerator type"),
 ])
 def test_bad_hardware_keywords(kwargs, message) -> None:
     with pytest.raises(PortarunError, match=message):
         with simulate(**kwargs):
             pass
+
+
+def test_a_gpu_model_missing_from_the_catalog_is_simulated_with_unknown_specs() -> None:
+    """As the probe reads an unknown model on a real machine: present, memory unknown."""
+    with simulate(gpus=["Voodoo 5", "NVIDIA RTX A6000"]) as rt:
+        unknown, known = rt.probe.gpus
+        assert (unknown.name, unknown.memory, unknown.compute_capability) == ("Voodoo 5", None, None)
+        assert (known.memory, known.compute_capability) == (48 * 1024**3, (8, 6))
+        assert rt.device.kind == "cuda" and rt.device.count == 2
 
 
 # -- a simulation leaves nothing behind and says nothing about its own stand-ins ----------
@@ -155,7 +165,7 @@ def test_temporary_roots_are_removed_on_errors_and_when_nested(temp_folder: Path
     assert list(temp_folder.iterdir()) == []
 
 
-@pytest.mark.parametrize("kwargs", [{"memory": "lots"}, {"gpus": ["Voodoo 5"]}, {"tpu": "v9z"}, {"shm": "-1"}])
+@pytest.mark.parametrize("kwargs", [{"memory": "lots"}, {"gpus": [""]}, {"tpu": "v9z"}, {"shm": "-1"}])
 def test_a_refused_keyword_leaves_no_root(temp_folder: Path, kwargs) -> None:
     with pytest.raises(PortarunError):
         with simulate("kaggle", **kwargs):

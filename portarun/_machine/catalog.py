@@ -27,7 +27,26 @@ GPU_SPECS: dict[str, tuple[int, tuple[int, int]]] = {
     "L4": (23 * GIB, (8, 9)),
     "L40S": (45 * GIB, (8, 9)),
     "RTX 4090": (24 * GIB, (8, 9)),
+    "RTX 5090": (32 * GIB, (12, 0)),
     "H100": (80 * GIB, (9, 0)),
+    "H100 NVL": (94 * GIB, (9, 0)),
+    "A100 80GB": (80 * GIB, (8, 0)),
+    "A10": (23 * GIB, (8, 6)),
+    "A30": (24 * GIB, (8, 0)),
+    "A40": (45 * GIB, (8, 6)),
+    "L40": (45 * GIB, (8, 9)),
+    "P40": (24 * GIB, (6, 1)),
+    "RTX A4000": (16 * GIB, (8, 6)),
+    "RTX A5000": (24 * GIB, (8, 6)),
+    "RTX A6000": (48 * GIB, (8, 6)),
+    "RTX 6000 Ada": (48 * GIB, (8, 9)),
+    "Quadro RTX 4000": (8 * GIB, (7, 5)),
+    "Quadro RTX 5000": (16 * GIB, (7, 5)),
+    "Quadro RTX 6000": (24 * GIB, (7, 5)),
+    "Quadro RTX 8000": (48 * GIB, (7, 5)),
+    "RTX 3090": (24 * GIB, (8, 6)),
+    "RTX 2080 Ti": (11 * GIB, (7, 5)),
+    "GTX 1080 Ti": (11 * GIB, (6, 1)),
     "H200": (141 * GIB, (9, 0)),
     "RTX PRO 6000": (96 * GIB, (12, 0)),
 }
@@ -43,14 +62,15 @@ def gpu_spec(name: str) -> tuple[int, tuple[int, int]] | None:
 
 
 def gpu_from_name(name: str, index: int) -> GpuFacts:
-    """A simulated GPU of this model (``"Tesla T4"``, ``"NVIDIA A100-SXM4-80GB"``)."""
+    """A simulated GPU of this model (``"Tesla T4"``, ``"NVIDIA A100-SXM4-80GB"``). A model
+    missing from :data:`GPU_SPECS` is simulated as the probe sees one on a real machine: its
+    memory and compute capability unknown. Raises :class:`~portarun.errors.PortarunError` for
+    a name that is not text naming something."""
+    if not isinstance(name, str) or not name.strip() or len(name) > 200 or not name.isprintable():
+        raise PortarunError(f"GPU model {str(name)[:80]!r} is not a GPU name like 'Tesla T4'. Pass the name "
+                            "nvidia-smi shows, or a portarun.facts.GpuFacts.")
     spec = gpu_spec(name)
-    if spec is None:
-        raise PortarunError(
-            f"unknown GPU model {name!r} for simulation; known: {', '.join(GPU_SPECS)}. "
-            "Pass a portarun.facts.GpuFacts to describe another model."
-        )
-    memory, capability = spec
+    memory, capability = spec if spec is not None else (None, None)
     return GpuFacts(index=index, name=name, uuid=f"GPU-sim-{index:04d}", memory=memory,
                     compute_capability=capability, source="simulated")
 
