@@ -236,6 +236,12 @@ def _read_csv_file(path: Path, what: str) -> Table:
 
 
 def _from_dataframe(df: Any, what: str) -> Table:
+    levels = getattr(df.columns, "nlevels", 1)
+    if levels > 1:  # to_csv writes one header line per level: the second would read as a data row
+        raise SubmissionError(
+            f"the DataFrame's columns have {levels} levels (a MultiIndex), which to_csv writes as {levels} header "
+            "lines. Flatten them to one name each, e.g. df.columns = ['_'.join(map(str, c)) for c in df.columns]. "
+            "Nothing was written.", [("columns", f"{levels} column levels")])
     names = [n for n in getattr(df.index, "names", [df.index.name]) if n is not None]
     if names:
         raise SubmissionError(
@@ -246,6 +252,12 @@ def _from_dataframe(df: Any, what: str) -> Table:
 
 
 def _column(name: str, values: Any) -> list[str]:
+    shape = getattr(values, "shape", None)
+    if isinstance(shape, tuple) and len(shape) > 1:  # tolist() would give one list per row, written as text
+        raise SubmissionError(
+            f"column {name!r} has shape {tuple(shape)}; a column holds one value per row (1-D). Pick the column "
+            "you mean (e.g. preds[:, 1]) or give each its own name. Nothing was written.",
+            [("shape", f"{name}: shape {tuple(shape)}")])
     if hasattr(values, "tolist") and not isinstance(values, (str, bytes)):
         values = values.tolist()  # numpy array, pandas Series: Python scalars in one C call
     if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Iterable):
@@ -523,7 +535,10 @@ def check_filename(filename: str | os.PathLike[str]) -> PurePosixPath:
     """``filename`` as a safe relative path under the output folder, or :class:`SubmissionError`:
     no absolute path, drive, ``..``, backslash, NUL or other control character, part longer
     than :data:`NAME_MAX` bytes, or name other than ``*.csv``."""
-    raw: object = os.fspath(filename)
+    try:
+        raw: object = os.fspath(filename)
+    except TypeError:
+        raw = filename
     if not isinstance(raw, str):
         raise SubmissionError(f"filename {raw!r} is {type(raw).__name__}; pass a str such as 'submission.csv'. "
                               "Nothing was written.", [("filename", "not a str")])
@@ -564,6 +579,32 @@ def csv_bytes(table: Table) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
+def _encoded(table: Table) -> bytes:
+    """``table`` as CSV bytes, or :class:`SubmissionError` (``encoding``) naming the first cell
+    that UTF-8 cannot encode: a lone surrogate, such as a file name listed with
+    ``surrogateescape``. Searched for only after encoding failed, so valid tables cost nothing."""
+    try:
+        return csv_bytes(table)
+    except UnicodeEncodeError:
+        pass
+    where = next((f"the column name {h!r}" for h in table.header if not _encodable(h)), None)
+    if where is None:
+        where = next((f"row {i} of column {h!r} ({v!r})" for h, column in zip(table.header, table.columns)
+                      for i, v in enumerate(column) if not _encodable(v)), "a cell")
+    raise SubmissionError(
+        f"{where} holds a character that is not valid Unicode (a lone surrogate, as names read with "
+        "surrogateescape carry), so it cannot be written as UTF-8. Decode the bytes it came from properly, or "
+        "replace it (text.encode('utf-8', 'replace').decode()). Nothing was written.", [("encoding", where)])
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def write_atomic(path: Path, table: Table) -> None:
     """Write ``table`` as CSV to ``path``: a temporary file beside it, fsync, then rename, so
     ``path`` holds the old file or the whole new one, never part of it. A failed write raises
@@ -573,7 +614,7 @@ def write_atomic(path: Path, table: Table) -> None:
         raise SubmissionError(f"cannot write the submission to {path}: a folder of that name is in the way. Remove or "
                               "rename it, or pass another filename. Nothing was written.",
                               [("write", "folder in the way")])
-    data = csv_bytes(table)
+    data = _encoded(table)
     try:
         write_bytes_atomic(path, data, durable=True)
     except OSError as exc:

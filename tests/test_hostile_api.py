@@ -5,15 +5,18 @@ lost data) and must now give a clear ``PortarunError`` or keep the data. Real fi
 on CPU, a real HTTP refusal on loopback; hosts are simulated at the probe."""
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from portarun.checkpoint import Checkpointer, training_state
-from portarun.errors import CheckpointError, CorruptCheckpointError, LoaderError, StagingError
+from portarun.errors import (CheckpointError, CorruptCheckpointError, LoaderError, PortarunWarning, StagingError,
+                             SubmissionError)
 from portarun.testing import simulate
 
 
@@ -171,3 +174,63 @@ def test_an_error_in_the_dataset_while_planning_says_where_it_came_from(tmp_path
             rt.dataloader(_BrokenSample(), batch_size=4)
     notes = " ".join(getattr(caught.value, "__notes__", []))
     assert "batch_bytes=" in notes and "one batch" in notes
+
+
+# -- submissions ------------------------------------------------------------------------------
+SAMPLE = "id,label\n1,a\n2,b\n3,c\n"
+
+
+def _local(tmp_path: Path, sample: bool = True) -> Any:
+    root = tmp_path / "host"
+    (root / "data").mkdir(parents=True)
+    if sample:
+        (root / "data" / "sample_submission.csv").write_text(SAMPLE)
+    return simulate("local", root=root)
+
+
+@pytest.mark.parametrize("case", ["cell, against the sample", "cell, no sample", "header, no sample"])
+def test_text_that_is_not_valid_unicode_is_refused_before_writing(tmp_path: Path, case: str) -> None:
+    """A lone surrogate (a file name listed with surrogateescape, say) used to pass the checks
+    and raise UnicodeEncodeError from the CSV writer."""
+    bad = "img_\udcff.png"
+    data = {"id": [1, 2, 3], bad: ["a", "b", "c"]} if case.startswith("header") else {"id": [1, 2, 3],
+                                                                                   "label": ["a", bad, "c"]}
+    sample = "against" in case
+    with _local(tmp_path, sample) as rt:
+        with pytest.warns(PortarunWarning) if not sample else contextlib.nullcontext():
+            with pytest.raises(SubmissionError, match="UTF-8") as caught:
+                rt.submit(data)
+        assert not (Path(rt.paths.output) / "submission.csv").exists()
+    assert caught.value.kinds == ("encoding",)
+    assert ("row 1" in str(caught.value)) == case.startswith("cell")
+
+
+def test_a_dataframe_with_two_header_levels_is_refused_not_written_as_a_data_row(tmp_path: Path) -> None:
+    """to_csv writes MultiIndex columns as two header lines: without a sample the second one
+    used to become the first row of the submission."""
+    import pandas as pd
+
+    frame = pd.DataFrame([[1, 0.5], [2, 0.5]], columns=pd.MultiIndex.from_tuples([("id", "a"), ("target", "b")]))
+    with _local(tmp_path, sample=False) as rt:
+        with pytest.raises(SubmissionError, match="levels") as caught:
+            rt.submit(frame)
+        assert not (Path(rt.paths.output) / "submission.csv").exists()
+    assert caught.value.kinds == ("columns",)
+
+
+@pytest.mark.parametrize("column", ["numpy", "torch"])
+def test_a_two_dimensional_column_is_refused_not_written_as_list_text(tmp_path: Path, column: str) -> None:
+    import numpy as np
+
+    values = np.zeros((3, 2)) if column == "numpy" else torch.zeros(3, 2)
+    with _local(tmp_path, sample=False) as rt:
+        with pytest.raises(SubmissionError, match=r"shape|2-D|one value per row"):
+            rt.submit({"id": [1, 2, 3], "target": values})
+        assert not (Path(rt.paths.output) / "submission.csv").exists()
+
+
+@pytest.mark.parametrize("filename", [None, 5])
+def test_a_filename_of_another_type_is_a_submission_error(tmp_path: Path, filename: object) -> None:
+    with _local(tmp_path) as rt:
+        with pytest.raises(SubmissionError, match="filename"):
+            rt.submit({"id": [1, 2, 3], "target": [0.1, 0.2, 0.3]}, filename=filename)  # type: ignore[arg-type]
