@@ -48,10 +48,19 @@ def attached_candidates(rt: Runtime, owner: str, slug: str) -> list[Path]:
 def resolve(rt: Runtime, ref: str | os.PathLike[str]) -> Path:
     """The local folder (or file) for ``ref``; see the module docstring for the rules."""
     text = os.fspath(ref)
+    if not text:  # "" would be the working folder itself
+        raise DatasetError("the dataset reference is empty; pass a path, an fsspec URL (s3://bucket/folder) or a "
+                           "Kaggle handle owner/slug.")
     if is_remote(text):
         return _from_url(rt, text)
-    local = _local_path(rt, text)
-    if local.exists():
+    try:
+        local = _local_path(rt, text)
+        found = local.exists()
+    except OSError as exc:  # a name too long for the filesystem, say
+        shown = text if len(text) <= 100 else f"{text[:80]}... ({len(text)} characters)"
+        raise DatasetError(f"dataset {shown!r} cannot be used as a path here ({exc.strerror or exc}), and it is "
+                           "neither an fsspec URL nor a Kaggle handle owner/slug. Check how it was built.") from None
+    if found:
         return local
     match = _HANDLE.match(text)
     if match:

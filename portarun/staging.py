@@ -564,6 +564,9 @@ def transfer(src: str | os.PathLike[str], dest: str | os.PathLike[str], *, worke
     copying all others, or before copying anything for a destination inside the source."""
     started = time.perf_counter()
     source, target = os.fspath(src), os.fspath(dest)
+    if not source or not target:  # "" is the working folder to fsspec and os: never what was meant
+        raise StagingError(f"cannot stage {source!r} to {target!r}: an empty path names nothing (it would mean "
+                           "the whole working folder). Pass the file or folder to copy, e.g. 'data/train'.")
     failed: StagingError | None = None
     try:  # what the filesystem libraries raise while opening and listing becomes a StagingError
         copier = _Copier(source, target, workers, None if journal is None else Path(journal), storage_options,

@@ -15,8 +15,8 @@ import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from portarun.checkpoint import Checkpointer, training_state
-from portarun.errors import (CheckpointError, CorruptCheckpointError, LoaderError, PortarunWarning, StagingError,
-                             SubmissionError)
+from portarun.errors import (CheckpointError, CorruptCheckpointError, DatasetError, LoaderError, PortarunWarning,
+                             StagingError, SubmissionError)
 from portarun.testing import simulate
 
 
@@ -234,3 +234,26 @@ def test_a_filename_of_another_type_is_a_submission_error(tmp_path: Path, filena
     with _local(tmp_path) as rt:
         with pytest.raises(SubmissionError, match="filename"):
             rt.submit({"id": [1, 2, 3], "target": [0.1, 0.2, 0.3]}, filename=filename)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("call", ["dataset", "stage", "stage_out"])
+def test_an_empty_reference_is_refused_not_read_as_the_working_folder(tmp_path: Path, call: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """``rt.stage("")`` used to copy the whole working folder (a project checkout, a virtual
+    environment) and ``rt.dataset("")`` to return the working folder."""
+    work = tmp_path / "work"
+    (work / "big").mkdir(parents=True)
+    (work / "big" / "file").write_bytes(b"x" * 1000)
+    monkeypatch.chdir(work)
+    with simulate("local", root=tmp_path / "host") as rt:
+        with pytest.raises(DatasetError if call == "dataset" else StagingError, match="empty"):
+            getattr(rt, call)("")
+        copies = [p for p in (tmp_path / "host").rglob("file")]
+    assert copies == []
+
+
+def test_a_reference_too_long_for_a_path_is_a_dataset_error(tmp_path: Path) -> None:
+    with simulate("local", root=tmp_path / "host") as rt:
+        with pytest.raises(DatasetError) as caught:
+            rt.dataset("a" * 5000)
+    assert len(str(caught.value)) < 1000
