@@ -17,6 +17,8 @@ consulted and how to add the secret on this host, never a value.
 from __future__ import annotations
 
 import io
+import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,8 +107,12 @@ def env_file(rt: Runtime) -> Path:
 
 def _dotenv_usable(rt: Runtime) -> str | None:
     path = env_file(rt)
-    if not path.is_file():
+    try:
+        mode = path.stat().st_mode
+    except (OSError, ValueError):
         return f"no file {path}"
+    if not stat.S_ISREG(mode):
+        return f"{path} is not a regular file (a FIFO, device or folder), so it is not read"
     return None
 
 
@@ -116,7 +122,13 @@ def read_env_text(path: Path) -> str:
     a ``UnicodeDecodeError`` whose ``repr`` holds the whole file, every secret in it included).
     A file over :data:`ENV_FILE_LIMIT` bytes is refused unread: a ``.env`` is a few lines."""
     try:
-        with open(path, "rb") as f:
+        # Non-blocking, and only a regular file: a FIFO swapped in after the check above must
+        # not hang the lookup.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise SecretsFileError(f"{path} is not a regular file (a FIFO, device or folder); remove it or "
+                                       "replace it with a file of NAME=value lines.")
             data = f.read(ENV_FILE_LIMIT + 1)
     except OSError as exc:
         raise SecretsFileError(f"cannot read {path}: {exc.strerror or type(exc).__name__}. Fix its permissions "
@@ -180,11 +192,17 @@ def find(rt: Runtime, name: str) -> Secret:
     saying where it was looked for and how to add it on this host."""
     if not name or not isinstance(name, str):
         raise SecretNotFoundError(f"secret names are non-empty strings, got {type(name).__name__} {name!r}.")
+    # Shown shortened: a 10 kB name would otherwise fill the message three times over.
+    shown = name if len(name) <= 100 else f"{name[:80]}...({len(name)} characters)"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):  # never pasted raw into a message or a log line
+        raise SecretNotFoundError(f"secret names cannot hold control characters (newline, NUL, escape, ...), got "
+                                  f"{shown!r}; no environment variable, .env line or secrets panel can hold it. "
+                                  "Check how the name was built.")
     found, trail = _search(rt, name)
     if found is not None:
         return found
-    ways = [s.how_to_add.format(name=name, env_file=env_file(rt)) for s in sources(rt) if s.offered(rt)]
+    ways = [s.how_to_add.format(name=shown, env_file=env_file(rt)) for s in sources(rt) if s.offered(rt)]
     raise SecretNotFoundError(
-        f"secret {name!r} was not found on {rt.host.display_name}. Looked in: " + "; ".join(trail)
+        f"secret {shown!r} was not found on {rt.host.display_name}. Looked in: " + "; ".join(trail)
         + ". To add it: " + "; or ".join(ways) + "."
     )

@@ -6,6 +6,7 @@ on CPU, a real HTTP refusal on loopback; hosts are simulated at the probe."""
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from torch.utils.data import Dataset, TensorDataset
 
 from portarun.checkpoint import Checkpointer, training_state
 from portarun.errors import (CheckpointError, CorruptCheckpointError, DatasetError, LoaderError, PortarunWarning,
-                             StagingError, SubmissionError)
+                             SecretNotFoundError, StagingError, SubmissionError)
 from portarun.testing import simulate
 
 
@@ -257,3 +258,33 @@ def test_a_reference_too_long_for_a_path_is_a_dataset_error(tmp_path: Path) -> N
         with pytest.raises(DatasetError) as caught:
             rt.dataset("a" * 5000)
     assert len(str(caught.value)) < 1000
+
+
+# -- secrets ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["API\nTOKEN=forged", "API\x00TOKEN", "A" * 10_000, "TOKEN\x1b[2J"])
+def test_a_secret_name_with_control_characters_or_10k_long_stays_one_short_line(tmp_path: Path, name: str) -> None:
+    """The name used to be pasted raw into the advice ("export A<newline>B=..."): a forged line
+    in a log, a NUL, or 30 kB of message for a 10 kB name."""
+    with simulate("local", root=tmp_path / "host") as rt:
+        with pytest.raises(SecretNotFoundError) as caught:
+            rt.secret(name)
+    text = str(caught.value)
+    assert not any(ord(c) < 32 for c in text), text[:200]
+    assert len(text) < 2000
+
+
+@pytest.mark.parametrize("plant", ["fifo", "dev_zero_link", "folder"])
+def test_a_dotenv_that_is_not_a_regular_file_is_named_and_never_read(tmp_path: Path, plant: str) -> None:
+    root = tmp_path / "host"
+    root.mkdir()
+    dotenv = root / ".env"
+    if plant == "fifo":
+        os.mkfifo(dotenv)
+    elif plant == "dev_zero_link":
+        dotenv.symlink_to("/dev/zero")
+    else:
+        dotenv.mkdir()
+    with simulate("local", root=root) as rt:
+        assert rt.secret("API_TOKEN", default=None) is None
+        with pytest.raises(SecretNotFoundError, match="not a regular file"):
+            rt.secret("API_TOKEN")
