@@ -123,11 +123,15 @@ def train(folder: Path, steps: int, kill_at: int | None, workers: int = 2) -> No
                     os.killpg(0, signal.SIGKILL) if world > 1 else os.kill(os.getpid(), signal.SIGKILL)
                 if step >= steps:
                     break
-    ckpt.wait()
+    ckpt.close()  # saves finished and the lease released: the exit below skips what atexit would do
     torch.save(model.state_dict(), folder / (f"weights.rank{rank}.pt" if rank else "weights.pt"))
     if world > 1:
         dist.barrier()  # both ranks out of their last collective before gloo is torn down (else exit -6)
         dist.destroy_process_group()
+        # The work is written. Gloo's threads can abort interpreter finalization (SIGABRT, "terminate called
+        # without an active exception"): a torch teardown race (pytorch/pytorch#179291). Leave without it.
+        sys.stdout.flush()
+        os._exit(0)
 
 
 def run(folder: Path, steps: int, kill_at: int | None, workers: int = 2) -> int:
@@ -272,6 +276,10 @@ def agree_cost(calls: int = 2000) -> None:
         print(json.dumps({"ranks": dist.get_world_size(), "maybe_save_us_per_call": round(spent, 1)}))
     dist.barrier()
     dist.destroy_process_group()
+    # The work is written. Gloo's threads can abort interpreter finalization (SIGABRT, "terminate called
+    # without an active exception"): a torch teardown race (pytorch/pytorch#179291). Leave without it.
+    sys.stdout.flush()
+    os._exit(0)
 
 
 def main() -> None:

@@ -276,6 +276,10 @@ with open(os.path.join(sys.argv[1], f"rank{rt.dist.rank}.json"), "w") as f:
     json.dump(out, f)
 dist.barrier()  # both ranks done before gloo is torn down (a rank still in flight can abort)
 dist.destroy_process_group()
+# The work is written. Gloo's threads can abort interpreter finalization (SIGABRT, "terminate called
+# without an active exception"): a torch teardown race (pytorch/pytorch#179291). Leave without it.
+sys.stdout.flush()
+os._exit(0)
 '''
 
 

@@ -231,7 +231,7 @@ def test_two_ranks_under_torchrun_killed_three_times_end_bit_identical(tmp_path:
 
 
 _DIVERGING = """
-import json, sys
+import json, os, sys
 import torch.distributed as dist
 from portarun.checkpoint import Checkpointer, training_state
 
@@ -241,8 +241,13 @@ rank = dist.get_rank()
 ck = Checkpointer(sys.argv[1], every_minutes=1e-9 if rank == 0 else None, mode="blocking", handle_signals=False)
 saved = [ck.maybe_save(lambda: training_state(), step) for step in range(1, 4)]
 print(json.dumps({"rank": rank, "saved": saved}))
+ck.close()
 dist.barrier()  # both ranks out of their last collective before gloo is torn down (else exit -6)
 dist.destroy_process_group()
+# The work is written. Gloo's threads can abort interpreter finalization (SIGABRT, "terminate called
+# without an active exception"): a torch teardown race (pytorch/pytorch#179291). Leave without it.
+sys.stdout.flush()
+os._exit(0)
 """
 
 

@@ -61,6 +61,10 @@ if rank == 0:
 ckpt.close()
 dist.barrier()
 dist.destroy_process_group()
+# The work is written. Gloo's threads can abort interpreter finalization (SIGABRT, "terminate called
+# without an active exception"): a torch teardown race (pytorch/pytorch#179291). Leave without it.
+sys.stdout.flush()
+os._exit(0)
 '''
 
 

@@ -4,6 +4,7 @@ JSON file per rank, ``ROOT.rank<N>.json`` (stdout lines of two ranks can interle
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -47,10 +48,15 @@ def main(root: str) -> None:
                       "names": names, "resumed": resumed, "same_weights": same, "sharded": sharded_name,
                       "sharded_step": sharded_step,
                       "sharded_value": target["weight"].to_local().tolist(), "listed": [i.step for i in ck.list()]}))
+    ck.close()  # saves finished and the lease released: the exit below skips what atexit would do
     # Both ranks leave their last collective before either tears gloo down: without this, a rank
     # still finishing one can abort ("terminate called without an active exception", exit -6).
     dist.barrier()
     dist.destroy_process_group()
+    # The work is written. Gloo's threads can abort interpreter finalization (SIGABRT, "terminate called
+    # without an active exception"): a torch teardown race (pytorch/pytorch#179291). Leave without it.
+    sys.stdout.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
