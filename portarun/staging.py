@@ -242,7 +242,7 @@ def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def _scrubbed(text: str, *locations: str) -> str:
+def without_credentials(text: str, *locations: str) -> str:
     """``text`` (a library's error message) without the credentials of ``locations``. Masking
     URLs is not enough: s3fs hands ``key:secret@bucket`` to botocore as the bucket name, and
     botocore's error quotes it with no ``s3://`` in front, so each credential part (the whole
@@ -272,7 +272,7 @@ def _backend_error(exc: Exception, source: str, target: str) -> StagingError:
     malformed bucket), with no credential of either in it."""
     from fsspec.registry import known_implementations, registry
 
-    message = _scrubbed(str(exc), source, target)
+    message = without_credentials(str(exc), source, target)
     if isinstance(exc, ValueError) and message.startswith("Protocol not known"):
         protocol = message.rpartition(":")[2].strip()
         known = ", ".join(sorted(set(known_implementations) | set(registry))[:25])
@@ -547,7 +547,7 @@ class _Copier:
                         moved += task.size
                     else:
                         failures.append(f"{task.rel or task.src}: {type(exc).__name__}: "
-                                        + _scrubbed(str(exc), self.src, self.dest))
+                                        + without_credentials(str(exc), self.src, self.dest))
         return copied, moved, failures
 
 

@@ -16,8 +16,11 @@ import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from portarun.checkpoint import Checkpointer, training_state
-from portarun.errors import (CheckpointError, CorruptCheckpointError, DatasetError, LoaderError, PortarunWarning,
-                             SecretNotFoundError, StagingError, SubmissionError)
+from portarun.checkpoint.training import ResumeResult
+from portarun.errors import (CheckpointError, CorruptCheckpointError, DatasetError, IntegrationError, LoaderError,
+                             PortarunWarning, SecretNotFoundError, StagingError, SubmissionError)
+from portarun.integrations import tracking
+from portarun.integrations.tracking import tensorboard_writer, tracker_run_id
 from portarun.testing import simulate
 
 
@@ -288,3 +291,46 @@ def test_a_dotenv_that_is_not_a_regular_file_is_named_and_never_read(tmp_path: P
         assert rt.secret("API_TOKEN", default=None) is None
         with pytest.raises(SecretNotFoundError, match="not a regular file"):
             rt.secret("API_TOKEN")
+
+
+# -- integrations -----------------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def _own_tracker_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tracker ids are remembered per process: each test starts with none and leaves none."""
+    monkeypatch.setattr(tracking, "_IDS", {})
+
+
+@pytest.mark.parametrize("name", [None, 5, "", "a\nb"])
+def test_a_tracker_name_that_is_not_a_plain_string_is_refused(name: object) -> None:
+    """Such names used to be stored as they were (None, 5) and came back as 'None' and '5'
+    after a resume, so the resumed session never found its run."""
+    with pytest.raises(IntegrationError, match="tracker"):
+        tracker_run_id(name)  # type: ignore[arg-type]
+
+
+def test_saved_tracker_ids_that_are_not_strings_are_not_used_as_ids() -> None:
+    """A checkpoint holding {"wandb": None} used to give the run id 'None'."""
+    start = ResumeResult(3, extra={"trackers": {"t-none": None, "t-list": ["a"], "t-ok": "abc123"}})
+    assert tracker_run_id("t-none", start) not in ("None", "")
+    assert tracker_run_id("t-list", start) != "['a']"
+    assert tracker_run_id("t-ok", start) == "abc123"
+    assert len(tracker_run_id("t-plain-int", 5)) == 8  # type: ignore[arg-type]  # int(start): no saved ids
+
+
+@pytest.mark.parametrize("where", ["under a file", "unknown protocol", "s3 credentials"])
+def test_a_tensorboard_folder_that_cannot_be_written_is_an_integration_error(tmp_path: Path, where: str) -> None:
+    (tmp_path / "file").write_text("x")
+    log_dir = {"under a file": str(tmp_path / "file" / "tb"), "unknown protocol": "foo://bucket/tb",
+               "s3 credentials": "s3://AKIAEXAMPLE:wJalrXUtnFEMI0K7MDENG@bucket/tb"}[where]
+    with pytest.raises(IntegrationError, match="TensorBoard") as caught:
+        tensorboard_writer(log_dir)
+    for text in (str(caught.value), repr(caught.value.__context__), repr(caught.value.__cause__)):
+        assert "wJalrXUtnFEMI0K7MDENG" not in text
+
+
+@pytest.mark.parametrize("start", [-1, 2.5, "3"])
+def test_a_tensorboard_start_that_is_not_a_step_is_refused(tmp_path: Path, start: object) -> None:
+    """-1 made purge_step 0, hiding every event already logged in the folder."""
+    with pytest.raises(IntegrationError, match="start"):
+        tensorboard_writer(str(tmp_path / "tb"), start)  # type: ignore[arg-type]
+    assert not (tmp_path / "tb").exists()
