@@ -32,6 +32,7 @@ Drive folder under ``/content/drive``). The copy is:
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -308,6 +309,8 @@ class _Copier:
         self.workers = workers or default_workers(self.src_local, self.dst_local, cpus)
         self.journal = _Journal(None if both_local else journal)
         self._made: set[str] = set()
+        #: Whether a copy failed because the destination ran out of space or quota.
+        self.full = False
         if both_local:
             self._refuse_nesting()
 
@@ -546,6 +549,7 @@ class _Copier:
                         copied += 1
                         moved += task.size
                     else:
+                        self.full = self.full or getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
                         failures.append(f"{task.rel or task.src}: {type(exc).__name__}: "
                                         + without_credentials(str(exc), self.src, self.dest))
         return copied, moved, failures
@@ -597,9 +601,14 @@ def transfer(src: str | os.PathLike[str], dest: str | os.PathLike[str], *, worke
                          bytes_total=sum(t.size for t in tasks), seconds=time.perf_counter() - started)
     if failures:
         shown = "; ".join(failures[:5]) + (f"; and {len(failures) - 5} more" if len(failures) > 5 else "")
+        advice = "run the same call again to resume"
+        if copier.full:  # running again cannot help until there is room
+            free = (f" ({format_size(shutil.disk_usage(nearest_folder(target)).free)} free there)"
+                    if copier.dst_local else "")
+            advice = (f"the destination's disk is full{free}: free space, or stage to a folder on a larger disk "
+                      "(to='scratch' or another path), then run the same call again to copy the rest")
         raise StagingError(f"{len(failures)} of {len(tasks)} files could not be copied from {source} to "
-                           f"{target}: {shown}. The {copied + len(done)} others are in place; run the same "
-                           "call again to resume.")
+                           f"{target}: {shown}. The {copied + len(done)} others are in place; {advice}.")
     log.info(result.summary())
     return result
 

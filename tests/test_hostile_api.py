@@ -334,3 +334,43 @@ def test_a_tensorboard_start_that_is_not_a_step_is_refused(tmp_path: Path, start
     with pytest.raises(IntegrationError, match="start"):
         tensorboard_writer(str(tmp_path / "tb"), start)  # type: ignore[arg-type]
     assert not (tmp_path / "tb").exists()
+
+
+_FULL_STAGE = """
+import json, os, sys, warnings
+from pathlib import Path
+from portarun import staging
+from portarun.errors import StagingError
+src = Path(sys.argv[2])
+try:
+    staging.transfer(src, Path(sys.argv[1]) / "copy")
+    error = None
+except StagingError as exc:
+    error = str(exc)
+print(json.dumps({"error": error, "entries": sorted(p.name for p in Path(sys.argv[1]).rglob("*"))}))
+"""
+
+
+def test_staging_onto_a_full_disk_says_so_instead_of_run_again(tmp_path: Path) -> None:
+    """On a real 1 MiB tmpfs (root and unshare only). The error used to list ENOSPC per file and
+    end with "run the same call again to resume", which cannot help while the disk is full."""
+    import json
+    import shutil
+    import subprocess
+
+    if not shutil.which("unshare") or os.geteuid() != 0 or subprocess.run(
+            ["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs needs root and unshare")
+    src = tmp_path / "data"
+    src.mkdir()
+    for i in range(5):
+        (src / f"f{i}.bin").write_bytes(os.urandom(300_000))
+    mountpoint = tmp_path / "tiny"
+    mountpoint.mkdir()
+    command = ["unshare", "-m", "sh", "-c", 'mount -t tmpfs -o size=1m tmpfs "$1" && exec "$2" -c "$3" "$1" "$4"',
+               "sh", str(mountpoint), sys.executable, _FULL_STAGE, str(src)]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["error"] and "disk is full" in result["error"] and "free space" in result["error"]
+    assert not [name for name in result["entries"] if name.endswith(".portarun-part")]  # no half file left
