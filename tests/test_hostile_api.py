@@ -374,3 +374,48 @@ def test_staging_onto_a_full_disk_says_so_instead_of_run_again(tmp_path: Path) -
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["error"] and "disk is full" in result["error"] and "free space" in result["error"]
     assert not [name for name in result["entries"] if name.endswith(".portarun-part")]  # no half file left
+
+
+_SWAPPER = """
+import os, sys, time
+state, good, evil = sys.argv[1:4]
+end = time.monotonic() + float(sys.argv[4])
+while time.monotonic() < end:
+    for make, source in ((os.link, good), (os.symlink, evil)):
+        tmp = state + ".swap"
+        if os.path.lexists(tmp):  # rename() between two links to one file does nothing
+            os.unlink(tmp)
+        make(source, tmp)
+        os.replace(tmp, state)
+"""
+
+
+@pytest.mark.parametrize("weights_only", [True, False])
+def test_state_pt_swapped_for_a_link_while_loading_is_never_loaded(tmp_path: Path, weights_only: bool) -> None:
+    """Another process keeps replacing ``state.pt`` by a link to another torch file and back,
+    as fast as it can. The file whose CRC-32 was checked must be the one unpickled: before, the
+    check read the regular file and ``torch.load`` then opened the path again, following the
+    link swapped in meanwhile (with ``weights_only=False`` that is running unchecked code)."""
+    import subprocess
+
+    ck = Checkpointer(tmp_path / "ck", mode="blocking")
+    ck.save({"w": torch.ones(64)}, step=1)
+    state = tmp_path / "ck" / "step-000000001" / "state.pt"
+    good, evil = tmp_path / "good.pt", tmp_path / "evil.pt"
+    os.link(state, good)
+    torch.save({"w": torch.full((64,), 666.0)}, evil)
+    swapper = subprocess.Popen([sys.executable, "-c", _SWAPPER, str(state), str(good), str(evil), "4"])
+    loaded = refused = 0
+    try:
+        while swapper.poll() is None:
+            try:
+                value = ck.load(step=1, weights_only=weights_only)["w"]
+            except CorruptCheckpointError:
+                refused += 1
+                continue
+            loaded += 1
+            assert torch.equal(value, torch.ones(64)), "loaded a file other than the one checked"
+    finally:
+        swapper.kill()
+        swapper.wait()
+    assert loaded and refused  # both states of the swap were met

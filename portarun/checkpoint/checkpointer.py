@@ -29,6 +29,7 @@ import threading
 import time
 import uuid
 import weakref
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,7 +41,8 @@ from .._util.redact import shown_location
 from ..errors import CheckpointError, CorruptCheckpointError
 from ..paths import is_remote
 from .._util.units import format_size
-from .manifest import MAX_STEP, STATE_FILE, FileEntry, Manifest, check_entry, checkpoint_name, crc32_file, parse_name
+from .manifest import (MAX_STEP, STATE_FILE, FileEntry, Manifest, check_entry, checkpoint_name, crc32_file,
+                       open_regular, parse_name)
 from .policy import Candidate, Mode, SavePolicy, _seconds, to_delete
 from .signals import DEFAULT_GRACE, PreemptionGuard
 from .lock import DEFAULT_LEASE, Holder, WriterLease
@@ -861,43 +863,61 @@ def _load_verified(path: Path, entry: FileEntry, where: str, map_location: Any, 
     """``torch.load`` a local file whose CRC-32 matches the manifest; a mismatch (or a load
     error on a file that fails the check) is corruption.
 
-    With ``weights_only=False`` unpickling runs code named in the file, so the whole file is
-    checked *before* ``torch.load`` opens it. With ``weights_only=True`` torch's restricted
-    unpickler runs no code, so the CRC-32 is computed in a helper thread while ``torch.load``
-    reads the same page cache, and the state is returned only once it matches."""
-    result: list[tuple[int, str]] = []
-
-    def checksum() -> None:
-        try:
-            result.append(crc32_file(path))
-        except OSError:
-            pass  # reported below as a file that cannot be read
-
-    def check() -> None:
-        if not result:
-            raise CorruptCheckpointError(f"{where}/{STATE_FILE}: cannot be read as a regular file.")
-        check_entry(where, STATE_FILE, entry, result[0][0], result[0][1])
-
-    if not weights_only:
-        checksum()
-        check()
-        return _torch_load(str(path), where, map_location, weights_only)
-    checker = threading.Thread(target=checksum, name="portarun-verify")
-    checker.start()
+    The file is opened once, only if it is a regular file (:func:`open_regular`), and both the
+    check and ``torch.load`` read that open file: a ``state.pt`` replaced by a link or another
+    file after the check is never what gets unpickled. With ``weights_only=False`` unpickling
+    runs code named in the file, so the whole file is checked *before* ``torch.load`` reads it.
+    With ``weights_only=True`` torch's restricted unpickler runs no code, so the CRC-32 is
+    computed in a helper thread (positioned reads, leaving ``torch.load``'s offset alone) while
+    ``torch.load`` reads the same page cache, and the state is returned only once it matches."""
     try:
-        state = _torch_load(str(path), where, map_location, weights_only)
-    except Exception as exc:
+        stream = open_regular(path)
+    except OSError:
+        raise CorruptCheckpointError(f"{where}/{STATE_FILE}: cannot be read as a regular file.") from None
+    with stream:
+        result: list[tuple[int, str]] = []
+
+        def checksum() -> None:
+            try:
+                result.append(_crc32_at(stream.fileno()))
+            except OSError:
+                pass  # reported below as a file that cannot be read
+
+        def check() -> None:
+            if not result:
+                raise CorruptCheckpointError(f"{where}/{STATE_FILE}: cannot be read as a regular file.")
+            check_entry(where, STATE_FILE, entry, result[0][0], result[0][1])
+
+        if not weights_only:
+            checksum()
+            check()
+            return _torch_load(stream, where, map_location, weights_only)
+        checker = threading.Thread(target=checksum, name="portarun-verify")
+        checker.start()
+        try:
+            state = _torch_load(stream, where, map_location, weights_only)
+        except Exception as exc:
+            checker.join()
+            check()
+            if isinstance(exc, CheckpointError):
+                raise
+            # Its CRC-32 matches the manifest, so the file is intact: not corruption.
+            raise CheckpointError(f"{where}/{STATE_FILE} is intact (its CRC-32 matches the manifest) but torch.load "
+                                  f"failed: {type(exc).__name__}: {exc}. Check map_location and the installed torch "
+                                  "version.") from exc
         checker.join()
         check()
-        if isinstance(exc, CheckpointError):
-            raise
-        # Its CRC-32 matches the manifest, so the file is intact: not corruption.
-        raise CheckpointError(f"{where}/{STATE_FILE} is intact (its CRC-32 matches the manifest) but torch.load "
-                              f"failed: {type(exc).__name__}: {exc}. Check map_location and the installed torch "
-                              "version.") from exc
-    checker.join()
-    check()
-    return state
+        return state
+
+
+def _crc32_at(fd: int) -> tuple[int, str]:
+    """``(size, crc32 hex)`` of the open file ``fd``, read with ``pread`` from offset 0, so a
+    reader of the same descriptor (``torch.load``) keeps its own position."""
+    crc, size = 0, 0
+    while chunk := os.pread(fd, 8 << 20, size):
+        crc = zlib.crc32(chunk, crc)
+        size += len(chunk)
+    return size, f"{crc:08x}"
 
 
 __all__ = ["Checkpointer", "CheckpointInfo", "training_state"]
