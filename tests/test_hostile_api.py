@@ -419,3 +419,26 @@ def test_state_pt_swapped_for_a_link_while_loading_is_never_loaded(tmp_path: Pat
         swapper.kill()
         swapper.wait()
     assert loaded and refused  # both states of the swap were met
+
+
+@pytest.mark.parametrize("call", ["training_state", "resume"])
+def test_a_state_dict_passed_as_the_model_is_named(tmp_path: Path, call: str) -> None:
+    """Passing ``model.state_dict()`` (or any object without ``state_dict``) where the module
+    belongs used to raise AttributeError from inside training_state or resume's fit check."""
+    model = torch.nn.Linear(2, 2)
+    ck = Checkpointer(tmp_path, mode="blocking")
+    ck.save(training_state(model), step=1)
+    with pytest.raises(CheckpointError, match="model.*state_dict") as caught:
+        if call == "training_state":
+            training_state(model.state_dict())
+        else:
+            ck.resume(model.state_dict())
+    assert "dict" in str(caught.value)
+
+
+@pytest.mark.parametrize("accumulated", [-1, 2.5, True, "1"])
+def test_an_accumulated_count_that_is_not_a_count_is_refused(accumulated: object) -> None:
+    """-1 and 2.5 used to be stored as they were and come back from resume() as the count."""
+    model = torch.nn.Linear(2, 2)
+    with pytest.raises(CheckpointError, match="accumulated"):
+        training_state(model, accumulated=accumulated)  # type: ignore[arg-type]

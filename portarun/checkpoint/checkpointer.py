@@ -49,7 +49,7 @@ from .lock import DEFAULT_LEASE, Holder, WriterLease
 from .storage import (IncompleteCheckpointError, LocalStorage, Storage, is_full, is_read_only, open_storage, read_only,
                       storage_full)
 from .loadable import check_loadable
-from .training import ResumeResult, restore, training_state
+from .training import ResumeResult, check_parts, restore, training_state
 from .writer import Mode as WriteMode
 from .writer import Writer, default_mode, write_state
 from ..errors import warn
@@ -610,6 +610,7 @@ class Checkpointer:
         checkpoint and broadcasts its name, so all ranks resume from the same one, and all
         return once every rank has read it (so that rank 0's next save cannot rotate it away
         under a slower rank)."""
+        check_parts("resume", model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
         ranks = _rank_and_world()
         info: CheckpointInfo | None = None
         state: Any = None

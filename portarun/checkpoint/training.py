@@ -77,6 +77,10 @@ def training_state(model: Any = None, optimizer: Any = None, scheduler: Any = No
     ``resume()`` puts them back and reports the count as ``accumulated``. The run ids of
     experiment trackers (:func:`portarun.integrations.tracking.tracker_run_id`) go into
     ``extra["trackers"]``."""
+    check_parts("training_state", model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
+    if isinstance(accumulated, bool) or not isinstance(accumulated, int) or accumulated < 0:
+        raise CheckpointError(f"accumulated is the number of micro-batches whose gradients wait in .grad (0 or "
+                              f"more), got {accumulated!r}.")
     state: dict[str, Any] = {}
     meta: dict[str, Any] = {}
     for key, obj in (("model", model), ("optimizer", optimizer), ("scheduler", scheduler), ("scaler", scaler)):
@@ -151,6 +155,19 @@ def _this_rank(state: dict[str, Any], where: str) -> dict[str, Any]:
 def _group_shapes(optimizer: Any) -> list[list[list[int]]]:
     """The shape of each parameter of each of ``optimizer``'s param groups."""
     return [[list(p.shape) for p in group["params"]] for group in optimizer.param_groups]
+
+
+def check_parts(call: str, **parts: Any) -> None:
+    """Raise :class:`CheckpointError` for a part (``model=``, ``optimizer=``, ...) that has no
+    ``state_dict`` (and, for ``resume``, no ``load_state_dict``): most often ``model.state_dict()`` passed where the
+    module belongs, which would fail later with an AttributeError from inside."""
+    needs = ("state_dict", "load_state_dict") if call == "resume" else ("state_dict",)
+    for key, obj in parts.items():
+        if obj is not None and not all(callable(getattr(obj, name, None)) for name in needs):
+            hint = f" (a state dict? pass the {key} object itself)" if isinstance(obj, dict) else ""
+            raise CheckpointError(f"{call}(): {key} must be an object with {' and '.join(n + '()' for n in needs)}, "
+                                  f"such as a torch.nn.Module or torch.optim.Optimizer; got {type(obj).__name__}"
+                                  f"{hint}.")
 
 
 def _shape(value: Any) -> list[int] | None:
