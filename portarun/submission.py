@@ -46,6 +46,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any
 
 from ._util.files import write_bytes_atomic
+from ._util.redact import redact
 from .errors import SubmissionError, warn
 from .paths import is_remote, join
 
@@ -654,6 +655,9 @@ def submit(rt: Runtime, data: Any, filename: str | os.PathLike[str] = "submissio
         table = to_table(data, sample_table.header if sample_table else None)
         table, reordered, problems = validate(table, sample_table)
     if problems:
+        # Problems quote cells and column names; data that is a secrets file by mistake (".env",
+        # /proc/self/environ) must not put its NAME=value credentials into the message.
+        problems = [(kind, redact(text)) for kind, text in problems]
         against = (f" against the sample {sample_path}" if sample_path
                    else (" against the sample" if sample_table else ""))
         lines = "\n".join(f"  - [{kind}] {text}" for kind, text in problems)

@@ -442,3 +442,19 @@ def test_an_accumulated_count_that_is_not_a_count_is_refused(accumulated: object
     model = torch.nn.Linear(2, 2)
     with pytest.raises(CheckpointError, match="accumulated"):
         training_state(model, accumulated=accumulated)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("content", ["HF_TOKEN=hf_supersecretvalue123\nWANDB_API_KEY=wb_supersecretvalue123\n",
+                                     "id,label\nAWS_SECRET_ACCESS_KEY=supersecretvalue123,a\n2,b\n3,c\n"])
+def test_a_secrets_file_passed_as_the_submission_keeps_its_values_out_of_the_error(tmp_path: Path,
+                                                                                  content: str) -> None:
+    """``rt.submit(".env")`` (or ``/proc/self/environ``): the error quoted the header and cells
+    it found, credentials included."""
+    data = tmp_path / "oops.env"
+    data.write_text(content)
+    with _local(tmp_path) as rt:
+        with pytest.raises(SubmissionError) as caught:
+            rt.submit(data)
+    for text in (str(caught.value), repr(caught.value.args), repr(caught.value.problems)):
+        assert "supersecretvalue123" not in text
+    assert "***" in str(caught.value)
