@@ -458,3 +458,32 @@ def test_a_secrets_file_passed_as_the_submission_keeps_its_values_out_of_the_err
     for text in (str(caught.value), repr(caught.value.args), repr(caught.value.problems)):
         assert "supersecretvalue123" not in text
     assert "***" in str(caught.value)
+
+
+@pytest.mark.parametrize("planted", ["checkpoint_5", "checkpoint_0007"])
+def test_accelerate_resume_falls_back_past_a_torn_or_misnamed_checkpoint(tmp_path: Path, planted: str) -> None:
+    """An empty ``checkpoint_5`` is what a process killed inside ``save_state()`` leaves; it
+    made every later resume_state() fail with accelerate's FileNotFoundError. ``checkpoint_0007``
+    was looked for as ``checkpoint_7``."""
+    pytest.importorskip("accelerate")
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
+
+    from portarun.integrations.accelerate import resume_state
+
+    def accelerator() -> tuple[Any, torch.nn.Module]:
+        made = Accelerator(cpu=True, project_config=ProjectConfiguration(project_dir=str(tmp_path),
+                                                                         automatic_checkpoint_naming=True))
+        torch.manual_seed(0)
+        model = torch.nn.Linear(2, 2)
+        return made, made.prepare(model)
+
+    first, model = accelerator()
+    with torch.no_grad():
+        model.weight.fill_(3.0)
+    first.save_state()  # checkpoint_0
+    (tmp_path / "checkpoints" / planted).mkdir()
+    second, fresh = accelerator()
+    with pytest.warns(PortarunWarning, match=planted):
+        assert resume_state(second) == 0
+    assert torch.equal(fresh.weight, torch.full((2, 2), 3.0))

@@ -16,7 +16,7 @@ import os
 import re
 from typing import TYPE_CHECKING, Any
 
-from ..errors import IntegrationError
+from ..errors import IntegrationError, warn
 from ..paths import is_remote, join
 from . import AMP_NAMES
 
@@ -25,17 +25,23 @@ if TYPE_CHECKING:
 
 # accelerate names its automatic checkpoints checkpoint_<iteration> (accelerate 1.x
 # ``Accelerator.save_state``), under <project_dir>/checkpoints.
-_CHECKPOINT = re.compile(r"checkpoint_(\d+)")
+_CHECKPOINT = re.compile(r"checkpoint_([0-9]+)")
 
 
-def _iterations(project_dir: str) -> list[int]:
+def _checkpoints(project_dir: str) -> list[tuple[int, str]]:
+    """``(iteration, folder)`` of each ``checkpoint_<n>`` folder, oldest first; the folder is
+    kept as found (a planted ``checkpoint_0007`` is not ``checkpoint_7``)."""
     folder = os.path.join(project_dir, "checkpoints")
     try:
         names = os.listdir(folder)
     except OSError:
         return []
-    return sorted(int(m.group(1)) for name in names if (m := _CHECKPOINT.fullmatch(name))
-                  and os.path.isdir(os.path.join(folder, name)))
+    return sorted((int(m.group(1)), os.path.join(folder, name)) for name in names
+                  if (m := _CHECKPOINT.fullmatch(name)) and os.path.isdir(os.path.join(folder, name)))
+
+
+def _iterations(project_dir: str) -> list[int]:
+    return [n for n, _ in _checkpoints(project_dir)]
 
 
 def accelerator_kwargs(rt: Runtime, *, automatic_checkpoint_naming: bool = True) -> dict[str, Any]:
@@ -69,16 +75,33 @@ def accelerator_kwargs(rt: Runtime, *, automatic_checkpoint_naming: bool = True)
 def resume_state(accelerator: Any) -> int | None:
     """Load the newest automatic checkpoint into ``accelerator`` (after ``prepare``) and return
     its iteration, or return ``None`` when there is none yet (the first session): accelerate's
-    own ``load_state()`` raises then. The next ``save_state()`` writes the following iteration.
+    own ``load_state()`` raises then. A checkpoint accelerate cannot load (left empty or half
+    written by a process killed inside ``save_state()``) is skipped for the one before it with a
+    :class:`~portarun.errors.PortarunWarning` naming it; when none loads,
+    :class:`~portarun.errors.IntegrationError`. The next ``save_state()`` writes the iteration
+    after the newest folder, so a skipped one is never written into.
     Raises :class:`~portarun.errors.IntegrationError` when the accelerator does not use
     automatic checkpoint naming (pass the folder to ``load_state`` yourself then)."""
     config = accelerator.project_configuration
     if not config.automatic_checkpoint_naming:
         raise IntegrationError("resume_state() finds checkpoints by accelerate's automatic naming, which this "
                                "Accelerator does not use; call accelerator.load_state(<folder>) instead.")
-    done = _iterations(config.project_dir)
-    if not done:
+    found = _checkpoints(config.project_dir)
+    if not found:
         return None
-    accelerator.load_state(os.path.join(config.project_dir, "checkpoints", f"checkpoint_{done[-1]}"))
-    config.iteration = max(config.iteration, done[-1] + 1)
-    return done[-1]
+    config.iteration = max(config.iteration, found[-1][0] + 1)  # never reuse a folder, even a torn one
+    skipped: list[str] = []
+    for iteration, folder in reversed(found):
+        try:
+            accelerator.load_state(folder)
+        except Exception as exc:  # torn by a kill inside save_state(), or not accelerate's
+            skipped.append(f"{folder} ({type(exc).__name__}: {exc})")
+            continue
+        if skipped:
+            warn(f"resume_state() skipped {len(skipped)} newer checkpoint(s) accelerate cannot load: "
+                 f"{'; '.join(skipped)}. Resumed from {folder} instead; move the skipped ones away once you have "
+                 "looked at them.")
+        return iteration
+    raise IntegrationError(f"no accelerate checkpoint in {os.path.join(config.project_dir, 'checkpoints')} can be "
+                           f"loaded: {'; '.join(skipped[:5])}. Move them away to start fresh, or fix what each "
+                           "message says.")
