@@ -487,3 +487,20 @@ def test_accelerate_resume_falls_back_past_a_torn_or_misnamed_checkpoint(tmp_pat
     with pytest.warns(PortarunWarning, match=planted):
         assert resume_state(second) == 0
     assert torch.equal(fresh.weight, torch.full((2, 2), 3.0))
+
+
+def test_configure_caches_with_a_file_in_the_way_sets_nothing_and_says_which(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file named like one of the cache folders used to raise FileExistsError after the
+    variables before it were already set: half the libraries moved, half not."""
+    for name in ("HF_HOME", "HF_DATASETS_CACHE", "TORCH_HOME", "KAGGLEHUB_CACHE"):
+        monkeypatch.delenv(name, raising=False)
+    with simulate("local", root=tmp_path / "host") as rt:
+        cache = Path(rt.paths.cache)
+        cache.mkdir(parents=True, exist_ok=True)
+        (cache / "torch").write_text("not a folder")
+        with pytest.raises(IntegrationError, match="torch") as caught:
+            rt.configure_caches()
+    assert "PORTARUN_CACHE_DIR" in str(caught.value)
+    assert not any(os.environ.get(name) for name in ("HF_HOME", "HF_DATASETS_CACHE", "TORCH_HOME",
+                                                      "KAGGLEHUB_CACHE"))

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..paths import is_remote
-from ..errors import warn
+from ..errors import IntegrationError, warn
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -53,20 +53,26 @@ VARIABLES = (
 
 def configure_caches(rt: Runtime) -> dict[str, str]:
     """Set each cache variable of :data:`VARIABLES` that is unset in ``os.environ`` to its
-    folder under ``rt.paths.cache`` (created), and return every variable's value now. Warns,
-    setting nothing, when ``rt.paths.cache`` is a bucket URL (the libraries need a local
-    folder), and warns for each variable set after a library that reads it was imported."""
+    folder under ``rt.paths.cache`` (created), and return every variable's value now. A folder
+    that cannot be created raises :class:`~portarun.errors.IntegrationError` before any variable
+    is set. Warns, setting nothing, when ``rt.paths.cache`` is a bucket URL (the libraries need
+    a local folder), and warns for each variable set after a library that reads it was imported."""
     cache = rt.paths.cache
     if is_remote(cache):
         warn(f"rt.paths.cache is {cache}, a URL; Hugging Face, torch and kagglehub need a local cache "
                       "folder, so no cache variable was set. Point PORTARUN_CACHE_DIR at a local folder.")
         return {v.name: os.environ[v.name] for v in VARIABLES if v.name in os.environ}
     user_set = {v.name for v in VARIABLES if os.environ.get(v.name)}
-    for variable in VARIABLES:
-        if variable.name in user_set or (variable.follows is not None and variable.follows in user_set):
-            continue
-        folder = Path(cache) / variable.folder
-        folder.mkdir(parents=True, exist_ok=True)
+    chosen = [(variable, Path(cache) / variable.folder) for variable in VARIABLES
+              if variable.name not in user_set and (variable.follows is None or variable.follows not in user_set)]
+    for variable, folder in chosen:  # every folder first: a failure leaves the environment as it was
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise IntegrationError(f"cannot create the cache folder {folder} for {variable.name} "
+                                   f"({exc.strerror or type(exc).__name__}); no cache variable was set. Remove what "
+                                   "is in the way, or point PORTARUN_CACHE_DIR at a writable folder.") from None
+    for variable, folder in chosen:
         os.environ[variable.name] = str(folder)
         late = [m for m in variable.read_at_import_by if m in sys.modules]
         if late:
