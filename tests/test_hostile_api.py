@@ -504,3 +504,18 @@ def test_configure_caches_with_a_file_in_the_way_sets_nothing_and_says_which(tmp
     assert "PORTARUN_CACHE_DIR" in str(caught.value)
     assert not any(os.environ.get(name) for name in ("HF_HOME", "HF_DATASETS_CACHE", "TORCH_HOME",
                                                       "KAGGLEHUB_CACHE"))
+
+
+def test_has_checkpoint_counts_only_folders_the_trainer_resumes_from(tmp_path: Path) -> None:
+    """``checkpoint-junk`` or ``checkpoint-3.tmp`` used to count, and
+    ``train(resume_from_checkpoint=True)`` then raised "No valid checkpoint found"."""
+    from portarun.integrations.huggingface import has_checkpoint, output_dir
+
+    with simulate("local", root=tmp_path / "host") as rt:
+        folder = output_dir(rt)
+        for name in ("checkpoint-junk", "checkpoint-3.tmp", "checkpoint-"):
+            (folder / name).mkdir(parents=True)
+        (folder / "checkpoint-4").write_text("a file, not a folder")
+        assert has_checkpoint(rt) is False
+        (folder / "checkpoint-12").mkdir()
+        assert has_checkpoint(rt) is True

@@ -11,6 +11,7 @@ transformers is imported only by the functions that need it.
 from __future__ import annotations
 
 import dataclasses
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,12 +36,19 @@ def output_dir(rt: Runtime) -> Path:
     return Path(join(rt.paths.checkpoints, "huggingface"))
 
 
+#: The folders the Trainer resumes from, as transformers matches them: ``_re_checkpoint`` used by
+#: ``get_last_checkpoint`` (huggingface/transformers@007360d654f36b1f4bc0c701c7b1b69273a7c4ed:
+#: src/transformers/trainer_utils.py). ``checkpoint-junk`` would count for a prefix test, and
+#: ``resume_from_checkpoint=True`` would then find no checkpoint and raise.
+_TRAINER_CHECKPOINT = re.compile(r"^checkpoint\-(\d+)$")
+
+
 def has_checkpoint(rt: Runtime) -> bool:
     """Whether :func:`output_dir` holds a ``checkpoint-<step>`` folder to resume from: pass it
     as ``trainer.train(resume_from_checkpoint=has_checkpoint(rt))`` (``True`` with no
     checkpoint is an error in transformers)."""
     folder = output_dir(rt)
-    return folder.is_dir() and any(p.is_dir() and p.name.startswith("checkpoint-") for p in folder.iterdir())
+    return folder.is_dir() and any(p.is_dir() and _TRAINER_CHECKPOINT.match(p.name) for p in folder.iterdir())
 
 
 def training_arguments_kwargs(rt: Runtime) -> dict[str, Any]:
