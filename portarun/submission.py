@@ -62,6 +62,7 @@ SHOWN = 5  # examples per problem in an error message
 NAME_MAX = 255
 _INDEX_COLUMN = re.compile(r"^(Unnamed: 0|index|level_0)$")
 _INT = re.compile(r"^[+-]?\d+$")
+_FLOAT_INT = re.compile(r"^\d+\.0+$")  # an integer written as a float: 892.0
 _BOOLS = frozenset({"true", "false"})
 #: Spellings of NaN and infinity that float() accepts; no metric scores them.
 _NON_FINITE = frozenset({"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"})
@@ -463,8 +464,19 @@ def _id_problems(ids: Sequence[str], id_keys: set[str], sample_ids: Sequence[str
         unknown = [i for i in id_keys if i not in sample_set]
         if unknown:
             problems.append(("unexpected_ids", f"{len(unknown)} ids are not in the sample, e.g. {_examples(unknown)} "
-                                               f"(sample ids look like {_examples(list(sample_ids[:2]))})"))
+                                               f"(sample ids look like {_examples(list(sample_ids[:2]))})"
+                                               + _float_id_hint(unknown, sample_set, id_name)))
     return problems
+
+
+def _float_id_hint(unknown: Sequence[str], sample_set: set[str], id_name: str) -> str:
+    """Advice when the unexpected ids are the sample's integer ids written as floats (``892.0``
+    for ``892``), what a pandas id column becomes after a merge that met a NaN."""
+    shown = [i for i in unknown[:SHOWN] if _FLOAT_INT.match(i)]
+    if not shown or len(shown) < min(len(unknown), SHOWN) or any(i.split(".")[0] not in sample_set for i in shown):
+        return ""
+    return (f"; they are the sample's integer ids written as floats ({shown[0]!r} for "
+            f"{shown[0].split('.')[0]!r}): convert the column, e.g. df[{id_name!r}] = df[{id_name!r}].astype(int)")
 
 
 def validate(table: Table, sample: Table | None) -> tuple[Table, bool, list[tuple[str, str]]]:
@@ -485,8 +497,11 @@ def validate(table: Table, sample: Table | None) -> tuple[Table, bool, list[tupl
         extra = [c for c in table.header if c not in sample.header]
         if missing or extra:
             if not any(k == "index_column" for k, _ in problems):
+                near = (" (they differ only in case or surrounding spaces: use the sample's names exactly)"
+                        if sorted(c.strip().lower() for c in missing) == sorted(c.strip().lower() for c in extra)
+                        else "")
                 problems.append(("columns", f"columns must be {list(sample.header)}: missing {missing}, unexpected "
-                                            f"{extra}; rename or drop columns to match the sample"))
+                                            f"{extra}{near}; rename or drop columns to match the sample"))
         else:
             problems.append(("column_order", f"columns are in the order {list(table.header)}; the sample's is "
                                              f"{list(sample.header)}: reorder them, e.g. df[{list(sample.header)}]"))

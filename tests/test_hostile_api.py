@@ -519,3 +519,23 @@ def test_has_checkpoint_counts_only_folders_the_trainer_resumes_from(tmp_path: P
         assert has_checkpoint(rt) is False
         (folder / "checkpoint-12").mkdir()
         assert has_checkpoint(rt) is True
+
+
+def test_float_ids_of_integer_sample_ids_are_explained(tmp_path: Path) -> None:
+    """A DataFrame id column that became float (a merge with NaN) writes 1.0, 2.0: the error
+    listed them as missing and unexpected without saying why."""
+    import pandas as pd
+
+    with _local(tmp_path) as rt:
+        with pytest.raises(SubmissionError) as caught:
+            rt.submit(pd.DataFrame({"id": [1.0, 2.0, 3.0], "label": ["a", "b", "c"]}))
+    assert "astype(int)" in str(caught.value) and "written as floats" in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["ID", " id", "id "])
+def test_a_column_name_differing_only_in_case_or_spaces_is_explained(tmp_path: Path, name: str) -> None:
+    with _local(tmp_path) as rt:
+        with pytest.raises(SubmissionError) as caught:
+            rt.submit({name: [1, 2, 3], "label": ["a", "b", "c"]})
+    assert caught.value.kinds == ("columns",)
+    assert "case or surrounding spaces" in str(caught.value)
