@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -157,9 +158,9 @@ def autotune(options: LoaderOptions, dataset: Any, batch_size: int, budget_s: fl
     """The fastest safe settings for ``dataset`` and ``batch_size`` (see the module docstring).
     Raises :class:`~portarun.errors.LoaderError` for a non-positive budget or batch size, and
     re-raises the rule-based setting's error if every candidate fails."""
-    if not budget_s > 0:
-        raise LoaderError(f"budget_s must be a positive number of seconds, not {budget_s!r}.")
-    if not isinstance(batch_size, int) or batch_size <= 0:
+    if isinstance(budget_s, bool) or not isinstance(budget_s, (int, float)) or not 0 < budget_s < math.inf:
+        raise LoaderError(f"budget_s must be a positive, finite number of seconds, not {budget_s!r}.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
         raise LoaderError(f"autotune needs a positive integer batch_size, not {batch_size!r}.")
     if options.batch_bytes is None:
         from .loader import measure_batch_bytes

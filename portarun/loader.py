@@ -168,7 +168,7 @@ class LoaderOptions:
         until the batches in flight fit in the free ``/dev/shm`` and RAM; where even one worker
         cannot fit, loading is in-process, announced with a
         :class:`~portarun.errors.PortarunWarning`."""
-        if not isinstance(batch_bytes, int) or batch_bytes <= 0:
+        if isinstance(batch_bytes, bool) or not isinstance(batch_bytes, int) or batch_bytes <= 0:
             raise LoaderError(f"batch_bytes must be a positive number of bytes, not {batch_bytes!r}.")
         planned = replace(self, batch_bytes=batch_bytes)
         if self.num_workers == 0 or self.prefetch_factor is None:

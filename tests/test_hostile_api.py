@@ -539,3 +539,18 @@ def test_a_column_name_differing_only_in_case_or_spaces_is_explained(tmp_path: P
             rt.submit({name: [1, 2, 3], "label": ["a", "b", "c"]})
     assert caught.value.kinds == ("columns",)
     assert "case or surrounding spaces" in str(caught.value)
+
+
+@pytest.mark.parametrize("call", ["autotune batch_size", "plan", "budget inf", "budget True"])
+def test_loader_numbers_that_are_bools_or_infinite_are_refused(tmp_path: Path, call: str) -> None:
+    """``True`` passed the int checks (True == 1) and reached torch's sampler; an infinite
+    autotune budget was accepted as a time limit."""
+    dataset = TensorDataset(torch.randn(8, 3))
+    with simulate("local", root=tmp_path / "host") as rt:
+        with pytest.raises(LoaderError):
+            if call == "autotune batch_size":
+                rt.loader.autotune(dataset, True, budget_s=1)  # type: ignore[arg-type]
+            elif call == "plan":
+                rt.loader.plan(True)  # type: ignore[arg-type]
+            else:
+                rt.loader.autotune(dataset, 4, budget_s=float("inf") if call == "budget inf" else True)
