@@ -554,3 +554,13 @@ def test_loader_numbers_that_are_bools_or_infinite_are_refused(tmp_path: Path, c
                 rt.loader.plan(True)  # type: ignore[arg-type]
             else:
                 rt.loader.autotune(dataset, 4, budget_s=float("inf") if call == "budget inf" else True)
+
+
+@pytest.mark.parametrize("step", ["2", 2.0, True])
+def test_load_names_a_step_that_is_not_an_integer(tmp_path: Path, step: object) -> None:
+    """``load(step="2")`` used to answer "no checkpoint of step 2" while step 2 was there."""
+    ck = Checkpointer(tmp_path, mode="blocking")
+    ck.save({"w": 1}, step=2)
+    with pytest.raises(CheckpointError, match="step must be an integer"):
+        ck.load(step=step)  # type: ignore[arg-type]
+    assert ck.load(step=2) == {"w": 1}

@@ -535,6 +535,7 @@ class Checkpointer:
     def _load(self, step: int | None, map_location: Any, weights_only: bool) -> tuple[CheckpointInfo, Any]:
         infos = [i for i in self.list() if i.kind == "torch"]
         if step is not None:
+            step = _checked_step(step)  # "2" would match nothing and read as "no checkpoint of step 2"
             infos = [i for i in infos if i.step == step][-1:]
             if not infos:
                 raise CheckpointError(f"no checkpoint of step {step} in {self.root}; found steps "
