@@ -370,14 +370,14 @@ class Runtime:
         (wrapped, or ``None``) if given, else :class:`~portarun.errors.SecretNotFoundError`
         saying where it was looked for and how to add it on this host. See docs/secrets.md."""
         from .errors import SecretNotFoundError
-        from .secrets import Secret, find
+        from .secrets import fallback, find
 
         try:
             return find(self, name)
         except SecretNotFoundError:
             if default is ...:
                 raise
-            return None if default is None else Secret(name, str(default), "default")
+            return None if default is None else fallback(name, default)
 
     def dataset(self, ref: str | os.PathLike[str]) -> Path:
         """A local folder holding dataset ``ref``: a Kaggle handle ``owner/slug`` (the copy

@@ -187,6 +187,14 @@ def _search(rt: Runtime, name: str) -> tuple[Secret | None, list[str]]:
     return None, trail
 
 
+def fallback(name: str, default: object) -> Secret:
+    """The :class:`Secret` ``rt.secret(name, default=...)`` returns when ``name`` is nowhere: the
+    default's value, taken from a :class:`Secret` with :meth:`Secret.reveal` (its ``str`` is the
+    masked text, which would silently become the value), else ``str(default)``."""
+    value = default.reveal() if isinstance(default, Secret) else str(default)
+    return Secret(name, value, "default")
+
+
 def find(rt: Runtime, name: str) -> Secret:
     """The secret ``name`` from the first source that has it, or :class:`SecretNotFoundError`
     saying where it was looked for and how to add it on this host."""

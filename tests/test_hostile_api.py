@@ -564,3 +564,12 @@ def test_load_names_a_step_that_is_not_an_integer(tmp_path: Path, step: object) 
     with pytest.raises(CheckpointError, match="step must be an integer"):
         ck.load(step=step)  # type: ignore[arg-type]
     assert ck.load(step=2) == {"w": 1}
+
+
+def test_a_secret_as_the_default_of_another_keeps_its_value(tmp_path: Path) -> None:
+    """``rt.secret("A", default=rt.secret("B"))`` used to hand back the masked text
+    "Secret('B', source='env', value=***)" as A's value."""
+    with simulate("local", root=tmp_path / "host", env={"B_TOKEN": "the-real-value"}) as rt:
+        fallback = rt.secret("A_TOKEN", default=rt.secret("B_TOKEN"))
+    assert fallback is not None and fallback.reveal() == "the-real-value"
+    assert "the-real-value" not in repr(fallback)
