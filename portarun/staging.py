@@ -178,9 +178,10 @@ def _basename(location: str) -> str:
     (``s3://key:secret@bucket``) and query string (``?token=...``) never become part of it."""
     if "://" in location:
         location = shown_location(location).split("://", 1)[1].split("?", 1)[0].split("#", 1)[0]
-        location = location.removeprefix(MASK + "@")
-    name = posixpath.basename(location.rstrip("/"))
-    return name or "data"
+        name = posixpath.basename(posixpath.normpath(location.removeprefix(MASK + "@")).rstrip("/"))
+    else:  # "." and ".." name the folder they lead to: as a name, ".." would put the copy above the role
+        name = os.path.basename(os.path.abspath(location))
+    return name if name not in ("", ".", "..") else "data"
 
 
 def _sha256_file(path: str) -> str:

@@ -573,3 +573,20 @@ def test_a_secret_as_the_default_of_another_keeps_its_value(tmp_path: Path) -> N
         fallback = rt.secret("A_TOKEN", default=rt.secret("B_TOKEN"))
     assert fallback is not None and fallback.reveal() == "the-real-value"
     assert "the-real-value" not in repr(fallback)
+
+
+@pytest.mark.parametrize("src", [".", "..", "sub/..", "./"])
+def test_staging_dot_or_dotdot_lands_inside_the_role_folder(tmp_path: Path, src: str,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The copy is ``<role>/<name of src>``: for ``..`` that was ``<role>/..``, the folder above
+    the role (``/kaggle`` for ``/kaggle/temp``), and for ``.`` the role folder itself."""
+    work = tmp_path / "work" / "here"
+    (work / "sub").mkdir(parents=True)
+    (work / "sub" / "f.txt").write_text("f")
+    monkeypatch.chdir(work)
+    with simulate("local", root=tmp_path / "host") as rt:
+        scratch = Path(rt.paths.scratch).resolve()
+        result = rt.stage(src)
+    landed = Path(result.path).resolve()
+    assert landed.parent == scratch and landed.name in ("here", "work")
+    assert list(landed.rglob("f.txt"))
