@@ -590,3 +590,20 @@ def test_staging_dot_or_dotdot_lands_inside_the_role_folder(tmp_path: Path, src:
     landed = Path(result.path).resolve()
     assert landed.parent == scratch and landed.name in ("here", "work")
     assert list(landed.rglob("f.txt"))
+
+
+@pytest.mark.parametrize("call", ["list", "latest", "load", "resume", "save"])
+def test_checkpoints_in_a_bucket_url_with_credentials_never_show_them(call: str) -> None:
+    """``PORTARUN_CHECKPOINTS_DIR=s3://key:secret@bucket/run``: s3fs hands ``key:secret@bucket``
+    to botocore as the bucket name, whose error came out of every call, credentials and all."""
+    ck = Checkpointer("s3://AKIAEXAMPLE:wJalrXUtnFEMI0K7MDENG@bucket/run", storage_options={"anon": True},
+                      mode="blocking")
+    with pytest.raises(CheckpointError) as caught:
+        if call == "save":
+            ck.save({"w": 1}, step=1)
+        else:
+            getattr(ck, call)()
+    error = caught.value
+    for text in (str(error), repr(error.args), repr(error.__cause__), repr(error.__context__)):
+        assert "wJalrXUtnFEMI0K7MDENG" not in text and "AKIAEXAMPLE" not in text
+    assert "s3://***@bucket/run" in str(error)

@@ -30,12 +30,11 @@ import time
 import uuid
 import weakref
 import zlib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._util.redact import shown_location
 from ..errors import CheckpointError, CorruptCheckpointError
@@ -115,6 +114,7 @@ def _rank_and_world() -> tuple[int, int] | None:
 #: How long before a session's deadline ``rt.checkpoints.maybe_save`` saves by default: enough to
 #: write and promote a checkpoint of a few GB to Colab's Drive and flush it.
 DEFAULT_DEADLINE_MARGIN = timedelta(minutes=15)
+_T = TypeVar("_T")
 
 
 class Checkpointer:
@@ -248,12 +248,17 @@ class Checkpointer:
         listed; a checkpoint whose manifest is unusable (malformed, out of range, not a regular
         file, too large, or in a newer format) is not listed either, with one
         :class:`~portarun.errors.PortarunWarning` per checkpointer saying what is wrong."""
+        failed: CheckpointError | None = None
         try:
             names = self.storage.names()
-        except (OSError, NotImplementedError) as exc:  # an unreachable host or bucket, a refused listing
-            raise CheckpointError(f"cannot list the checkpoints in {self.root} ({type(exc).__name__}: {exc}). Check "
-                                  "that it can be reached (network, credentials), or point PORTARUN_CHECKPOINTS_DIR "
-                                  "elsewhere.") from exc
+        except CheckpointError:
+            raise
+        except Exception as exc:  # an unreachable host or bucket, a refused listing, a malformed bucket name
+            failed = CheckpointError(f"cannot list the checkpoints in {self.root} ({_library_error(exc, self.root)}). "
+                                     "Check that it can be reached (network, credentials: in the environment or "
+                                     "storage_options, not in the URL), or point PORTARUN_CHECKPOINTS_DIR elsewhere.")
+        if failed is not None:
+            raise failed  # outside the ``except``: the library's error may quote a credential
         found = sorted((parse_name(n) or (0, 0), n) for n in names)
         infos = []
         for _, name in found:
@@ -328,20 +333,17 @@ class Checkpointer:
             _LIVE.add(self)
             if self.drive is not None:
                 self.drive.ensure_mounted()
-            with _translated(self.root):
-                self.lease.acquire()  # before anything is written or cleaned here
-                self.storage.clean_incomplete()
+            _translated(self.root, self._prepare_root)
             if self._last_step is None or step < self._last_step:
                 self._refuse_going_back(step)
             staging = self.staging
             staged: Path | None = None
             if staging is not None:
-                with _translated(staging.root):
-                    staging.clean_incomplete()  # copies staged by writers that were killed
+                _translated(staging.root, staging.clean_incomplete)  # copies staged by writers that were killed
             name = self._free_name(step)
             if staging is not None:
-                with _translated(staging.root):
-                    staged = staging.temp_dir(name)  # named after this process, which promotes it
+                # Named after this process, which promotes it.
+                staged = _translated(staging.root, lambda: staging.temp_dir(name))
             world = (_rank_and_world() or (0, 1))[1]
             try:
                 self.writer.submit(state, lambda s: self._write(s, name, step, clean, world, staged),
@@ -359,8 +361,11 @@ class Checkpointer:
         before its lease runs out, e.g. a disconnected Colab VM: if it is in fact still
         running, two writers will overwrite each other's checkpoints. The next save takes the
         lease. ``PORTARUN_CHECKPOINT_TAKEOVER=1`` does the same at every save."""
-        with _translated(self.root):
-            return self.lease.break_lock()
+        return _translated(self.root, self.lease.break_lock)
+
+    def _prepare_root(self) -> None:
+        self.lease.acquire()  # before anything is written or cleaned here
+        self.storage.clean_incomplete()
 
     def _refuse_going_back(self, step: int) -> None:
         """Refuse a step below the newest published checkpoint's: rotation keeps the highest
@@ -784,27 +789,45 @@ def _checked_metrics(metrics: Any) -> dict[str, float]:
     return clean
 
 
-@contextmanager
-def _translated(where: str) -> Iterator[None]:
-    """Turn an ``OSError`` met while preparing a save (a read-only folder, a full disk, a root
-    that is a file, an unreachable bucket) into a :class:`CheckpointError` (a
-    :class:`StorageFullError` for no space) saying what happened and what to do."""
+def _translated(where: str, action: Callable[[], _T]) -> _T:
+    """``action()``, turning what the storage raises while preparing a save (a read-only folder,
+    a full disk, a root that is a file, an unreachable bucket, a bucket name its library refuses)
+    into a :class:`CheckpointError` (a :class:`StorageFullError` for no space) saying what
+    happened and what to do. Other errors are raised outside the ``except`` and chain nothing:
+    a library's error may quote credentials of ``where``. (A function, not a context manager: an
+    error raised from a context manager's exit is chained to the one it replaces.)"""
+    failed: CheckpointError | None = None
     try:
-        yield
+        return action()
+    except CheckpointError:
+        raise
     except NotImplementedError as exc:  # an fsspec protocol that cannot write (http, zip, ...)
-        raise CheckpointError(f"cannot save a checkpoint in {where}: that storage cannot be written ({exc}). "
-                              "Point PORTARUN_CHECKPOINTS_DIR at a folder or a writable bucket.") from exc
+        failed = CheckpointError(f"cannot save a checkpoint in {where}: that storage cannot be written "
+                                 f"({_library_error(exc, where)}). Point PORTARUN_CHECKPOINTS_DIR at a folder or a "
+                                 "writable bucket.")
     except OSError as exc:
-        if isinstance(exc, CheckpointError):
-            raise
         if is_full(exc):
             raise storage_full(where, 0, exc) from exc
         if is_read_only(exc):
             raise read_only(where, exc) from exc
-        raise CheckpointError(f"cannot save a checkpoint in {where} ({type(exc).__name__}: {exc}); nothing was "
-                              "written and the published checkpoints are untouched. Check that it is a folder (or "
-                              "bucket) this process can reach and write, or point PORTARUN_CHECKPOINTS_DIR "
-                              "elsewhere.") from exc
+        failed = CheckpointError(f"cannot save a checkpoint in {where} ({_library_error(exc, where)}); nothing was "
+                                 "written and the published checkpoints are untouched. Check that it is a folder (or "
+                                 "bucket) this process can reach and write, or point PORTARUN_CHECKPOINTS_DIR "
+                                 "elsewhere.")
+    except Exception as exc:  # botocore and other libraries' own errors
+        failed = CheckpointError(f"cannot save a checkpoint in {where} ({_library_error(exc, where)}); nothing was "
+                                 "written and the published checkpoints are untouched. Check the location and its "
+                                 "credentials (in the environment or storage_options, not in the URL), or point "
+                                 "PORTARUN_CHECKPOINTS_DIR elsewhere.")
+    assert failed is not None
+    raise failed
+
+
+def _library_error(exc: BaseException, where: str) -> str:
+    """``Type: message`` of a storage library's error, without the credentials of ``where``."""
+    from ..staging import without_credentials
+
+    return f"{type(exc).__name__}: {without_credentials(str(exc), where)}"
 
 
 def _size_hint(folder: Path) -> int:
