@@ -769,13 +769,20 @@ def deliver(runtime: Runtime, path: Path, options: SubmitOptions) -> Submission:
         from fsspec.core import url_to_fs
 
         uploaded = str(join(rt.paths.output, options.filename))
+        failed: SubmissionError | None = None
         try:
             fs, remote = url_to_fs(uploaded)
             fs.put_file(str(path), remote)
         except Exception as exc:  # network, credentials, quota: the checked file is safe locally
-            raise SubmissionError(f"could not upload the submission to {uploaded}: {type(exc).__name__}: {exc}. The "
-                                  f"checked file is at {path}; check the bucket's credentials and quota, or unset "
-                                  "PORTARUN_OUTPUT_DIR to keep it local.", [("upload", type(exc).__name__)]) from None
+            from .staging import without_credentials
+
+            failed = SubmissionError(
+                f"could not upload the submission to {uploaded}: {type(exc).__name__}: "
+                f"{without_credentials(str(exc), uploaded)}. The checked file is at {path}; check the bucket's "
+                "credentials (in the environment, not in the URL) and quota, or unset PORTARUN_OUTPUT_DIR to keep it "
+                "local.", [("upload", type(exc).__name__)])
+        if failed is not None:
+            raise failed  # outside the ``except``: the library's error may quote the URL's credentials
     if options.checks == "basic":
         notes.append("only basic checks ran: no sample submission, so ids, row count, column names and types "
                      "were not checked")

@@ -607,3 +607,19 @@ def test_checkpoints_in_a_bucket_url_with_credentials_never_show_them(call: str)
     for text in (str(error), repr(error.args), repr(error.__cause__), repr(error.__context__)):
         assert "wJalrXUtnFEMI0K7MDENG" not in text and "AKIAEXAMPLE" not in text
     assert "s3://***@bucket/run" in str(error)
+
+
+def test_a_failed_upload_to_a_bucket_url_with_credentials_never_shows_them(tmp_path: Path) -> None:
+    """``PORTARUN_OUTPUT_DIR=s3://key:secret@bucket/out``: botocore's error quoted the bucket
+    name with the credentials in it, and the SubmissionError passed it on."""
+    root = tmp_path / "host"
+    env = {"PORTARUN_OUTPUT_DIR": "s3://AKIAEXAMPLE:wJalrXUtnFEMI0K7MDENG@bucket/out",
+           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    with simulate("local", root=root, env=env) as rt:
+        with pytest.warns(PortarunWarning):
+            with pytest.raises(SubmissionError) as caught:
+                rt.submit({"id": [1], "target": [0.5]})
+    error = caught.value
+    for text in (str(error), repr(error.args), repr(error.__cause__), repr(error.__context__)):
+        assert "wJalrXUtnFEMI0K7MDENG" not in text and "AKIAEXAMPLE" not in text
+    assert error.kinds == ("upload",) and "s3://***@bucket/out" in str(error)
