@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -94,7 +95,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         args_list.insert(0, "info")
     args = parser.parse_args(args_list)
     try:
-        return runners[args.command](args)
+        status = runners[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
+        return status
     except PortarunError as exc:
         print(f"portarun: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+def _reader_gone() -> int:
+    """Exit status 1 once the reader of stdout went away (``portarun info | head -1``): the rest
+    of the output is dropped quietly, as Python's docs advise, so the interpreter's final flush
+    raises no second BrokenPipeError (https://docs.python.org/3/library/signal.html#note-on-sigpipe)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout replaced or closed by the caller
+        pass
+    return 1

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import base64
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._util.files import write_bytes_atomic
+from ..errors import PathError
 from .advice import Summary, advise, facts, summarize
-from .timeline import read_timeline
+from .timeline import TimelineError, read_timeline
 
 #: Said when matplotlib is missing, instead of a plot.
 NO_MATPLOTLIB = ("no plot: matplotlib is not installed. Install it with `pip install portarun[plot]` "
@@ -54,6 +57,17 @@ class Report:
         return f"<pre>{escape(self.text())}</pre>{image}"
 
 
+#: What reading a field of the wrong type or range raises (every line parsed as JSON, but a
+#: record's fields are not what the monitor writes).
+_MISSHAPEN = (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError)
+
+
+def _misshapen(path: Path, exc: Exception) -> TimelineError:
+    return TimelineError(f"{path} holds a monitor record whose fields are not what rt.monitor() writes "
+                         f"({type(exc).__name__} while reading it): it was edited or written by another program. "
+                         "Pass a timeline that rt.monitor() wrote.")
+
+
 def build_report(path: str | os.PathLike[str], *, png: str | os.PathLike[str] | None = None,
                  plot: bool = True) -> Report:
     """Read the timeline at ``path`` (finished or still being written) and build its report.
@@ -61,7 +75,11 @@ def build_report(path: str | os.PathLike[str], *, png: str | os.PathLike[str] | 
     timeline's path with ``.png``). Raises :class:`~portarun.monitor.timeline.TimelineError`
     for a file that is not a timeline."""
     timeline = read_timeline(path)
-    summary = summarize(timeline)
+    try:
+        summary = summarize(timeline)
+        lines, advice = facts(summary), advise(summary)
+    except _MISSHAPEN as exc:
+        raise _misshapen(timeline.path, exc) from exc
     written: Path | None = None
     note: str | None = None
     if plot:
@@ -71,14 +89,15 @@ def build_report(path: str | os.PathLike[str], *, png: str | os.PathLike[str] | 
             fig = figure(timeline)
         except ImportError:
             note = NO_MATPLOTLIB
+        except _MISSHAPEN as exc:
+            raise _misshapen(timeline.path, exc) from exc
         else:
             written = Path(png) if png is not None else timeline.path.with_suffix(".png")
-            written.parent.mkdir(parents=True, exist_ok=True)
-            partial = written.with_name(f".{written.name}.{os.getpid()}.part")
+            image = io.BytesIO()
+            fig.savefig(image, dpi=90, format="png")
             try:  # a reader (a notebook refreshing the image) never sees half a PNG
-                fig.savefig(partial, dpi=90, format="png")
-                os.replace(partial, written)
-            finally:
-                partial.unlink(missing_ok=True)
-    return Report(timeline=timeline.path, summary=summary, facts=facts(summary), advice=advise(summary),
-                  png=written, note=note)
+                write_bytes_atomic(written, image.getvalue())
+            except OSError as exc:
+                raise PathError(f"cannot write the plot to {written}: {exc.strerror or exc}. Pass --png (png=) with "
+                                "a writable file path, or --no-plot (plot=False) for the text alone.") from None
+    return Report(timeline=timeline.path, summary=summary, facts=lines, advice=advice, png=written, note=note)

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,26 +80,64 @@ class Timeline:
         return self.end is None
 
 
-def read_timeline(path: str | os.PathLike[str]) -> Timeline:
-    """Read a timeline, also while the monitor is still appending to it. Raises
-    :class:`TimelineError` when the file is missing or holds no ``start`` record."""
-    p = Path(path)
+#: A number outside what a float holds is no monitor reading (the writer refuses NaN and infinity).
+_LARGEST = 2.0**63
+
+
+def _number(text: str) -> float | int:
+    """A JSON number of a timeline line; ``ValueError`` (the line is skipped) for NaN,
+    infinity, and numbers a float cannot hold, which the writer never produces."""
+    value = float(text) if any(c in text for c in ".eE") else int(text)
+    if not abs(value) < _LARGEST:  # also False for NaN; int and float compare exactly
+        raise ValueError(f"{text[:20]} is no monitor reading")
+    return value
+
+
+def _not_a_constant(text: str) -> float:
+    raise ValueError(f"{text} is no monitor reading")
+
+
+_DECODER = json.JSONDecoder(parse_float=_number, parse_int=_number, parse_constant=_not_a_constant)
+
+
+def _lines(p: Path) -> Iterator[bytes]:
+    """The lines of the regular file at ``p``, read as a stream (a long run's timeline is not
+    held in memory twice). Opened non-blocking, so a FIFO or device planted at the path is
+    refused instead of hanging the reader."""
     try:
-        data = p.read_bytes()
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise TimelineError(f"no monitor timeline at {p}. Timelines are written under rt.paths.output/monitor "
                             "by rt.monitor(); pass the path of a .jsonl file it wrote.") from None
-    except OSError as exc:
-        raise TimelineError(f"cannot read the monitor timeline {p}: {exc.strerror or exc}.") from None
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise TimelineError(f"cannot read the monitor timeline {p}: {reason}.") from None
+    with open(fd, "rb") as f:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            what = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "not a regular file"
+            raise TimelineError(f"{p} is {what}, not a timeline file; pass the path of a .jsonl file that "
+                                "rt.monitor() wrote.")
+        try:
+            yield from f
+        except OSError as exc:
+            raise TimelineError(f"cannot read the monitor timeline {p}: {exc.strerror or exc}.") from None
+
+
+def read_timeline(path: str | os.PathLike[str]) -> Timeline:
+    """Read a timeline, also while the monitor is still appending to it. Raises
+    :class:`TimelineError` when the file is missing, not a regular file (a FIFO is refused
+    without blocking) or holds no ``start`` record. A line that is not a JSON object, or holds
+    NaN, infinity or a number past what a float holds, is skipped and counted."""
+    p = Path(path)
     start: dict[str, Any] | None = None
     timeline = Timeline(path=p, start={})
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    for line in lines:
+    for line in _lines(p):
+        if not line.strip():
+            continue
         try:
-            record = json.loads(line)
-        except ValueError:
+            record = _DECODER.decode(line.decode("utf-8"))
+        except (ValueError, RecursionError):  # torn, not UTF-8, not JSON, or nested past the stack
             timeline.skipped += 1
             continue
         if not isinstance(record, dict):

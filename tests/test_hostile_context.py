@@ -1,0 +1,160 @@
+"""The process context and the command line as an attacker shapes them: a reader that goes away,
+planted FIFOs, hostile timelines, odd ``sys.argv``/``sys.path`` entries and command-line values.
+Each ends in a clear :class:`~portarun.errors.PortarunError` (one line from the command line),
+never a traceback from inside, a hang or a half-written file. Real subprocesses, real files."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTARUN_")}
+    env.update(extra)
+    return env
+
+
+def portarun_cli(*args: str, cwd: Path | None = None, timeout: float = 60,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "portarun", *args], capture_output=True, text=True,
+                          env=env or _env(), cwd=cwd, timeout=timeout)
+
+
+# -- the command line's output -----------------------------------------------------------------
+@pytest.mark.parametrize("args", [("info", "--json"), ("info", "--full", "--explain"), ("info",)])
+def test_a_reader_that_went_away_ends_the_command_quietly(args: tuple[str, ...]) -> None:
+    """``portarun info | head -1``: the pipe's reader is gone before the report is written. The
+    command stops without a BrokenPipeError traceback (nor the interpreter's "Exception ignored"
+    one at exit)."""
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before anything is written: every write fails with EPIPE
+    try:
+        proc = subprocess.run([sys.executable, "-m", "portarun", *args], stdout=write, stderr=subprocess.PIPE,
+                              text=True, env=_env(), timeout=120)
+    finally:
+        os.close(write)
+    assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr == ""
+    assert proc.returncode == 1
+
+
+# -- monitor timelines -------------------------------------------------------------------------
+def _timeline(tmp_path: Path) -> list[dict[str, object]]:
+    """The records of a real run of ``rt.monitor()`` (a subprocess that times a few steps)."""
+    code = ("import time, portarun\nrt = portarun.detect()\n"
+            "with rt.monitor(interval=0.05) as mon:\n"
+            "    for _ in mon.wrap(range(4)):\n        time.sleep(0.06)\n"
+            "print(mon.path)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=_env(),
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = Path(done.stdout.strip().splitlines()[-1]).read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def _write(path: Path, records: list[dict[str, object]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def test_a_fifo_as_the_timeline_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "run.jsonl"
+    os.mkfifo(fifo)
+    proc = portarun_cli("monitor", "report", str(fifo), "--no-plot", timeout=30)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.startswith("portarun: error: ") and "FIFO" in proc.stderr
+
+
+def _first_sample(records: list[dict[str, object]]) -> int:
+    return next(i for i, r in enumerate(records) if r.get("type") == "sample")
+
+
+def _hostile_variants(records: list[dict[str, object]]) -> list[tuple[str, list[dict[str, object]]]]:
+    """The real records with one value replaced, for every value of the start record and the
+    first sample, by each of: NaN, infinity, a huge integer, a string, null, a list, a dict."""
+    import copy
+
+    bad: list[object] = [float("nan"), float("inf"), 10**400, "x", None, [], {}]
+    out = []
+
+    def walk(obj: object, trail: tuple[object, ...]) -> list[tuple[object, ...]]:
+        items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+        return [t for key, value in items for t in ((*trail, key), *walk(value, (*trail, key)))]
+
+    for index in (0, _first_sample(records), len(records) - 1):
+        for trail in walk(records[index], ()):
+            for value in bad:
+                variant = copy.deepcopy(records)
+                target: object = variant[index]
+                for key in trail[:-1]:
+                    target = target[key]  # type: ignore[index]
+                target[trail[-1]] = value  # type: ignore[index]
+                out.append((f"record {index} {trail} = {value!r}"[:120], variant))
+    return out
+
+
+def test_hostile_timeline_values_give_a_report_or_a_timeline_error(tmp_path: Path) -> None:
+    """Every value of a real timeline replaced by NaN, infinity, 10**400, a string, null, a list or a
+    dict: ``build_report`` (with its plot where matplotlib is installed) answers with a report
+    (the record skipped) or a TimelineError, never a TypeError, KeyError, ValueError or
+    OverflowError from inside the summary or the figure."""
+    from portarun.monitor import TimelineError, build_report
+
+    records = _timeline(tmp_path)
+    failures = []
+    for label, variant in _hostile_variants(records):
+        path = _write(tmp_path / "hostile.jsonl", variant)
+        # Drawing costs ~0.1 s: the figure reads the samples, so only their wrong types are drawn.
+        plot = label.startswith(f"record {_first_sample(records)} ") and label.endswith(("'x'", "{}"))
+        try:
+            build_report(path, plot=plot).text()
+        except TimelineError:
+            pass
+        except Exception as exc:  # what this test is about: nothing else may escape
+            failures.append(f"{label}: {type(exc).__name__}: {exc}")
+    assert not failures, f"{len(failures)} variants failed, e.g.\n" + "\n".join(failures[:10])
+
+
+def test_timeline_lines_with_nan_or_overflowing_numbers_are_skipped(tmp_path: Path) -> None:
+    """The monitor never writes NaN, infinity or numbers past a float (``allow_nan=False``): a
+    line holding one is foreign and counted in ``skipped``, its neighbours still read."""
+    from portarun.monitor import read_timeline
+
+    records = _timeline(tmp_path)
+    text = "".join(json.dumps(r) + "\n" for r in records)
+    planted = ['{"type":"sample","t":NaN}', '{"type":"sample","t":1e400}', '{"type":"sample","t":' + "9" * 500 + "}",
+               '{"type":"sample","t":-Infinity}']
+    path = tmp_path / "run.jsonl"
+    path.write_text(text + "\n".join(planted) + "\n")
+    timeline = read_timeline(path)
+    assert timeline.skipped == len(planted)
+    assert len(timeline.samples) == sum(r.get("type") == "sample" for r in records)
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00\xff" * 5000, b'{"type":"start","t":1', b"[1,2]\n\"x\"\n"])
+def test_empty_binary_or_truncated_timelines_are_a_timeline_error(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "run.jsonl"
+    path.write_bytes(content)
+    proc = portarun_cli("monitor", "report", str(path), "--no-plot")
+    assert proc.returncode == 2 and proc.stderr.startswith("portarun: error: "), proc.stderr[-2000:]
+    assert "holds no monitor start record" in proc.stderr
+
+
+@pytest.mark.parametrize("where", ["a folder", "inside a file", "a name too long", "/proc"])
+def test_a_plot_that_cannot_be_written_is_a_clear_error(tmp_path: Path, where: str) -> None:
+    """``--png`` at a folder, below a file, with a name over the filesystem's limit, or in
+    /proc: a one-line error naming the path and what to do; no partial file is left."""
+    timeline = _write(tmp_path / "run.jsonl", _timeline(tmp_path))
+    (tmp_path / "afile").write_text("x")
+    png = {"a folder": str(tmp_path), "inside a file": str(tmp_path / "afile" / "plot.png"),
+           "a name too long": str(tmp_path / ("p" * 300 + ".png")), "/proc": "/proc/plot.png"}[where]
+    pytest.importorskip("matplotlib")
+    proc = portarun_cli("monitor", "report", str(timeline), "--png", png)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.startswith("portarun: error: cannot write the plot") and "--no-plot" in proc.stderr
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
