@@ -158,3 +158,57 @@ def test_a_plot_that_cannot_be_written_is_a_clear_error(tmp_path: Path, where: s
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert proc.stderr.startswith("portarun: error: cannot write the plot") and "--no-plot" in proc.stderr
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+
+
+# -- portarun launch ---------------------------------------------------------------------------
+@pytest.fixture
+def script(tmp_path: Path) -> str:
+    path = tmp_path / "train.py"
+    path.write_text("print('hi')\n")
+    return str(path)
+
+
+@pytest.mark.parametrize("nproc", ["²", "١", "٣", "0x10", "1e3", " 2"])
+def test_nproc_in_anything_but_ascii_digits_is_refused(script: str, nproc: str) -> None:
+    """``str.isdigit`` is true for superscripts and other scripts' digits (``int('²')`` then
+    raises ValueError): only ASCII digits are a count."""
+    from portarun._cli.launch import plan
+    from portarun.errors import DistributedError
+    from portarun.testing import simulate
+
+    with simulate(cpus=4) as rt, pytest.raises(DistributedError, match="not 'auto' or a positive number"):
+        plan(rt, nproc, script, [])
+
+
+def test_nproc_superscript_on_the_command_line_is_one_line(script: str) -> None:
+    proc = portarun_cli("launch", "--nproc", "²", "--dry-run", script)
+    assert proc.returncode == 2 and proc.stderr.startswith("portarun: error: --nproc '²'"), proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("nproc", ["100000", "99999999999999999999"])
+def test_more_cpu_ranks_than_the_memory_holds_are_refused(script: str, nproc: str) -> None:
+    """``--nproc 100000`` on a CPU host would start 100000 Python processes that each import
+    torch: refused before anything starts, with the most this machine's memory holds."""
+    from portarun._cli.launch import RANK_MEMORY, plan
+    from portarun.errors import DistributedError
+    from portarun.testing import simulate
+
+    with simulate(cpus=4, memory="16G") as rt:
+        most = (16 << 30) // RANK_MEMORY
+        assert plan(rt, str(most), script, []).nproc == most  # oversubscribing the CPUs stays allowed
+        with pytest.raises(DistributedError, match=rf"at most {most}\b"):
+            plan(rt, nproc, script, [])
+        with pytest.raises(DistributedError, match="memory"):
+            plan(rt, str(most + 1), script, [])
+
+
+@pytest.mark.parametrize("endpoint", ["a" * 254 + ":29400", "b" * 64 + ".example.com:80", "x" * 10000])
+def test_a_rendezvous_host_no_resolver_accepts_is_refused(script: str, endpoint: str) -> None:
+    """A host name longer than 253 characters or with a label over 63 (RFC 1035 section 2.3.4)
+    is refused at once instead of being handed to torchrun's resolver."""
+    from portarun._cli.launch import Nodes, plan
+    from portarun.errors import DistributedError
+    from portarun.testing import simulate
+
+    with simulate(cpus=4) as rt, pytest.raises(DistributedError, match="not HOST:PORT"):
+        plan(rt, "1", script, [], Nodes(nnodes=2, endpoint=endpoint))
