@@ -207,7 +207,11 @@ def script_project(script: str, cwd: Path) -> ProjectId:
     """The project of a script: its name plus a hash of its absolute path (symlinks resolved),
     so two different ``train.py`` never share checkpoints and every run of one script finds
     its own. ``python -m pkg`` (``pkg/__main__.py``) is named after the package."""
-    path = os.path.realpath(os.path.join(cwd, script))
+    joined = os.path.join(cwd, script)
+    try:
+        path = os.path.realpath(joined)
+    except (OSError, ValueError):  # a NUL byte: no file has that name, so there is no link to resolve
+        path = os.path.normpath(joined)
     pure = PurePosixPath(path.replace("\\", "/"))
     stem = pure.parent.name if pure.stem == "__main__" else pure.stem
     return ProjectId(f"{readable(stem) or 'script'}-{short_hash(path)}", f"script {path!r}"[:300])

@@ -143,7 +143,10 @@ def build_runtime(probe: Probe, *, host: str | None = None, project: str | None 
     if argv0 is None and not probe.simulated:
         # __main__.__file__ is absolute (Python >= 3.9), so a script that changes folder before
         # detect() keeps its project; sys.argv[0] may be relative.
-        argv0 = getattr(sys.modules.get("__main__"), "__file__", None) or (sys.argv[0] if sys.argv else None)
+        # An embedding host may leave sys.argv unset, and anything may be assigned to either.
+        main_file, argv = getattr(sys.modules.get("__main__"), "__file__", None), getattr(sys, "argv", None)
+        candidates = (main_file, argv[0] if isinstance(argv, list) and argv else None)
+        argv0 = next((c for c in candidates if isinstance(c, str) and c), None)
     project_id = (ProjectId(project_folder(project), f"detect(project={project!r})"[:300]) if project
                   else default_project(probe, argv0))
     if forced_name and not verdict.matched:

@@ -212,3 +212,19 @@ def test_a_rendezvous_host_no_resolver_accepts_is_refused(script: str, endpoint:
 
     with simulate(cpus=4) as rt, pytest.raises(DistributedError, match="not HOST:PORT"):
         plan(rt, "1", script, [], Nodes(nnodes=2, endpoint=endpoint))
+
+
+# -- the process: sys.argv, __main__, sys.path -------------------------------------------------
+@pytest.mark.parametrize("setup", [
+    "sys.argv = ['a\\x00b.py']", "sys.modules['__main__'].__file__ = '/tmp/a\\x00.py'",
+    "sys.modules['__main__'].__file__ = 5", "del sys.argv", "sys.argv = [b'/tmp/x.py']", "sys.argv = None",
+])
+def test_an_odd_argv_or_main_file_still_names_a_project(tmp_path: Path, setup: str) -> None:
+    """An embedding host or a launcher may leave ``sys.argv`` missing or odd, or ``__main__``'s
+    ``__file__`` holding a NUL or no string: ``detect()`` still names a project (the script
+    where there is one, else the working folder) instead of raising from ``os.path``."""
+    code = f"import sys\n{setup}\nimport portarun\nrt = portarun.detect()\nprint('project', rt.project)\n"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=_env(),
+                          timeout=120)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stdout.startswith("project ")
