@@ -623,3 +623,18 @@ def test_a_failed_upload_to_a_bucket_url_with_credentials_never_shows_them(tmp_p
     for text in (str(error), repr(error.args), repr(error.__cause__), repr(error.__context__)):
         assert "wJalrXUtnFEMI0K7MDENG" not in text and "AKIAEXAMPLE" not in text
     assert error.kinds == ("upload",) and "s3://***@bucket/out" in str(error)
+
+
+def test_a_metric_too_large_for_a_float_is_refused_like_infinity(tmp_path: Path) -> None:
+    """``10**400`` raised OverflowError from inside the metric check."""
+    ck = Checkpointer(tmp_path, mode="blocking")
+    with pytest.raises(CheckpointError, match="finite number"):
+        ck.save({"w": 1}, step=1, metrics={"loss": 10**400})
+    assert ck.list() == []
+
+
+@pytest.mark.parametrize("extra", [[1, 2], "abc", 5])
+def test_training_state_extra_that_is_not_a_dict_is_named(extra: object) -> None:
+    """It raised dict()'s TypeError or ValueError from inside."""
+    with pytest.raises(CheckpointError, match="extra"):
+        training_state(extra=extra)  # type: ignore[arg-type]

@@ -780,7 +780,7 @@ def _checked_metrics(metrics: Any) -> dict[str, float]:
             raise CheckpointError(f"metric names must be strings, got {key!r}.")
         try:
             number = float(value) if not isinstance(value, (str, bytes)) else math.nan
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: an int too large for a float
             number = math.nan
         if not math.isfinite(number):
             raise CheckpointError(f"metric {key!r} must be a finite number, got {value!r}; nothing was saved. "

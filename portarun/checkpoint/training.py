@@ -78,6 +78,9 @@ def training_state(model: Any = None, optimizer: Any = None, scheduler: Any = No
     experiment trackers (:func:`portarun.integrations.tracking.tracker_run_id`) go into
     ``extra["trackers"]``."""
     check_parts("training_state", model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
+    if extra is not None and not isinstance(extra, dict):
+        raise CheckpointError(f"training_state(): extra must be a dict of names to tensors and plain values, got "
+                              f"{type(extra).__name__}.")
     if isinstance(accumulated, bool) or not isinstance(accumulated, int) or accumulated < 0:
         raise CheckpointError(f"accumulated is the number of micro-batches whose gradients wait in .grad (0 or "
                               f"more), got {accumulated!r}.")
