@@ -37,6 +37,7 @@ import io
 import math
 import os
 import re
+import stat
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -218,11 +219,23 @@ def _parse_csv_module(text: str, what: str) -> Table:
 def _read_csv_file(path: Path, what: str) -> Table:
     """A CSV file as a table, or :class:`SubmissionError` for a missing, unreadable or
     non-UTF-8 file (naming the byte offset and line, never the content)."""
+    not_a_file = SubmissionError(f"{what} {path} is not a file. Pass a DataFrame, a dict of columns, a list of "
+                                 "rows, or the path of an existing CSV file.", [("input", f"no file {path}")])
     try:
-        if not path.is_file():
-            raise SubmissionError(f"{what} {path} is not a file. Pass a DataFrame, a dict of columns, a list of "
-                                  "rows, or the path of an existing CSV file.", [("input", f"no file {path}")])
-        data = path.read_bytes()
+        # Opened without blocking and checked on the open file: a FIFO swapped in after a check
+        # by name would block the read forever.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise not_a_file from None
+    except OSError as exc:
+        raise SubmissionError(f"cannot read {what} {path}: {exc.strerror or type(exc).__name__}.",
+                              [("input", f"unreadable {path}")]) from None
+    try:
+        with os.fdopen(fd, "rb") as stream:
+            if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+                raise not_a_file
+            os.set_blocking(stream.fileno(), True)
+            data = stream.read()
     except OSError as exc:
         raise SubmissionError(f"cannot read {what} {path}: {exc.strerror or type(exc).__name__}.",
                               [("input", f"unreadable {path}")]) from None

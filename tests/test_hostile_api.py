@@ -638,3 +638,59 @@ def test_training_state_extra_that_is_not_a_dict_is_named(extra: object) -> None
     """It raised dict()'s TypeError or ValueError from inside."""
     with pytest.raises(CheckpointError, match="extra"):
         training_state(extra=extra)  # type: ignore[arg-type]
+
+
+_FIFO_SWAPPER = """
+import os, sys, time
+target, good = sys.argv[1:3]
+end = time.monotonic() + float(sys.argv[3])
+while time.monotonic() < end:
+    tmp = target + ".swap"
+    os.mkfifo(tmp)
+    os.replace(tmp, target)
+    os.link(good, tmp)
+    os.replace(tmp, target)
+"""
+
+_SUBMIT_LOOP = """
+import sys, time, warnings
+from pathlib import Path
+from portarun.errors import SubmissionError
+from portarun.testing import simulate
+warnings.simplefilter("ignore")
+end = time.monotonic() + float(sys.argv[3])
+read = refused = 0
+with simulate("local", root=Path(sys.argv[1])) as rt:
+    while time.monotonic() < end:
+        try:
+            rt.submit(sys.argv[2])
+            read += 1
+        except SubmissionError:
+            refused += 1
+print(read, refused)
+"""
+
+
+def test_a_data_file_swapped_for_a_fifo_never_blocks_the_submission(tmp_path: Path) -> None:
+    """Another process keeps replacing the CSV by a FIFO and back. The check that it is a
+    regular file came before opening it by name, so an open in between blocked forever on the
+    FIFO, which nobody writes. A run of 3 s must end."""
+    import subprocess
+
+    good = tmp_path / "good.csv"
+    good.write_text("id,target\n1,0.5\n2,0.5\n")
+    target = tmp_path / "predictions.csv"
+    os.link(good, target)
+    (tmp_path / "host").mkdir()
+    swapper = subprocess.Popen([sys.executable, "-c", _FIFO_SWAPPER, str(target), str(good), "4"])
+    try:
+        out = subprocess.run([sys.executable, "-c", _SUBMIT_LOOP, str(tmp_path / "host"), str(target), "3"],
+                             capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("rt.submit blocked on a FIFO swapped in for the data file")
+    finally:
+        swapper.kill()
+        swapper.wait()
+    assert out.returncode == 0, out.stderr
+    read, refused = map(int, out.stdout.split())
+    assert read and refused
