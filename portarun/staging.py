@@ -184,9 +184,36 @@ def _basename(location: str) -> str:
     return name if name not in ("", ".", "..") else "data"
 
 
+def _open_regular(path: str) -> int:
+    """A descriptor for reading the regular file at ``path``, opened without blocking and checked
+    on the open file: a FIFO or device swapped in after the listing raises ``OSError`` instead of
+    blocking the copy forever."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file any more (a FIFO, socket or device was put there)", path)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _create_part(path: str) -> int:
+    """A descriptor for writing a new part file at ``path``: whatever is there (a part file of
+    a killed run, or a link or FIFO planted under its name) is removed, and the file is created
+    exclusively without following links, so nothing is ever written through a planted entry."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    return os.open(path, flags, 0o644)
+
+
 def _sha256_file(path: str) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with os.fdopen(_open_regular(path), "rb") as f:
         while chunk := f.read(CHUNK):
             h.update(chunk)
     return h.hexdigest()
@@ -197,9 +224,9 @@ def _copy_local(src: str, dst: str) -> None:
     on files (Linux), else a read/write loop. About 2.5x faster per small file than
     :func:`shutil.copyfile`, which stats both paths several times first (measured in
     benchmarks/bench_stage.py's setting)."""
-    fin = os.open(src, os.O_RDONLY)
+    fin = _open_regular(src)
     try:
-        fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fout = _create_part(dst)
         try:
             size, offset = os.fstat(fin).st_size, 0
             try:
@@ -432,17 +459,20 @@ class _Copier:
     def _current(self, task: _Task) -> bool:
         """Whether a destination file of the source's size has the source's SHA-256."""
         entry = self.journal.entries.get(task.rel)
-        if self.src_local:
-            src_sum: str | None = _sha256_file(task.src)
-        else:
-            valid = entry is not None and entry.get("size") == task.size and entry.get("version") == task.version
-            src_sum = str(entry["sha256"]) if valid and entry is not None else None
-        if src_sum is None:
+        try:
+            if self.src_local:
+                src_sum: str | None = _sha256_file(task.src)
+            else:
+                valid = entry is not None and entry.get("size") == task.size and entry.get("version") == task.version
+                src_sum = str(entry["sha256"]) if valid and entry is not None else None
+            if src_sum is None:
+                return False
+            if self.dst_local:
+                dst_sum: str | None = _sha256_file(task.dst)
+            else:
+                dst_sum = str(entry["sha256"]) if entry is not None and entry.get("size") == task.size else None
+        except OSError:  # gone, or not a regular file any more: copy it (the copy reports what fails)
             return False
-        if self.dst_local:
-            dst_sum: str | None = _sha256_file(task.dst)
-        else:
-            dst_sum = str(entry["sha256"]) if entry is not None and entry.get("size") == task.size else None
         return src_sum == dst_sum
 
     def split(self, tasks: list[_Task]) -> tuple[list[_Task], list[_Task]]:
@@ -476,9 +506,10 @@ class _Copier:
                     self._copy_stable(task.src, part)
                     digest = None
                 elif task.size <= CHUNK:
-                    with open(part, "wb") as out:
+                    with os.fdopen(_create_part(part), "wb") as out:
                         digest = self._stream(task, out.write)
                 else:
+                    os.close(_create_part(part))  # the library then writes into this fresh, regular file
                     self.sfs.get_file(task.src, part)
                     digest = _sha256_file(part)  # just written: read back from the page cache
                 os.replace(part, task.dst)

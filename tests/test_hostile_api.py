@@ -694,3 +694,84 @@ def test_a_data_file_swapped_for_a_fifo_never_blocks_the_submission(tmp_path: Pa
     assert out.returncode == 0, out.stderr
     read, refused = map(int, out.stdout.split())
     assert read and refused
+
+
+@pytest.mark.parametrize("plant", ["link", "fifo"])
+def test_a_link_or_fifo_planted_as_a_part_file_is_never_written_through(tmp_path: Path, plant: str) -> None:
+    """Each file is written to ``.<name>.portarun-part`` in the destination and renamed. A link
+    planted under that name was followed (the copy landed in the link's target, outside the
+    destination, and the link itself was then renamed into place); a FIFO blocked the copy."""
+    import subprocess
+
+    src = tmp_path / "data"
+    src.mkdir()
+    (src / "a.txt").write_text("fresh data")
+    dest = tmp_path / "copy"
+    dest.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("do not touch")
+    part = dest / ".a.txt.portarun-part"
+    if plant == "link":
+        part.symlink_to(victim)
+    else:
+        os.mkfifo(part)
+    script = "import sys; from portarun import staging; staging.transfer(sys.argv[1], sys.argv[2])"
+    try:
+        out = subprocess.run([sys.executable, "-c", script, str(src), str(dest)], capture_output=True, text=True,
+                             timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("staging blocked on a FIFO planted as its part file")
+    assert out.returncode == 0, out.stderr
+    assert victim.read_text() == "do not touch"
+    assert not (dest / "a.txt").is_symlink() and (dest / "a.txt").read_text() == "fresh data"
+    assert not part.exists() and not part.is_symlink()
+
+
+_SOURCE_FIFO_SWAPPER = """
+import os, sys, time
+target, good = sys.argv[1:3]
+end = time.monotonic() + float(sys.argv[3])
+while time.monotonic() < end:
+    tmp = target + ".swap"
+    os.mkfifo(tmp)
+    os.replace(tmp, target)
+    os.link(good, tmp)
+    os.replace(tmp, target)
+"""
+
+_STAGE_LOOP = """
+import shutil, sys, time, warnings
+from portarun import staging
+from portarun.errors import StagingError
+warnings.simplefilter("ignore")
+end = time.monotonic() + float(sys.argv[3])
+while time.monotonic() < end:
+    shutil.rmtree(sys.argv[2], ignore_errors=True)
+    try:
+        staging.transfer(sys.argv[1], sys.argv[2])
+    except StagingError:
+        pass
+print("ended")
+"""
+
+
+def test_a_source_file_swapped_for_a_fifo_never_blocks_staging(tmp_path: Path) -> None:
+    """Listing skips FIFOs, but a file replaced by one after the listing was opened by name
+    and the copy blocked forever. A run of 3 s must end."""
+    import subprocess
+
+    src = tmp_path / "data"
+    src.mkdir()
+    good = tmp_path / "good.bin"
+    good.write_bytes(b"x" * 1000)
+    os.link(good, src / "f.bin")
+    swapper = subprocess.Popen([sys.executable, "-c", _SOURCE_FIFO_SWAPPER, str(src / "f.bin"), str(good), "4"])
+    try:
+        out = subprocess.run([sys.executable, "-c", _STAGE_LOOP, str(src), str(tmp_path / "copy"), "3"],
+                             capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("staging blocked on a FIFO swapped in for a source file")
+    finally:
+        swapper.kill()
+        swapper.wait()
+    assert out.returncode == 0 and "ended" in out.stdout, out.stderr
