@@ -228,3 +228,68 @@ def test_an_odd_argv_or_main_file_still_names_a_project(tmp_path: Path, setup: s
                           timeout=120)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert proc.stdout.startswith("project ")
+
+
+def _dist(folder: Path, dist_dir: str, entry_points: bytes, metadata: bytes = b"") -> Path:
+    """A distribution's metadata folder on a ``sys.path`` entry, as an installer leaves it."""
+    info = folder / dist_dir
+    info.mkdir(parents=True)
+    (info / "entry_points.txt").write_bytes(entry_points)
+    (info / "METADATA").write_bytes(metadata)
+    return folder
+
+
+def test_terminal_escapes_in_a_distributions_metadata_never_reach_the_terminal(tmp_path: Path) -> None:
+    """A distribution's ``Name`` and ``Version`` headers are anyone's text: with ESC sequences
+    (clear the screen, set the title) they are shown escaped in warnings and ``portarun info``."""
+    site = _dist(tmp_path / "site", "evil-1.0.dist-info", b"[portarun]\nevil = json\n",
+                 b"Metadata-Version: 2.1\nName: evil\x1b[2J\nVersion: 1.0\x1b]0;pwned\x07" + b"9" * 5000 + b"\n")
+    env = _env(PYTHONPATH=str(site))
+    for args in (("info", "--full"), ("info", "--json")):
+        proc = portarun_cli(*args, env=env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "evil" in proc.stdout + proc.stderr  # the plugin is reported ...
+        assert "\x1b" not in proc.stdout + proc.stderr and "\x07" not in proc.stdout + proc.stderr  # ... escaped
+        assert "9" * 1000 not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("entry", ["b'/tmp'", "5"])
+def test_sys_path_entries_that_are_no_text_are_skipped(tmp_path: Path, entry: str) -> None:
+    """Python's import system skips ``sys.path`` entries that are not strings (``bytes``, a number);
+    the entry-point scan does too, instead of raising (``bytes`` gave a TypeError)."""
+    code = f"import sys\nimport portarun\nsys.path.insert(0, {entry})\nprint(portarun.detect().host.name)\n"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=_env(),
+                          timeout=120)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("plant", ["binary entry points", "entry points in a link loop", "FIFO entry points",
+                                   "FIFO metadata", "FIFO on sys.path"])
+def test_the_full_entry_point_scan_skips_planted_metadata(tmp_path: Path, plant: str) -> None:
+    """``PORTARUN_ENTRY_POINT_SCAN=full`` goes through importlib.metadata, which blocks on a FIFO
+    and raises on bytes that are not UTF-8 or a link loop: such a distribution (or ``sys.path``
+    entry) is skipped, and the other plugins still load."""
+    site = tmp_path / "site"
+    site.mkdir()
+    if plant == "FIFO on sys.path":
+        os.mkfifo(tmp_path / "fifo")
+    else:
+        info = _dist(site, "planted-1.0.dist-info", b"\xa7\xff[portarun]\nplanted = json\n",
+                     b"Metadata-Version: 2.1\nName: planted\nVersion: 1.0\n") / "planted-1.0.dist-info"
+        if plant != "binary entry points":
+            (info / "entry_points.txt").unlink()
+            target = info / ("METADATA" if plant == "FIFO metadata" else "entry_points.txt")
+            if plant == "entry points in a link loop":
+                (info / "loop").symlink_to("entry_points.txt")
+                target.symlink_to("loop")
+            else:
+                target.unlink(missing_ok=True)
+                os.mkfifo(target)
+                if plant == "FIFO metadata":
+                    (info / "entry_points.txt").write_text("[portarun]\nplanted = json\n")
+    path = str(tmp_path / "fifo") if plant == "FIFO on sys.path" else str(site)
+    code = "from portarun.runtime import providers\nprint(sorted(providers()))\n"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                          env=_env(PYTHONPATH=path, PORTARUN_ENTRY_POINT_SCAN="full"))
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "'kaggle'" in proc.stdout and "'local'" in proc.stdout

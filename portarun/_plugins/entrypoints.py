@@ -18,17 +18,23 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import sys
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import NamedTuple
 
 from .._util.files import read_small
+from .isolation import clean_text
 
 GROUP = "portarun"
 _SUFFIXES = (".dist-info", ".egg-info")
 #: Bytes read of a metadata file at most: a FIFO, a device or a huge file planted where one is
 #: expected is skipped or cut short instead of hanging or filling memory.
 _LIMIT = 1 << 20
+#: Characters of a distribution's name or version shown: the headers are anyone's text, so
+#: terminal escapes in them are shown escaped and a long one is cut.
+_SHOWN = 100
 
 
 class EntryPoint(NamedTuple):
@@ -68,11 +74,16 @@ def portarun_entry_points(env: Mapping[str, str]) -> list[EntryPoint]:
 
 def _distributions() -> Iterator[tuple[str, str]]:
     """``(sys.path folder, metadata folder name)`` in ``sys.path`` order, each folder's sorted."""
-    for entry in sys.path:
-        folder = entry or "."
+    entries: list[object] = list(sys.path)  # typed list[str], but anything can be put there
+    for entry in entries:
+        # The import system skips entries that are not text (cpython@v3.11.7:Lib/importlib/_bootstrap_external.py
+        # PathFinder._get_spec); bytes would list bytes names, and a number an open descriptor.
+        folder = (os.fspath(entry) or ".") if isinstance(entry, (str, os.PathLike)) else None
+        if not isinstance(folder, str):
+            continue
         try:
             names = sorted(os.listdir(folder))
-        except OSError:  # a zip file, a missing folder
+        except (OSError, ValueError):  # a zip file, a missing folder, a NUL byte
             continue
         for name in names:
             if name.endswith(_SUFFIXES):
@@ -91,9 +102,9 @@ def _name_and_version(folder: str, dist_dir: str) -> tuple[str | None, str | Non
             break
         key, _, value = line.partition(":")
         if key == "Name":
-            name = value.strip()
+            name = clean_text(value.strip(), _SHOWN)
         elif key == "Version":
-            version = value.strip()
+            version = clean_text(value.strip(), _SHOWN)
         if name and version:
             break
     return name, version
@@ -123,10 +134,59 @@ def _section(text: str, group: str) -> Iterator[tuple[str, str]]:
 
 
 def _metadata_scan() -> list[EntryPoint]:
-    from importlib.metadata import entry_points
+    """The entry points as importlib.metadata finds them (zip files and custom finders too), the
+    first distribution of a name winning as in ``entry_points()``. importlib.metadata blocks on a
+    FIFO and raises on bytes that are not UTF-8 or a link loop, so ``sys.path`` entries that are
+    neither folders nor files, and distributions whose metadata files are not regular files
+    within :data:`_LIMIT` or cannot be read, are skipped."""
+    from importlib.metadata import distributions
 
     found: list[EntryPoint] = []
-    for ep in entry_points(group=GROUP):
-        dist = getattr(ep, "dist", None)
-        found.append(EntryPoint(ep.name, ep.value, dist.name if dist else None, dist.version if dist else None))
+    seen: set[str] = set()
+    for dist in distributions(path=[entry for entry in sys.path if _searchable(entry)]):
+        if not _plain_metadata(dist):
+            continue
+        try:
+            name, version = dist.name, dist.version
+            if _normalize(name or "") in seen:
+                continue
+            seen.add(_normalize(name or ""))
+            entries = [e for e in dist.entry_points if e.group == GROUP]
+        except (OSError, ValueError):  # UnicodeDecodeError is a ValueError
+            continue
+        shown_name = clean_text(name, _SHOWN) if name else None
+        shown_version = clean_text(version, _SHOWN) if version else None
+        found += [EntryPoint(e.name, e.value, shown_name, shown_version) for e in entries]
     return found
+
+
+def _searchable(entry: object) -> bool:
+    """Whether a ``sys.path`` entry is text naming a folder or a file (a zip); importlib.metadata
+    would open anything else, and block on a FIFO."""
+    if not isinstance(entry, str):
+        return False
+    try:
+        mode = os.stat(entry or ".").st_mode
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISDIR(mode) or stat.S_ISREG(mode)
+
+
+def _plain_metadata(dist: object) -> bool:
+    """Whether each metadata file importlib.metadata may read of a distribution in a folder is
+    absent or a regular file within :data:`_LIMIT`. Other distributions (in a zip file, from a
+    custom finder) are left to their own reader."""
+    # PathDistribution keeps its metadata folder in _path (cpython@v3.11.7:Lib/importlib/metadata/__init__.py).
+    folder = getattr(dist, "_path", None)
+    if not isinstance(folder, Path):
+        return True
+    for name in ("entry_points.txt", "METADATA", "PKG-INFO"):
+        try:
+            info = os.stat(folder / name)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except (OSError, ValueError):  # a link loop, a name too long
+            return False
+        if not stat.S_ISREG(info.st_mode) or info.st_size > _LIMIT:
+            return False
+    return True
