@@ -293,3 +293,24 @@ def test_the_full_entry_point_scan_skips_planted_metadata(tmp_path: Path, plant:
                           env=_env(PYTHONPATH=path, PORTARUN_ENTRY_POINT_SCAN="full"))
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert "'kaggle'" in proc.stdout and "'local'" in proc.stdout
+
+
+def test_the_newest_timeline_skips_dangling_links_loops_and_folders(tmp_path: Path) -> None:
+    """``portarun monitor report`` without a path takes the newest timeline under
+    ``outputs/monitor``: a dangling link, a link loop or a folder named ``*.jsonl`` there (newer
+    than the real one) is passed over, not a FileNotFoundError or ELOOP traceback."""
+    (tmp_path / "run").mkdir()
+    records = _timeline(tmp_path / "run")  # the run writes its own timeline under run/outputs/monitor
+    folder = tmp_path / "outputs" / "monitor"
+    folder.mkdir(parents=True)
+    _write(folder / "real.jsonl", records)
+    (folder / "dangling.jsonl").symlink_to("nowhere")
+    (folder / "loop.jsonl").symlink_to("loop2")
+    (folder / "loop2").symlink_to("loop.jsonl")
+    (folder / "folder.jsonl").mkdir()
+    proc = portarun_cli("monitor", "report", "--no-plot", cwd=tmp_path)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert str(folder / "real.jsonl") in proc.stdout
+    (folder / "real.jsonl").unlink()
+    proc = portarun_cli("monitor", "report", "--no-plot", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.startswith("portarun: error: no monitor timeline under")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import stat
 from dataclasses import asdict
 from pathlib import Path
 
@@ -11,12 +12,23 @@ from .timeline import TimelineError
 
 
 def latest_timeline(folder: Path) -> Path:
-    """The most recently written timeline under ``folder``; raises :class:`TimelineError`."""
-    found = sorted(folder.glob("*.jsonl"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
+    """The most recently written timeline under ``folder`` (regular files only: a dangling link,
+    a link loop or a folder named ``*.jsonl`` is passed over); raises :class:`TimelineError`."""
+    found = sorted((mtime, path) for path in (folder.glob("*.jsonl") if folder.is_dir() else ())
+                   if (mtime := _file_mtime(path)) is not None)
     if not found:
         raise TimelineError(f"no monitor timeline under {folder}. Run training inside `with rt.monitor():` first, "
                             "or pass the path of a timeline (.jsonl).")
-    return found[-1]
+    return found[-1][1]
+
+
+def _file_mtime(path: Path) -> float | None:
+    """When the regular file at ``path`` was last written; ``None`` for anything else."""
+    try:
+        info = path.stat()
+    except OSError:  # gone since listed, a dangling link, a link loop
+        return None
+    return info.st_mtime if stat.S_ISREG(info.st_mode) else None
 
 
 def monitor_command(parser: argparse.ArgumentParser) -> Runner:
