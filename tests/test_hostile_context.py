@@ -314,3 +314,33 @@ def test_the_newest_timeline_skips_dangling_links_loops_and_folders(tmp_path: Pa
     (folder / "real.jsonl").unlink()
     proc = portarun_cli("monitor", "report", "--no-plot", cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.startswith("portarun: error: no monitor timeline under")
+
+
+def _closing(*fds: int) -> object:
+    def close() -> None:
+        for fd in fds:
+            os.close(fd)
+    return close
+
+
+@pytest.mark.parametrize("closed", [(1,), (2,), (1, 2)])
+def test_commands_run_with_stdout_or_stderr_closed(tmp_path: Path, script: str, closed: tuple[int, ...]) -> None:
+    """A daemon or a cron job may start a command with stdout or stderr closed (``>&-``): Python
+    then sets ``sys.stdout``/``sys.stderr`` to None, and the commands still run to their end."""
+    for args in (("info", "--full"), ("launch", "--nproc", "1", "--dry-run", script)):
+        proc = subprocess.run([sys.executable, "-m", "portarun", *args], env=_env(), cwd=tmp_path, timeout=120,
+                              preexec_fn=_closing(*closed), stdout=subprocess.PIPE if 1 not in closed else None,
+                              stderr=subprocess.PIPE if 2 not in closed else None, text=True)
+        assert proc.returncode == 0, (args, proc.stderr)
+        assert "Traceback" not in (proc.stderr or "")
+
+
+def test_progress_bars_are_off_without_a_stderr() -> None:
+    """``sys.stderr`` is None with fd 2 closed (and a closed file after some frameworks close it):
+    progress bars are simply off, not an AttributeError."""
+    code = ("import sys, io\nfrom portarun._util import progress\n"
+            "sys.stderr = None\nassert progress.enabled() is False\n"
+            "sys.stderr = io.StringIO(); sys.stderr.close()\nassert progress.enabled() is False\nprint('ok')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={k: v for k, v in _env().items() if k != "PORTARUN_PROGRESS"})
+    assert proc.stdout == "ok\n", proc.stderr[-2000:]

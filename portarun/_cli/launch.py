@@ -215,8 +215,9 @@ def launch_command(parser: argparse.ArgumentParser) -> Runner:
             print(f"# {launch.reason}; {launch.nodes}\n{extra + ' ' if extra else ''}{' '.join(launch.argv)}")
             return 0
         print(f"portarun launch: {launch.nproc} process(es), {launch.reason}; {launch.nodes}", file=sys.stderr)
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):  # None when started with it closed (`>&-`)
+            if stream is not None:
+                stream.flush()
         os.execve(launch.argv[0], list(launch.argv), {**os.environ, **launch.env})
 
     return run

@@ -96,7 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(args_list)
     try:
         status = runners[args.command](args)
-        sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
+        if sys.stdout is not None:  # None when started with stdout closed (`>&-`)
+            sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
         return status
     except PortarunError as exc:
         print(f"portarun: error: {exc}", file=sys.stderr)

@@ -34,7 +34,16 @@ class _NoBar:
 def enabled() -> bool:
     """Whether bars are drawn: ``PORTARUN_PROGRESS`` if set, else when stderr is a terminal or
     the process is a notebook kernel."""
-    return flag(os.environ.get("PORTARUN_PROGRESS"), default=sys.stderr.isatty() or "ipykernel" in sys.modules)
+    return flag(os.environ.get("PORTARUN_PROGRESS"), default=_stderr_is_terminal() or "ipykernel" in sys.modules)
+
+
+def _stderr_is_terminal() -> bool:
+    """Whether stderr is a terminal: not when it is None (the process started with fd 2 closed)
+    or a closed file."""
+    try:
+        return sys.stderr is not None and sys.stderr.isatty()
+    except (ValueError, OSError):  # I/O operation on a closed file
+        return False
 
 
 @contextmanager
