@@ -344,3 +344,18 @@ def test_progress_bars_are_off_without_a_stderr() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                           env={k: v for k, v in _env().items() if k != "PORTARUN_PROGRESS"})
     assert proc.stdout == "ok\n", proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("args", [("info",), ("info", "--json")])
+def test_a_section_that_breaks_leaves_the_rest_of_the_report(tmp_path: Path, args: tuple[str, ...]) -> None:
+    """A binary ``entry_points.txt`` anywhere on ``sys.path`` makes ``import fsspec`` raise
+    UnicodeDecodeError (fsspec reads every entry point at import), and the checkpoints section
+    imports it: that section says so, and ``portarun info`` still reports everything else."""
+    site = _dist(tmp_path / "site", "junk-1.0.dist-info", b"\xa7\xff\x00[fsspec.specs]\n")
+    proc = portarun_cli(*args, env=_env(PYTHONPATH=str(site)))
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    if args == ("info", "--json"):
+        data = json.loads(proc.stdout)
+        assert data["host"]["name"] and "UnicodeDecodeError" in data["checkpoints"]["error"]
+    else:
+        assert proc.stdout.startswith("portarun ") and "\ncheckpoints " in proc.stdout

@@ -127,8 +127,10 @@ def plugins_section(rt: Runtime) -> dict[str, Any]:
 
 def build(rt: Runtime) -> dict[str, Any]:
     """The whole report as a JSON-able dict, one key per section. A section that cannot be
-    built (a forced device that is absent, say) holds ``{"error": message}`` instead, so the
-    rest of the report still comes out."""
+    built (a forced device that is absent, say, or a library it imports that fails to import)
+    holds ``{"error": message}`` instead, so the rest of the report still comes out."""
+    from .._plugins.isolation import describe_error
+
     data: dict[str, Any] = {"portarun_version": _own_version()}
     for name, target in SECTIONS.items():
         module, _, function = target.partition(":")
@@ -136,6 +138,8 @@ def build(rt: Runtime) -> dict[str, Any]:
             data[name] = getattr(importlib.import_module(module), function)(rt)
         except PortarunError as exc:
             data[name] = {"error": str(exc)}
+        except Exception as exc:  # the report is what people run when something is broken: it names it
+            data[name] = {"error": f"this section failed: {describe_error(exc)}"}
     masked: dict[str, Any] = _masked(data)
     return masked
 
