@@ -133,8 +133,9 @@ def build_runtime(probe: Probe, *, host: str | None = None, project: str | None 
         source = "host" if host else "host in PORTARUN_HOST"
         # Provider names are lower case; `PORTARUN_HOST=Kaggle` means kaggle.
         forced_name = forced_name if forced_name in registry else forced_name.lower()
-        if forced_name not in registry:
-            raise UnknownHostError(forced_name, registry, source)
+        if forced_name not in registry:  # the message quotes the name: a 100 kB one is cut
+            raise UnknownHostError(forced_name if len(forced_name) <= 100 else forced_name[:100] + "…", registry,
+                                   source)
         verdict = next(v for v in verdicts if v.provider == forced_name)
     else:
         verdict = verdicts[0]

@@ -15,6 +15,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import NamedTuple
 
+from ._util.redact import shown_input
 from .errors import PortarunError
 from .provider import SessionLimits
 
@@ -31,7 +32,7 @@ def parse_duration(text: str, source: str = "PORTARUN_SESSION_LIMIT") -> timedel
     value = text.strip().lower().replace(" ", "")
     if value in ("none", "0", "unlimited", "off"):
         return None
-    error = PortarunError(f"{source}={text!r} is not a duration. Use forms like '12h', '90m', '1h30m', '3600' "
+    error = PortarunError(f"{source}={shown_input(text)} is not a duration. Use forms like '12h', '90m', '1h30m', '3600' "
                           "(seconds) or 'none'.")
     try:
         seconds_only: float | None = float(value)

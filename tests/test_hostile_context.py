@@ -359,3 +359,13 @@ def test_a_section_that_breaks_leaves_the_rest_of_the_report(tmp_path: Path, arg
         assert data["host"]["name"] and "UnicodeDecodeError" in data["checkpoints"]["error"]
     else:
         assert proc.stdout.startswith("portarun ") and "\ncheckpoints " in proc.stdout
+
+
+# -- environment values ------------------------------------------------------------------------
+@pytest.mark.parametrize("var", ["PORTARUN_SESSION_LIMIT", "PORTARUN_HOST"])
+def test_a_100_kb_variable_is_named_in_a_short_message(tmp_path: Path, var: str) -> None:
+    """A variable filled with 100 kB (a paste gone wrong, a hostile environment) is refused with
+    its name and the start of its value, not echoed whole into one error line."""
+    proc = portarun_cli("info", cwd=tmp_path, env=_env(**{var: "9x" * 50_000}))
+    assert proc.returncode == 2 and proc.stderr.startswith("portarun: error: "), proc.stderr[-2000:]
+    assert var in proc.stderr and "9x9x" in proc.stderr and len(proc.stderr) < 1000, len(proc.stderr)

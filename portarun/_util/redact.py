@@ -93,6 +93,14 @@ def shown_location(location: str | os.PathLike[str]) -> str:
     return _URL.sub(lambda m: _mask_url(m.group(0)), text) if "://" in text else text
 
 
+def shown_input(value: str, limit: int = 120) -> str:
+    """A variable's or an option's text as a message quotes it: ``repr`` (control characters and
+    undecodable bytes escaped), locations masked as :func:`shown_location` does, and cut to about
+    ``limit`` characters, so a 100 kB value never fills an error line."""
+    text = repr(shown_location(value))  # masked whole first: a cut could split a URL's credentials
+    return text if len(text) <= limit else text[:limit - 25] + "…" + text[-20:]
+
+
 def redact(text: str) -> str:
     """Free text with every URL masked as :func:`shown_location` does and the values of
     secret-looking ``NAME=value`` pairs replaced by ``***``."""
