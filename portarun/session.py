@@ -32,8 +32,8 @@ def parse_duration(text: str, source: str = "PORTARUN_SESSION_LIMIT") -> timedel
     value = text.strip().lower().replace(" ", "")
     if value in ("none", "0", "unlimited", "off"):
         return None
-    error = PortarunError(f"{source}={shown_input(text)} is not a duration. Use forms like '12h', '90m', '1h30m', '3600' "
-                          "(seconds) or 'none'.")
+    error = PortarunError(f"{source}={shown_input(text)} is not a duration. Use forms like '12h', '90m', '1h30m', "
+                          "'3600' (seconds) or 'none'.")
     try:
         seconds_only: float | None = float(value)
     except ValueError:
