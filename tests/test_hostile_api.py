@@ -775,3 +775,30 @@ def test_a_source_file_swapped_for_a_fifo_never_blocks_staging(tmp_path: Path) -
         swapper.kill()
         swapper.wait()
     assert out.returncode == 0 and "ended" in out.stdout, out.stderr
+
+
+@pytest.mark.parametrize("other", ["a shorter dataset", "no shuffling", "another batch size"])
+def test_a_loader_state_that_does_not_fit_the_loader_is_refused_before_the_model_changes(
+        tmp_path: Path, other: str) -> None:
+    """torchdata applies the saved place at the next iter(): it raised StopIteration (shorter
+    dataset) or a bare AssertionError (another sampler) there, deep in the training loop, after
+    resume() had overwritten the model; another batch size silently skipped other samples."""
+    pytest.importorskip("torchdata")
+    model = torch.nn.Linear(2, 2)
+    with simulate("local", root=tmp_path / "host") as rt:
+        saved_loader = rt.dataloader(TensorDataset(torch.arange(100.0)), batch_size=10, shuffle=True)
+        batches = iter(saved_loader)
+        for _ in range(3):
+            next(batches)
+        ck = Checkpointer(tmp_path / "ck", mode="blocking")
+        ck.save(training_state(model, loader=saved_loader), step=3)
+        fresh = torch.nn.Linear(2, 2)
+        before = {k: v.clone() for k, v in fresh.state_dict().items()}
+        options = {"a shorter dataset": (10, 10, True), "no shuffling": (100, 10, False),
+                   "another batch size": (100, 7, True)}[other]
+        loader = rt.dataloader(TensorDataset(torch.arange(float(options[0]))), batch_size=options[1],
+                               shuffle=options[2])
+        with pytest.raises(CheckpointError, match="loader") as caught:
+            ck.resume(fresh, loader=loader)
+    assert "dataset" in str(caught.value) and "shuffle" in str(caught.value)
+    assert all(torch.equal(before[k], v) for k, v in fresh.state_dict().items())

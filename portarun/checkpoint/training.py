@@ -95,6 +95,7 @@ def training_state(model: Any = None, optimizer: Any = None, scheduler: Any = No
         saved = loader_state(loader)
         if saved is not None:
             state["loader"] = saved
+            meta["loader"] = loader_shape(loader)
     if accumulated and model is not None:
         state["grads"] = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
         extra = {**(extra or {}), "accumulated": int(accumulated)}
@@ -210,6 +211,32 @@ def mismatches(state: dict[str, Any], model: Any = None, optimizer: Any = None, 
     return problems
 
 
+def loader_shape(loader: Any) -> dict[str, Any]:
+    """What a loader's saved place depends on: the dataset's length, the batch size,
+    ``drop_last`` and the sampler's class (``shuffle=True`` makes it a ``RandomSampler``).
+    torchdata applies a saved place at the next ``iter()`` and fails there, deep inside (a
+    shorter dataset: ``StopIteration``; another sampler: ``AssertionError``), or, for another
+    batch size, silently skips other samples; so :func:`restore` compares these first."""
+    try:
+        length: int | None = len(loader.dataset)
+    except Exception:  # an IterableDataset without a length
+        length = None
+    return {"dataset_length": length, "batch_size": getattr(loader, "batch_size", None),
+            "drop_last": getattr(loader, "drop_last", None), "sampler": type(getattr(loader, "sampler", None)).__name__}
+
+
+def _loader_mismatches(state: dict[str, Any], loader: Any) -> list[str]:
+    meta = state.get("meta")
+    saved = meta.get("loader") if isinstance(meta, dict) else None
+    if loader is None or "loader" not in state or not isinstance(saved, dict):
+        return []
+    live = loader_shape(loader)
+    differ = [f"{key} saved {saved[key]!r}, loader {live[key]!r}" for key in live
+              if saved.get(key) is not None and live[key] is not None and saved[key] != live[key]]
+    return _named("the DataLoader differs (build it as saved: same dataset, batch_size, drop_last and "
+                  "shuffle or sampler; or resume without loader= to start its epoch afresh)", differ)
+
+
 def _named(what: str, keys: list[str]) -> list[str]:
     if not keys:
         return []
@@ -225,17 +252,20 @@ def restore(state: dict[str, Any], model: Any = None, optimizer: Any = None, sch
     Everything is checked first (:func:`mismatches`): when the state does not fit, raises
     :class:`~portarun.errors.CheckpointError` naming ``where`` and the first mismatching keys,
     and no object (nor the RNGs) has been touched."""
-    problems = mismatches(state, model, optimizer, strict=strict)
+    problems = mismatches(state, model, optimizer, strict=strict) + _loader_mismatches(state, loader)
     if problems:
         origin = state.get("meta", {}).get("origin") if isinstance(state.get("meta"), dict) else None
         saved_by = f" It was saved by {_describe_origin(origin)}." if origin else ""
         raise CheckpointError(
-            f"{where} does not fit the model or optimizer given to resume(): {'; '.join(problems)}.{saved_by} "
+            f"{where} does not fit the model, optimizer or loader given to resume(): {'; '.join(problems)}."
+            f"{saved_by} "
             "Nothing was restored. If it belongs to another run, give this one its own project "
             "(detect(project=...) or PORTARUN_PROJECT) or checkpoints folder; if the model changed on "
             "purpose, load the state with load() and copy what still fits, or pass strict=False to "
             "skip missing and unexpected keys.")
     state = _this_rank(state, where)
+    if loader is not None:  # first: a saved place that does not fit this loader must change nothing else
+        _restore_loader(loader, state.get("loader"), where)
     if model is not None and "model" in state:
         model.load_state_dict(state["model"], strict=strict)
     for key, obj in (("optimizer", optimizer), ("scheduler", scheduler), ("scaler", scaler)):
@@ -244,8 +274,6 @@ def restore(state: dict[str, Any], model: Any = None, optimizer: Any = None, sch
     if model is not None and "grads" in state:
         for name, p in model.named_parameters():
             p.grad = state["grads"][name].to(p.device) if name in state["grads"] else None
-    if loader is not None:
-        _restore_loader(loader, state.get("loader"), where)
     if rng and "rng" in state:
         set_rng_state(state["rng"])
 
@@ -261,7 +289,15 @@ def _restore_loader(loader: Any, saved: Any, where: str) -> None:
     elif not callable(getattr(loader, "load_state_dict", None)):
         warn(f"portarun cannot resume this DataLoader exactly: {'; '.join(inexact_parts(loader))}.")
     else:
-        loader.load_state_dict(saved)
+        try:
+            loader.load_state_dict(saved)
+        except Exception as exc:  # torchdata: StopIteration for a shorter dataset, AssertionError for another sampler
+            raise CheckpointError(
+                f"{where} holds a DataLoader place that does not fit the loader given to resume() "
+                f"({type(exc).__name__}{': ' + str(exc) if str(exc) else ''}): build the loader as it was saved "
+                "(the same dataset and length, batch size, shuffle, sampler and drop_last), or resume without "
+                "loader= to start its epoch from the beginning. Nothing was restored; build this loader again, "
+                "its state may be half set.") from exc
 
 
 def _describe_origin(origin: Any) -> str:
