@@ -369,3 +369,37 @@ def test_a_100_kb_variable_is_named_in_a_short_message(tmp_path: Path, var: str)
     proc = portarun_cli("info", cwd=tmp_path, env=_env(**{var: "9x" * 50_000}))
     assert proc.returncode == 2 and proc.stderr.startswith("portarun: error: "), proc.stderr[-2000:]
     assert var in proc.stderr and "9x9x" in proc.stderr and len(proc.stderr) < 1000, len(proc.stderr)
+
+
+@pytest.mark.parametrize("options", [
+    {"interval": float("inf")}, {"interval": "1"}, {"interval": True}, {"quota_every": -1},
+    {"quota_every": float("nan")}, {"quota_every": "x"}, {"ram_warn": "x"}, {"ram_warn": True},
+    {"disk_warn": float("nan")},
+])
+def test_monitor_options_that_are_no_finite_numbers_are_refused(tmp_path: Path, options: dict[str, object]) -> None:
+    """``interval=inf`` failed later, at the first JSON write; a string failed with TypeError;
+    ``True`` passed as 1 second. Each is refused at ``rt.monitor()``, naming the option."""
+    from portarun.errors import PortarunError
+    from portarun.testing import simulate
+
+    name = next(iter(options))
+    with simulate("local", root=tmp_path / "root") as rt, pytest.raises(PortarunError, match=f"^{name}="):
+        rt.monitor(path=tmp_path / "run.jsonl", **options)  # type: ignore[arg-type]
+    assert not (tmp_path / "run.jsonl").exists()
+
+
+@pytest.mark.parametrize("where", ["a FIFO", "a NUL byte"])
+def test_a_monitor_path_that_is_a_fifo_or_holds_a_nul_is_a_path_error(tmp_path: Path, where: str) -> None:
+    """A FIFO at the timeline's path (no reader: opening it to write would block the run
+    forever) or a path with a NUL byte: ``PathError`` at start, nothing blocks."""
+    path = str(tmp_path / "run.jsonl") if where == "a FIFO" else str(tmp_path / "a\x00b.jsonl")
+    if where == "a FIFO":
+        os.mkfifo(path)
+    code = ("import sys, portarun\nfrom portarun.errors import PathError\nfrom portarun.testing import simulate\n"
+            "with simulate('local', root=sys.argv[2]) as rt:\n"
+            "    try:\n        rt.monitor(path=sys.argv[1].replace('NUL', '\\x00')).start()\n"
+            "    except PathError as exc:\n        print('PathError:', exc)\n")
+    proc = subprocess.run([sys.executable, "-c", code, path.replace("\x00", "NUL"), str(tmp_path / "root")],
+                          capture_output=True, text=True, env=_env(), timeout=60)
+    assert proc.stdout.startswith("PathError: the run monitor cannot write its timeline"), proc.stderr[-2000:]
+    assert ("FIFO" if where == "a FIFO" else "null byte") in proc.stdout

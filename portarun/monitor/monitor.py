@@ -1,6 +1,7 @@
 """The :class:`Monitor`: a background sampler, step timing, threshold warnings, the timeline."""
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -45,6 +46,11 @@ class Alert:
     message: str
 
 
+def _real(value: object) -> bool:
+    """Whether ``value`` is a real number (``True`` is an int to Python, not a number of seconds)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 class Monitor:
     """Samples the machine in a background thread while training runs, times the loop's wait
     for data, writes a timeline and warns before memory or disk run out. Build it with
@@ -68,10 +74,13 @@ class Monitor:
                  quota_every: float = 60.0) -> None:
         from ..errors import PortarunError
 
-        if not (interval > 0):
+        if not _real(interval) or not 0 < interval < math.inf:
             raise PortarunError(f"interval={interval!r}: the seconds between samples must be a positive number.")
+        if not _real(quota_every) or not 0 <= quota_every < math.inf:
+            raise PortarunError(f"quota_every={quota_every!r}: the seconds between quota walks must be a number, "
+                                "0 (at every sample) or more.")
         for name, value in (("ram_warn", ram_warn), ("disk_warn", disk_warn), ("shm_warn", shm_warn)):
-            if not 0 < value <= 1:
+            if not _real(value) or not 0 < value <= 1:
                 raise PortarunError(f"{name}={value!r}: a warning threshold is a fraction in use, "
                                     "above 0 and at most 1.")
         self.rt = rt
@@ -139,8 +148,9 @@ class Monitor:
         self._started = time.time()
         try:
             self._start_record(rt, quotas, budgets, limit)
-        except OSError as exc:
-            raise PathError(f"the run monitor cannot write its timeline {self.path}: {exc.strerror or exc}. Pass "
+        except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise PathError(f"the run monitor cannot write its timeline {self.path}: {reason}. Pass "
                             "rt.monitor(path=...) in a writable folder, or set PORTARUN_OUTPUT_DIR.") from None
         self._sample()  # the baseline (and the CPU meter's first reading)
         self._stop.clear()

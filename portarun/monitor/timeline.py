@@ -11,6 +11,7 @@ interval), ``alert`` (a threshold crossed) and ``end``. docs/monitor.md lists th
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -30,6 +31,26 @@ class TimelineError(PortarunError):
     """A timeline file cannot be read: missing, not a file, or holding no monitor records."""
 
 
+def _open_append(path: Path) -> int:
+    """A descriptor appending to the file at ``path`` (created if missing). A FIFO planted there
+    raises ``OSError`` instead of blocking the run (opening a FIFO to write waits for a reader),
+    and so does a block device (a disk the timeline would overwrite); a character device such
+    as ``/dev/null`` is written to."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0), 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # what a non-blocking open of a FIFO without a reader fails with (open(2))
+            raise OSError(errno.ENXIO, "it is a FIFO (named pipe), not a regular file") from None
+        raise
+    mode = os.fstat(fd).st_mode
+    if stat.S_ISFIFO(mode) or stat.S_ISBLK(mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, f"it is a {'FIFO (named pipe)' if stat.S_ISFIFO(mode) else 'block device'}, "
+                                    "not a regular file")
+    os.set_blocking(fd, True)
+    return fd
+
+
 class TimelineWriter:
     """Appends records to ``path`` (its folder is created on the first write). Thread-safe:
     each record is one ``write`` call on an ``O_APPEND`` descriptor."""
@@ -45,8 +66,7 @@ class TimelineWriter:
         with self._lock:
             if self._fd is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0),
-                                   0o644)
+                self._fd = _open_append(self.path)
             view = memoryview(data)
             while view:  # a regular file takes it whole; a short write (a full disk) ends in OSError
                 written = os.write(self._fd, view)
