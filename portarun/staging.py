@@ -275,7 +275,9 @@ def without_credentials(text: str, *locations: str) -> str:
     """``text`` (a library's error message) without the credentials of ``locations``. Masking
     URLs is not enough: s3fs hands ``key:secret@bucket`` to botocore as the bucket name, and
     botocore's error quotes it with no ``s3://`` in front, so each credential part (the whole
-    ``user:password``, each half, and credential query values) is cut out of the text itself."""
+    ``user:password``, each half, and credential query values) is cut out of the text itself.
+    A half or value under 4 characters is left (cutting every ``u`` out of a message would
+    leave nothing readable); the whole ``user:password`` always goes."""
     from urllib.parse import parse_qsl, unquote
 
     parts: set[str] = set()
@@ -286,10 +288,11 @@ def without_credentials(text: str, *locations: str) -> str:
         end = _userinfo_end(rest)
         if end:
             info = rest[:end - 1]
-            parts.update({info, unquote(info), *info.split(":", 1), *unquote(info).split(":", 1)})
+            parts.update({info, unquote(info)})
+            parts.update(half for half in (*info.split(":", 1), *unquote(info).split(":", 1)) if len(half) >= 4)
         query = rest.partition("?")[2].partition("#")[0]
         parts.update(value for name, value in parse_qsl(query, keep_blank_values=False)
-                     if is_secret_name(name) or _SECRET_PARAM.match(name))
+                     if (is_secret_name(name) or _SECRET_PARAM.match(name)) and len(value) >= 4)
     for part in sorted(filter(None, parts), key=len, reverse=True):
         text = text.replace(part, MASK)
     return shown_location(text)
