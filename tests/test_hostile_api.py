@@ -802,3 +802,13 @@ def test_a_loader_state_that_does_not_fit_the_loader_is_refused_before_the_model
             ck.resume(fresh, loader=loader)
     assert "dataset" in str(caught.value) and "shuffle" in str(caught.value)
     assert all(torch.equal(before[k], v) for k, v in fresh.state_dict().items())
+
+
+def test_cutting_credentials_keeps_a_message_readable() -> None:
+    """A one-letter user name used to turn every such letter of the library's message into ***;
+    the whole ``user:password`` and every long part still go."""
+    from portarun.staging import without_credentials
+
+    text = without_credentials("cannot connect to u:pw@host as user u with wJalrXUtnFEMI0K7MDENG",
+                               "http://u:pw@host/x", "s3://AKIAEXAMPLE:wJalrXUtnFEMI0K7MDENG@b/y")
+    assert text == "cannot connect to ***@host as user u with ***"
