@@ -81,9 +81,17 @@ class Probe:
 
     @cached_property
     def home(self) -> Path:
-        """The user's home: the real one, or ``$HOME`` (default ``/root``) under a simulated root."""
+        """The user's home: the real one, or ``$HOME`` (default ``/root``) under a simulated root.
+        Raises :class:`~portarun.errors.PathError` when the real one cannot be found."""
         if not self.simulated:
-            return Path.home()
+            try:
+                return Path.home()
+            except RuntimeError:  # HOME unset and this user id unknown to the password database
+                from .errors import PathError
+
+                raise PathError("this process has no home folder: HOME is unset and this user id has no entry in "
+                                "the password database (a container started with an arbitrary --user, say). Set "
+                                "HOME to an absolute folder this user owns.") from None
         return self.path(self.env.get("HOME", "/root"))
 
     @cached_property

@@ -403,3 +403,25 @@ def test_a_monitor_path_that_is_a_fifo_or_holds_a_nul_is_a_path_error(tmp_path: 
                           capture_output=True, text=True, env=_env(), timeout=60)
     assert proc.stdout.startswith("PathError: the run monitor cannot write its timeline"), proc.stderr[-2000:]
     assert ("FIFO" if where == "a FIFO" else "null byte") in proc.stdout
+
+
+# -- home folder -------------------------------------------------------------------------------
+def test_no_home_folder_at_all_is_a_path_error(tmp_path: Path) -> None:
+    """``HOME`` unset and a user id with no entry in the password database (a container started
+    with an arbitrary ``--user`` and a bare environment): there is no home to keep files under,
+    and ``detect()`` and ``portarun info`` say so and what to set, instead of platformdirs' or
+    pathlib's RuntimeError. The password database is emptied in the child, as such a container has it."""
+    code = ("import pwd, sys\n"
+            "def missing(uid):\n    raise KeyError(f'getpwuid(): uid not found: {uid}')\n"
+            "pwd.getpwuid = missing\n"
+            "import portarun\nfrom portarun.errors import PathError\n"
+            "try:\n    portarun.detect()\nexcept PathError as exc:\n    print('PathError:', exc)\n"
+            "from portarun.probe import Probe\n"
+            "try:\n    Probe.real().home\nexcept PathError as exc:\n    print('home: PathError:', exc)\n"
+            "from portarun._cli.main import main\nsys.exit(main(['info']))\n")
+    env = {k: v for k, v in _env().items() if k != "HOME" and not k.startswith("XDG_")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env,
+                          timeout=120)
+    assert proc.stdout.startswith("PathError: ") and "HOME" in proc.stdout, proc.stderr[-2000:]
+    assert "\nhome: PathError: this process has no home folder" in proc.stdout
+    assert proc.returncode == 2 and proc.stderr.startswith("portarun: error: ") and "Traceback" not in proc.stderr
