@@ -425,3 +425,21 @@ def test_no_home_folder_at_all_is_a_path_error(tmp_path: Path) -> None:
     assert proc.stdout.startswith("PathError: ") and "HOME" in proc.stdout, proc.stderr[-2000:]
     assert "\nhome: PathError: this process has no home folder" in proc.stdout
     assert proc.returncode == 2 and proc.stderr.startswith("portarun: error: ") and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1", "C locale"])
+def test_a_terminal_that_cannot_show_unicode_gets_escapes(tmp_path: Path, encoding: str) -> None:
+    """``PYTHONIOENCODING=ascii`` or a C locale without UTF-8 coercion: the report's ``×``, ``…``
+    and a project named ``实验一`` are written as backslash escapes instead of ending the
+    command with UnicodeEncodeError."""
+    env, shown = _env(PYTHONIOENCODING=encoding, PORTARUN_PROJECT="实验一"), "\\u5b9e\\u9a8c\\u4e00"
+    if encoding == "C locale":  # the variable itself is then read as ASCII: its bytes come back escaped
+        env = _env(LC_ALL="C", PYTHONCOERCECLOCALE="0", PYTHONUTF8="0", PORTARUN_PROJECT="实验一")
+        env.pop("PYTHONIOENCODING", None)
+        encoding, shown = "ascii", "\\udce5\\udcae\\udc9e"
+    for args in (("info",), ("info", "--full", "--explain")):
+        proc = subprocess.run([sys.executable, "-m", "portarun", *args], capture_output=True, cwd=tmp_path,
+                              env=env, timeout=120)
+        assert proc.returncode == 0 and b"Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert proc.stdout.decode(encoding).startswith("portarun ")
+    assert shown in proc.stdout.decode(encoding)

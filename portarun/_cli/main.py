@@ -6,6 +6,7 @@ gets the argparse subparser to fill and returns the function that runs the comma
 from __future__ import annotations
 
 import argparse
+import codecs
 import importlib
 import json
 import os
@@ -89,6 +90,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Runner]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status. Errors print one line, exit status 2."""
+    _escape_what_the_terminal_cannot_show()
     parser, runners = build_parser()
     args_list = list(sys.argv[1:] if argv is None else argv)
     if not args_list or args_list[0].startswith("-") and args_list[0] not in ("-h", "--help", "--version"):
@@ -104,6 +106,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except BrokenPipeError:
         return _reader_gone()
+
+
+def _escape_what_the_terminal_cannot_show() -> None:
+    """Characters stdout's or stderr's encoding lacks (``PYTHONIOENCODING=ascii``, a C locale
+    without UTF-8 coercion) are written as backslash escapes, not a UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure, encoding = getattr(stream, "reconfigure", None), getattr(stream, "encoding", None)
+        try:
+            if reconfigure is not None and encoding and codecs.lookup(encoding).name != "utf-8":
+                reconfigure(errors="backslashreplace")
+        except (LookupError, ValueError, OSError):  # an unknown codec, a closed stream
+            pass
 
 
 def _reader_gone() -> int:
