@@ -218,13 +218,16 @@ _imported_at = time.time()
 
 def _proc_start(root: Path, pid: str) -> float | None:
     """A process's start time from ``/proc/<pid>/stat`` field 22 (clock ticks after boot) plus
-    ``btime`` from ``/proc/stat`` (proc(5)); ``None`` where there is no ``/proc``."""
+    ``btime`` from ``/proc/stat`` (proc(5)); ``None`` where there is no ``/proc``, or where either
+    is not a regular file (a FIFO planted under a simulated root is not waited on)."""
+    from ._util.files import read_small_text
+
     try:
-        stat = (root / "proc" / pid / "stat").read_text()
+        stat = read_small_text(root / "proc" / pid / "stat", 1 << 16) or ""
         ticks = int(stat.rsplit(")", 1)[1].split()[19])
         btime = next(
             int(line.split()[1])
-            for line in (root / "proc/stat").read_text().splitlines()
+            for line in (read_small_text(root / "proc/stat", 1 << 20) or "").splitlines()
             if line.startswith("btime ")
         )
         return btime + ticks / os.sysconf("SC_CLK_TCK")

@@ -443,3 +443,22 @@ def test_a_terminal_that_cannot_show_unicode_gets_escapes(tmp_path: Path, encodi
         assert proc.returncode == 0 and b"Traceback" not in proc.stderr, proc.stderr[-2000:]
         assert proc.stdout.decode(encoding).startswith("portarun ")
     assert shown in proc.stdout.decode(encoding)
+
+
+@pytest.mark.parametrize("planted", ["proc/1/stat", "proc/stat"])
+def test_a_fifo_planted_in_a_simulated_proc_never_blocks_the_session_clock(tmp_path: Path, planted: str) -> None:
+    """The session clock reads ``/proc/1/stat`` and ``/proc/stat`` under the probe's root: a FIFO
+    there (a simulated root is any folder) is refused unread, and the clock falls back to this
+    process's start."""
+    root = tmp_path / "root"
+    (root / "proc" / "1").mkdir(parents=True)
+    (root / "proc" / "1" / "stat").write_text("1 (init) S 0 0 0 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 5 0 0\n")
+    (root / "proc" / "stat").write_text("cpu 1 2 3\nbtime 1700000000\n")
+    (root / planted).unlink()
+    os.mkfifo(root / planted)
+    code = ("import sys\nfrom pathlib import Path\nfrom portarun.probe import Probe\n"
+            "probe = Probe(env={}, root=Path(sys.argv[1]), simulated=True)\n"
+            "print(probe.host_started_at == probe.process_started_at)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True, text=True, env=_env(),
+                          timeout=60)
+    assert proc.stdout == "True\n", proc.stderr[-2000:]
