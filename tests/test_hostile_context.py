@@ -462,3 +462,17 @@ def test_a_fifo_planted_in_a_simulated_proc_never_blocks_the_session_clock(tmp_p
     proc = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True, text=True, env=_env(),
                           timeout=60)
     assert proc.stdout == "True\n", proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("kind", ["a folder", "a FIFO"])
+def test_a_launch_script_that_is_a_folder_or_fifo_is_named_as_such(tmp_path: Path, kind: str) -> None:
+    """``portarun launch`` given a folder or a FIFO as the script says what it is (it said "not
+    found"), and never starts torchrun on it (reading a FIFO would block every rank)."""
+    from portarun._cli.launch import plan
+    from portarun.errors import DistributedError
+    from portarun.testing import simulate
+
+    target = tmp_path / "train.py"
+    target.mkdir() if kind == "a folder" else os.mkfifo(target)
+    with simulate(cpus=4) as rt, pytest.raises(DistributedError, match=f"is {kind}, not a Python file"):
+        plan(rt, "1", str(target), [])

@@ -133,7 +133,10 @@ def plan(rt: Runtime, nproc: str, script: str, script_args: Sequence[str], nodes
     :class:`~portarun.errors.DistributedError` for a bad count, a missing script, or a node
     layout that cannot work."""
     if not Path(script).is_file():
-        raise DistributedError(f"script {script!r} not found (working folder {os.getcwd()}). "
+        kind = ("a folder" if Path(script).is_dir() else "a FIFO" if Path(script).is_fifo()
+                else "a socket or a device" if Path(script).exists() else None)
+        what = f"is {kind}, not a Python file" if kind else "not found"
+        raise DistributedError(f"script {script!r} {what} (working folder {os.getcwd()}). "
                                "Pass the path of a Python file: `portarun launch --nproc 2 train.py`.")
     auto, why = auto_nproc(rt)
     if nproc == "auto":
