@@ -62,12 +62,14 @@ def _write(path: Path, records: list[dict[str, object]]) -> Path:
     return path
 
 
-def test_a_fifo_as_the_timeline_is_refused_without_blocking(tmp_path: Path) -> None:
-    fifo = tmp_path / "run.jsonl"
-    os.mkfifo(fifo)
-    proc = portarun_cli("monitor", "report", str(fifo), "--no-plot", timeout=30)
+@pytest.mark.parametrize("kind", ["a FIFO (named pipe)", "a folder", "a device"])
+def test_a_fifo_folder_or_device_as_the_timeline_is_refused_without_blocking(tmp_path: Path, kind: str) -> None:
+    path = {"a folder": tmp_path, "a device": Path("/dev/zero")}.get(kind, tmp_path / "run.jsonl")
+    if kind.startswith("a FIFO"):
+        os.mkfifo(path)
+    proc = portarun_cli("monitor", "report", str(path), "--no-plot", timeout=30)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    assert proc.stderr.startswith("portarun: error: ") and "FIFO" in proc.stderr
+    assert proc.stderr.startswith(f"portarun: error: {path} is {kind}, not a timeline file")
 
 
 def _first_sample(records: list[dict[str, object]]) -> int:

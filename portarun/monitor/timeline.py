@@ -132,12 +132,13 @@ def _lines(p: Path) -> Iterator[bytes]:
     except (OSError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise TimelineError(f"cannot read the monitor timeline {p}: {reason}.") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        what = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode) else "a device"
+        raise TimelineError(f"{p} is {what}, not a timeline file; pass the path of a .jsonl file that "
+                            "rt.monitor() wrote.")
     with open(fd, "rb") as f:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            what = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "not a regular file"
-            raise TimelineError(f"{p} is {what}, not a timeline file; pass the path of a .jsonl file that "
-                                "rt.monitor() wrote.")
         try:
             yield from f
         except OSError as exc:
