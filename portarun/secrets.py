@@ -156,8 +156,29 @@ def _dotenv_get(rt: Runtime, name: str) -> Lookup:
     except ImportError:
         return Lookup(None, f"{env_file(rt)} exists but python-dotenv is not installed to read it "
                             "(pip install python-dotenv)")
-    value = dotenv_values(stream=io.StringIO(read_env_text(env_file(rt)))).get(name)
+    text = read_env_text(env_file(rt))
+    _check_expansion_cost(env_file(rt), text)
+    value = dotenv_values(stream=io.StringIO(text)).get(name)
     return Lookup(value)
+
+
+#: The most work python-dotenv's ``${VAR}`` expansion may do on one line, in characters scanned
+#: (about a tenth of a second).
+_EXPANSION_BUDGET: Final = 10_000_000
+
+
+def _check_expansion_cost(path: Path, text: str) -> None:
+    """Refuse a line whose ``${VAR}`` expansion would take minutes or hours. python-dotenv
+    (``dotenv/variables.py``, ``_posix_variable``) matches each ``${`` with a pattern that scans
+    up to the next ``}`` or ``:``, so a line of unclosed ``${`` costs (their count) x (the line's
+    length): 100,000 of them in 200 kB took minutes. Measured per line, generously."""
+    for number, line in enumerate(text.splitlines(), 1):
+        references = line.count("${")
+        if references and references * len(line) > _EXPANSION_BUDGET:
+            raise SecretsFileError(
+                f"{path} line {number} holds {references} '${{' in {len(line)} characters: python-dotenv's "
+                "${VAR} expansion would take minutes or hours on it. Shorten that line or remove the stray '${' "
+                "(the value on that line is not shown here).")
 
 
 #: The sources every host has, after the host's own.

@@ -812,3 +812,35 @@ def test_cutting_credentials_keeps_a_message_readable() -> None:
     text = without_credentials("cannot connect to u:pw@host as user u with wJalrXUtnFEMI0K7MDENG",
                                "http://u:pw@host/x", "s3://AKIAEXAMPLE:wJalrXUtnFEMI0K7MDENG@b/y")
     assert text == "cannot connect to ***@host as user u with ***"
+
+
+_SECRET_LOOKUP = """
+import sys
+from pathlib import Path
+from portarun.errors import SecretsFileError
+from portarun.testing import simulate
+with simulate("local", root=Path(sys.argv[1])) as rt:
+    try:
+        rt.secret("API_TOKEN", default=None)
+        print("no error")
+    except SecretsFileError as exc:
+        print(exc)
+"""
+
+
+def test_a_dotenv_line_of_nested_expansions_is_refused_not_parsed_for_hours(tmp_path: Path) -> None:
+    """python-dotenv expands ``${VAR}`` with a regex that, for each ``${`` on a line without a
+    closing brace, scans to the end of the line: 100,000 of them (200 kB, well under the 1 MiB
+    cap) took minutes, a 1 MiB line hours. The lookup must end at once, naming the line."""
+    import subprocess
+
+    root = tmp_path / "host"
+    root.mkdir()
+    (root / ".env").write_text("API_TOKEN=abc\nOTHER=" + "${" * 100_000 + "\n")
+    try:
+        out = subprocess.run([sys.executable, "-c", _SECRET_LOOKUP, str(root)], capture_output=True, text=True,
+                             timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("rt.secret spent over 30 s parsing a 200 kB .env")
+    assert out.returncode == 0, out.stderr
+    assert "line 2" in out.stdout and "abc" not in out.stdout
