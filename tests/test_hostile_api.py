@@ -844,3 +844,20 @@ def test_a_dotenv_line_of_nested_expansions_is_refused_not_parsed_for_hours(tmp_
         pytest.fail("rt.secret spent over 30 s parsing a 200 kB .env")
     assert out.returncode == 0, out.stderr
     assert "line 2" in out.stdout and "abc" not in out.stdout
+
+
+def test_resuming_into_another_kind_of_optimizer_is_refused(tmp_path: Path) -> None:
+    """An SGD checkpoint resumed into Adam loaded without a word, and Adam's first step() then
+    failed with KeyError: 'step' from inside torch."""
+    model = torch.nn.Linear(2, 2)
+    sgd = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.randn(3, 2)).sum().backward()
+    sgd.step()
+    ck = Checkpointer(tmp_path, mode="blocking")
+    ck.save(training_state(model, sgd), step=1)
+    fresh = torch.nn.Linear(2, 2)
+    before = {k: v.clone() for k, v in fresh.state_dict().items()}
+    with pytest.raises(CheckpointError, match="SGD.*Adam|Adam.*SGD"):
+        ck.resume(fresh, torch.optim.Adam(fresh.parameters()))
+    assert all(torch.equal(before[k], v) for k, v in fresh.state_dict().items())
+    assert ck.resume(fresh, torch.optim.SGD(fresh.parameters(), lr=0.1, momentum=0.9)) == 1

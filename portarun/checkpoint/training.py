@@ -107,6 +107,7 @@ def training_state(model: Any = None, optimizer: Any = None, scheduler: Any = No
         meta["model"] = {name: list(value.shape) for name, value in state["model"].items() if hasattr(value, "shape")}
     if optimizer is not None:
         meta["optimizer"] = _group_shapes(optimizer)
+        meta["optimizer_class"] = _class_name(optimizer)
     if rng:
         state["rng"] = rng_state()
     if extra:
@@ -194,6 +195,14 @@ def mismatches(state: dict[str, Any], model: Any = None, optimizer: Any = None, 
             problems += _named("missing from the checkpoint", missing)
             problems += _named("not in the model", unexpected)
         problems += _named("shape differs", shapes)
+    saved_class = state.get("meta", {}).get("optimizer_class") if isinstance(state.get("meta"), dict) else None
+    live_class = _class_name(optimizer) if optimizer is not None else None
+    # Only torch's own optimizers are compared: a wrapper (accelerate's, a ZeRO one) holds the
+    # same state under another class. torch loads another optimizer's state without a word, and
+    # the first step() then fails inside (an SGD state in Adam: KeyError 'step').
+    if (isinstance(saved_class, str) and live_class is not None and saved_class != live_class
+            and saved_class.startswith("torch.optim.") and live_class.startswith("torch.optim.")):
+        problems.append(f"the optimizer is another kind: saved {saved_class}, given {live_class}")
     if optimizer is not None and isinstance(state.get("optimizer"), dict):
         groups = state["optimizer"].get("param_groups", [])
         saved_sizes = [len(g.get("params", [])) for g in groups]
@@ -235,6 +244,10 @@ def _loader_mismatches(state: dict[str, Any], loader: Any) -> list[str]:
               if saved.get(key) is not None and live[key] is not None and saved[key] != live[key]]
     return _named("the DataLoader differs (build it as saved: same dataset, batch_size, drop_last and "
                   "shuffle or sampler; or resume without loader= to start its epoch afresh)", differ)
+
+
+def _class_name(obj: Any) -> str:
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
 
 
 def _named(what: str, keys: list[str]) -> list[str]:
