@@ -478,3 +478,15 @@ def test_a_launch_script_that_is_a_folder_or_fifo_is_named_as_such(tmp_path: Pat
     target.mkdir() if kind == "a folder" else os.mkfifo(target)
     with simulate(cpus=4) as rt, pytest.raises(DistributedError, match=f"is {kind}, not a Python file"):
         plan(rt, "1", str(target), [])
+
+
+def test_info_script_in_a_deleted_working_folder_is_one_line(tmp_path: Path) -> None:
+    """``portarun info --script train.py`` from a folder deleted under the shell: the one-line
+    error that ``detect()`` gives there, not pathlib's FileNotFoundError from ``Path.cwd()``."""
+    gone = tmp_path / "gone"
+    code = ("import os, sys\nos.mkdir(sys.argv[1]); os.chdir(sys.argv[1]); os.rmdir(sys.argv[1])\n"
+            "from portarun._cli.main import main\nsys.exit(main(['info', '--script', 'train.py']))\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(gone)], capture_output=True, text=True, env=_env(),
+                          timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.startswith("portarun: error: this process's working folder no longer exists")

@@ -46,11 +46,10 @@ def info_command(parser: argparse.ArgumentParser) -> Runner:
 
         project = args.project
         if args.script and not project:
-            from pathlib import Path
-
             from ..paths import script_project
+            from ..probe import Probe
 
-            project = script_project(args.script, Path.cwd()).name
+            project = script_project(args.script, Probe.real().cwd).name  # PathError if the folder is gone
         rt = detect(host=args.host, project=project)
         data = report.build(rt)
         if args.json:
