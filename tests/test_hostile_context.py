@@ -490,3 +490,21 @@ def test_info_script_in_a_deleted_working_folder_is_one_line(tmp_path: Path) -> 
                           timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert proc.stderr.startswith("portarun: error: this process's working folder no longer exists")
+
+
+@pytest.mark.parametrize("value", [10**400, 10**5000, 2**63, 1e308, "9" * 30, "9" * 400 + "G", "9000000000T"],
+                         ids=["10**400", "10**5000", "2**63", "1e308", "30 nines", "400 nines G", "9000000000T"])
+def test_sizes_past_what_a_file_offset_holds_are_clear_errors(value: object) -> None:
+    """A byte size is at most 2**63 - 1 (a signed 64-bit file offset): 10**400 raised
+    OverflowError from ``math.isfinite``, ``1e308`` and ``'9000000000T'`` were taken as sizes, and
+    a 400-digit value was echoed whole in the message."""
+    from portarun._util.units import parse_size
+    from portarun.errors import PortarunError
+    from portarun.testing import simulate
+
+    with pytest.raises(PortarunError, match="is not a size") as caught:
+        parse_size(value)  # type: ignore[arg-type]
+    assert len(str(caught.value)) < 300
+    with pytest.raises(PortarunError, match="is not a size"):
+        with simulate(memory=value):  # type: ignore[arg-type]
+            pass
