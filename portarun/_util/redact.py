@@ -27,8 +27,11 @@ _SECRET_NAME = re.compile(
 _SECRET_PARAM = re.compile(r"^(sig|code|pass|pw)$", re.IGNORECASE)
 MASK = "***"
 
-# ``scheme://`` up to the end of the URL (whitespace or a quote ends it inside free text).
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]*")
+# ``scheme://`` up to the end of the URL (whitespace or a quote ends it inside free text). The
+# scheme is matched on its last 32 characters at most (fsspec's longest protocol name has 13):
+# an unbounded one made every start position in a long run of letters scan to its end, which is
+# quadratic; a longer scheme still matches, from a later start, and its URL is masked the same.
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]{0,31}://[^\s'\"<>]*")
 _ASSIGNMENT = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)=(\S+)")
 
 
