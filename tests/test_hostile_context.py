@@ -525,3 +525,17 @@ def test_masking_takes_linear_time_on_text_made_to_backtrack() -> None:
     assert time.perf_counter() - started < 1.0
     assert shown_location("x" * 40 + "://key:secret@bucket/run") == "x" * 40 + "://***@bucket/run"
     assert shown_location("9s3://key:secret@b") == "9s3://***@b"
+
+
+def test_a_size_of_spaces_then_junk_is_refused_in_linear_time() -> None:
+    """``'1' + 40000 spaces + 'x'`` took 3.5 s (spaces on both sides of the unit backtracked)."""
+    import time
+
+    from portarun._util.units import parse_size
+    from portarun.errors import PortarunError
+
+    started = time.perf_counter()
+    with pytest.raises(PortarunError, match="is not a size"):
+        parse_size("1" + " " * 40_000 + "x")
+    assert time.perf_counter() - started < 0.5
+    assert parse_size(" 64 M ") == parse_size("64MiB") == 64 << 20

@@ -8,7 +8,9 @@ from ..errors import PortarunError
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 #: Sizes are below a signed 64-bit file offset's limit.
 _LARGEST = 2**63
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+# Matched on the stripped text: with ``\s*`` at both ends of the unit, spaces then junk backtracked
+# quadratically.
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$", re.IGNORECASE)
 
 
 def parse_size(value: int | float | str, what: str = "size") -> int:
@@ -20,7 +22,7 @@ def parse_size(value: int | float | str, what: str = "size") -> int:
         if not 0 <= value < _LARGEST:  # also false for NaN; int and float compare exactly, never overflow
             raise error
         return int(value)
-    match = _SIZE.match(str(value))
+    match = _SIZE.match(str(value).strip())
     if not match:
         raise error
     number, unit = match.groups()
