@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, overload
 from ._plugins.manager import PluginSet
 from ._plugins.manager import plugin_set as plugin_set  # where submission, report and plugins look it up
 from ._plugins.state import STATE
-from .errors import UnknownHostError
+from .errors import PortarunError, UnknownHostError
 from .paths import Paths, ProjectId, default_project, project_folder
 from .probe import Probe
 from .provider import CLOSE_THRESHOLD, MATCH_THRESHOLD, Detection, Provider
@@ -111,6 +111,10 @@ def detect(*, host: str | None = None, project: str | None = None, device: str |
     Raises :class:`~portarun.errors.UnknownHostError` for an unknown host name and
     :class:`~portarun.errors.PathError` for a broken path override.
     """
+    for name, value in (("host", host), ("project", project), ("device", device)):
+        if value is not None and not isinstance(value, str):
+            raise PortarunError(f"detect({name}=...) got a {type(value).__name__}, not a string: pass the {name} "
+                                "as text, or leave it out.")
     key = (host, project, device)
     with STATE.lock:
         probe = STATE.current_probe(fresh=refresh)

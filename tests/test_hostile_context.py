@@ -539,3 +539,18 @@ def test_a_size_of_spaces_then_junk_is_refused_in_linear_time() -> None:
         parse_size("1" + " " * 40_000 + "x")
     assert time.perf_counter() - started < 0.5
     assert parse_size(" 64 M ") == parse_size("64MiB") == 64 << 20
+
+
+@pytest.mark.parametrize("kwargs", [{"host": 5}, {"project": 5}, {"project": b"x"}, {"project": ["a"]},
+                                    {"device": 5}, {"host": b"kaggle"}])
+def test_detect_arguments_that_are_no_strings_are_named(kwargs: dict[str, object]) -> None:
+    """``detect(project=5)`` raised TypeError from ``unicodedata``, ``project=['a']`` an
+    unhashable-key TypeError from the cache, ``host=5`` an AttributeError: each is a
+    PortarunError naming the argument."""
+    import portarun
+    from portarun.testing import simulate
+
+    name = next(iter(kwargs))
+    expected = rf"^detect\({name}=\.\.\.\) got a \w+, not a string"
+    with simulate("local"), pytest.raises(portarun.PortarunError, match=expected):
+        portarun.detect(**kwargs)  # type: ignore[arg-type]
