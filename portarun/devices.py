@@ -138,7 +138,10 @@ def _request(rt: Runtime) -> tuple[DeviceKind | None, str]:
     if value in ("", "auto"):
         return None, source
     if value not in _ALIASES:
-        raise DeviceError(f"unknown device {raw!r} in {source}; known: auto, {', '.join(sorted(_ALIASES))}.")
+        from ._util.redact import shown_input  # a 100 kB value is quoted cut short
+
+        raise DeviceError(f"unknown device {shown_input(raw or '')} in {source}; known: auto, "
+                          f"{', '.join(sorted(_ALIASES))}.")
     return _ALIASES[value], f"{source}={raw}"
 
 
@@ -203,7 +206,9 @@ def _amp_override(probe: Probe, info: DeviceInfo) -> DeviceInfo:
         return info
     value = raw.strip().lower()
     if value not in _AMP_CHOICES:
-        raise DeviceError(f"PORTARUN_AMP_DTYPE={raw!r} is not one of {', '.join(_AMP_CHOICES)}.")
+        from ._util.redact import shown_input  # a 100 kB value is quoted cut short
+
+        raise DeviceError(f"PORTARUN_AMP_DTYPE={shown_input(raw)} is not one of {', '.join(_AMP_CHOICES)}.")
     return dataclasses.replace(info, amp_dtype=None if value == "none" else value)
 
 

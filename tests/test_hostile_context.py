@@ -554,3 +554,12 @@ def test_detect_arguments_that_are_no_strings_are_named(kwargs: dict[str, object
     expected = rf"^detect\({name}=\.\.\.\) got a \w+, not a string"
     with simulate("local"), pytest.raises(portarun.PortarunError, match=expected):
         portarun.detect(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("var", ["PORTARUN_DEVICE", "PORTARUN_AMP_DTYPE"])
+def test_a_100_kb_device_request_is_quoted_short_in_the_report(tmp_path: Path, var: str) -> None:
+    """The device sections quote an unknown ``PORTARUN_DEVICE``/``PORTARUN_AMP_DTYPE``: a 100 kB
+    value made ``portarun info --full`` print 300 kB; it is quoted cut short."""
+    proc = portarun_cli("info", "--full", cwd=tmp_path, env=_env(**{var: "9x" * 50_000}))
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert var in proc.stdout and "9x9x" in proc.stdout and len(proc.stdout) < 30_000, len(proc.stdout)
