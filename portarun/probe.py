@@ -60,8 +60,10 @@ class Probe:
         return self.env.get(name, default)
 
     def env_fact(self, name: str) -> str:
-        """``NAME=value`` for evidence, with credential-like values masked."""
-        return f"{name}={shown_value(name, self.env.get(name, ''))}"
+        """``NAME=value`` for evidence, with credential-like values masked and a value over 120
+        characters cut (a 100 kB variable would fill every report line that names it)."""
+        value = shown_value(name, self.env.get(name, ""))
+        return f"{name}={value if len(value) <= 120 else value[:100] + '…'}"
 
     # -- filesystem ----------------------------------------------------------------------
     def path(self, host_path: str | os.PathLike[str]) -> Path:

@@ -563,3 +563,12 @@ def test_a_100_kb_device_request_is_quoted_short_in_the_report(tmp_path: Path, v
     proc = portarun_cli("info", "--full", cwd=tmp_path, env=_env(**{var: "9x" * 50_000}))
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert var in proc.stdout and "9x9x" in proc.stdout and len(proc.stdout) < 30_000, len(proc.stdout)
+
+
+@pytest.mark.parametrize("var", ["CUDA_VISIBLE_DEVICES", "KAGGLE_KERNEL_RUN_TYPE", "COLAB_RELEASE_TAG"])
+def test_a_100_kb_variable_named_as_evidence_is_cut(tmp_path: Path, var: str) -> None:
+    """Evidence and hints name variables as ``NAME=value`` (``Probe.env_fact``): a 100 kB value
+    filled ``portarun info --full --explain`` with it; it is cut short."""
+    proc = portarun_cli("info", "--full", "--explain", cwd=tmp_path, env=_env(**{var: "9" * 100_000}))
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert f"{var}=999" in proc.stdout and len(proc.stdout) < 30_000, len(proc.stdout)
