@@ -572,3 +572,16 @@ def test_a_100_kb_variable_named_as_evidence_is_cut(tmp_path: Path, var: str) ->
     proc = portarun_cli("info", "--full", "--explain", cwd=tmp_path, env=_env(**{var: "9" * 100_000}))
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert f"{var}=999" in proc.stdout and len(proc.stdout) < 30_000, len(proc.stdout)
+
+
+def test_a_matplotlib_setting_it_refuses_is_not_blamed_on_the_timeline(tmp_path: Path) -> None:
+    """``MPLBACKEND=nonexistent`` makes ``import matplotlib`` raise ValueError: the report says
+    matplotlib's settings are at fault (it blamed the timeline's records), and --no-plot works."""
+    pytest.importorskip("matplotlib")
+    timeline = _write(tmp_path / "run.jsonl", _timeline(tmp_path))
+    env = _env(MPLBACKEND="nonexistent")
+    proc = portarun_cli("monitor", "report", str(timeline), env=env)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.startswith("portarun: error: matplotlib cannot start") and "MPLBACKEND" in proc.stderr
+    assert "--no-plot" in proc.stderr and "record" not in proc.stderr
+    assert portarun_cli("monitor", "report", str(timeline), "--no-plot", env=env).returncode == 0

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .._util.files import write_bytes_atomic
-from ..errors import PathError
+from ..errors import PathError, PortarunError
 from .advice import Summary, advise, facts, summarize
 from .timeline import TimelineError, read_timeline
 
@@ -84,17 +84,22 @@ def build_report(path: str | os.PathLike[str], *, png: str | os.PathLike[str] | 
     note: str | None = None
     if plot:
         try:
-            from .plot import figure
-
-            fig = figure(timeline)
+            import matplotlib.figure  # noqa: F401  its settings (MPLBACKEND, matplotlibrc) are checked here
         except ImportError:
             note = NO_MATPLOTLIB
-        except _MISSHAPEN as exc:
-            raise _misshapen(timeline.path, exc) from exc
+        except (ValueError, RuntimeError, OSError, KeyError) as exc:
+            raise PortarunError(f"matplotlib cannot start ({type(exc).__name__}: {str(exc)[:200]}): fix its settings "
+                                "(MPLBACKEND, matplotlibrc), or pass --no-plot (plot=False) for the text "
+                                "alone.") from None
         else:
+            from .plot import figure
+
             written = Path(png) if png is not None else timeline.path.with_suffix(".png")
             image = io.BytesIO()
-            fig.savefig(image, dpi=90, format="png")
+            try:
+                figure(timeline).savefig(image, dpi=90, format="png")
+            except _MISSHAPEN as exc:
+                raise _misshapen(timeline.path, exc) from exc
             try:  # a reader (a notebook refreshing the image) never sees half a PNG
                 write_bytes_atomic(written, image.getvalue())
             except OSError as exc:
