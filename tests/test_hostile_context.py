@@ -585,3 +585,14 @@ def test_a_matplotlib_setting_it_refuses_is_not_blamed_on_the_timeline(tmp_path:
     assert proc.stderr.startswith("portarun: error: matplotlib cannot start") and "MPLBACKEND" in proc.stderr
     assert "--no-plot" in proc.stderr and "record" not in proc.stderr
     assert portarun_cli("monitor", "report", str(timeline), "--no-plot", env=env).returncode == 0
+
+
+@pytest.mark.parametrize("executable", ["", "/nonexistent/python"])
+def test_a_launch_whose_interpreter_cannot_be_started_is_one_line(script: str, executable: str) -> None:
+    """An embedding host may leave ``sys.executable`` empty or point it at nothing: the exec of
+    torchrun fails, and ``portarun launch`` says so in one line (it was a FileNotFoundError)."""
+    code = (f"import sys\nsys.executable = {executable!r}\nfrom portarun._cli.main import main\n"
+            f"sys.exit(main(['launch', '--nproc', '1', {script!r}]))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "portarun: error: cannot start" in proc.stderr and "sys.executable" in proc.stderr

@@ -221,7 +221,13 @@ def launch_command(parser: argparse.ArgumentParser) -> Runner:
         for stream in (sys.stdout, sys.stderr):  # None when started with it closed (`>&-`)
             if stream is not None:
                 stream.flush()
-        os.execve(launch.argv[0], list(launch.argv), {**os.environ, **launch.env})
+        try:
+            os.execve(launch.argv[0], list(launch.argv), {**os.environ, **launch.env})
+        except (OSError, ValueError) as exc:  # ValueError: an empty path
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise DistributedError(f"cannot start {launch.argv[0]!r} (sys.executable, the Python that runs the "
+                                   f"launcher): {reason}. Run portarun with a Python interpreter that sys.executable "
+                                   "names, as `python -m portarun launch ...`.") from None
 
     return run
 
