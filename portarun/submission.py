@@ -283,6 +283,24 @@ def _column(name: str, values: Any) -> list[str]:
     return list(map(_cell, values))
 
 
+def _check_series_indexes(header: tuple[str, ...], values: list[Any]) -> None:
+    """Refuse pandas Series with different indexes: pandas pairs them by index (a DataFrame of
+    them aligns rows), these columns would be paired by position, so predictions sorted another
+    way would be written against the wrong ids without a word."""
+    series = [(name, v) for name, v in zip(header, values)
+              if type(v).__module__.split(".")[0] == "pandas" and getattr(v, "ndim", 0) == 1 and hasattr(v, "index")]
+    if len(series) < 2:
+        return
+    first_name, first = series[0]
+    for name, other in series[1:]:
+        if not first.index.equals(other.index):
+            raise SubmissionError(
+                f"columns {first_name!r} and {name!r} are pandas Series with different indexes: pandas would pair "
+                "their rows by index, a dict of columns pairs them by position. Build a DataFrame "
+                f"(pd.DataFrame({{{first_name!r}: ..., {name!r}: ...}}) aligns them) or pass .to_numpy() of each to "
+                "pair them by position. Nothing was written.", [("input", f"{first_name}, {name}: other indexes")])
+
+
 def _from_rows(rows: list[list[str]], header: tuple[str, ...]) -> Table:
     ragged = tuple(i + 2 for i, row in enumerate(rows) if len(row) != len(header))
     if ragged:
@@ -303,6 +321,7 @@ def to_table(data: Any, columns: Sequence[str] | None = None, what: str = "the s
         return _read_csv_file(Path(text), what)
     if isinstance(data, Mapping):
         header = tuple(str(k) for k in data)
+        _check_series_indexes(header, list(data.values()))
         cols = [_column(h, v) for h, v in zip(header, data.values())]
         lengths = {len(c) for c in cols}
         if len(lengths) > 1:

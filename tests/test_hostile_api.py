@@ -861,3 +861,19 @@ def test_resuming_into_another_kind_of_optimizer_is_refused(tmp_path: Path) -> N
         ck.resume(fresh, torch.optim.Adam(fresh.parameters()))
     assert all(torch.equal(before[k], v) for k, v in fresh.state_dict().items())
     assert ck.resume(fresh, torch.optim.SGD(fresh.parameters(), lr=0.1, momentum=0.9)) == 1
+
+
+def test_series_with_different_indexes_are_not_paired_silently(tmp_path: Path) -> None:
+    """pandas pairs the Series of ``{"id": ids, "label": preds}`` by index, portarun paired them
+    by position: predictions sorted by another column were written against the wrong ids."""
+    import pandas as pd
+
+    ids = pd.Series([1, 2, 3])
+    preds = pd.Series(["c", "a", "b"], index=[2, 0, 1])  # "a" belongs to id 1 (index 0)
+    with _local(tmp_path) as rt:
+        with pytest.raises(SubmissionError, match="index") as caught:
+            rt.submit({"id": ids, "label": preds})
+        assert not (Path(rt.paths.output) / "submission.csv").exists()
+        assert caught.value.kinds == ("input",)
+        sub = rt.submit({"id": ids, "label": preds.sort_index()})  # the same index: paired as pandas would
+        assert Path(sub.path).read_text() == "id,label\n1,a\n2,b\n3,c\n"
