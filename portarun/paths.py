@@ -178,11 +178,13 @@ def _made_here(name: str) -> bool:
 def project_folder(name: str) -> str:
     """The folder of an explicitly named project: ``name`` itself when it is plain (lower-case
     letters of any script, digits, ``._-``) or already a folder this function made; otherwise
-    its :func:`readable` form plus ``-`` and a :func:`short_hash` of the exact name, so
-    different names never share a folder (``My Exp`` → ``My-Exp-<hash>``, ``实验一`` stays)."""
+    its :func:`readable` form (credentials in a location masked first) plus ``-`` and a
+    :func:`short_hash` of the exact name, so different names never share a folder (``My Exp`` →
+    ``My-Exp-<hash>``, ``实验一`` stays)."""
     if _plain(name) or _made_here(name):
         return name
-    return f"{readable(name) or 'project'}-{short_hash(name)}"
+    # Named from the masked text (a location typed as a name keeps no credential), hashed exactly.
+    return f"{readable(shown_location(name)) or 'project'}-{short_hash(name)}"
 
 
 def _host_path(probe: Probe, path: Path) -> str:
@@ -246,7 +248,7 @@ def default_project(probe: Probe, argv0: str | None) -> ProjectId:
 
 
 def _notebook_project(session_name: str) -> ProjectId:
-    last = session_name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    last = shown_location(session_name).replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
     stem = last[: -len(".ipynb")] if last.endswith(".ipynb") else last
     return ProjectId(f"{readable(stem) or 'notebook'}-{short_hash(session_name)}",
                      f"notebook JPY_SESSION_NAME={session_name!r}"[:300])

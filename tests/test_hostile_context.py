@@ -596,3 +596,20 @@ def test_a_launch_whose_interpreter_cannot_be_started_is_one_line(script: str, e
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert "portarun: error: cannot start" in proc.stderr and "sys.executable" in proc.stderr
+
+
+@pytest.mark.parametrize(("var", "value"), [
+    ("PORTARUN_PROJECT", "s3://AKIAKEY:SuperSecret99@bucket/run"),
+    ("PORTARUN_PROJECT", "https://h/x?token=SuperSecret99"),
+    ("JPY_SESSION_NAME", "https://h/work/nb.ipynb?token=SuperSecret99"),
+])
+def test_a_credential_in_a_project_name_never_becomes_a_folder_name(tmp_path: Path, var: str, value: str) -> None:
+    """A location typed where a project name goes (``PORTARUN_PROJECT=s3://key:secret@bucket``)
+    or a notebook session name carrying a token: the project folder is named from the masked
+    text plus a hash, so the credential appears in no path and no line of ``portarun info``."""
+    code = ("import sys, types\nsys.modules['ipykernel'] = types.ModuleType('ipykernel')\n"
+            "from portarun._cli.main import main\nsys.exit(main(['info', '--full', '--explain']))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                          env=_env(**{var: value}))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "SuperSecret99" not in proc.stdout + proc.stderr
