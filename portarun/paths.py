@@ -175,6 +175,12 @@ def _made_here(name: str) -> bool:
     return len(name) <= _MAX_NAME + 9 and _clean(name) == name and bool(_HASHED.fullmatch(name))
 
 
+def origin_text(text: str) -> str:
+    """Where a project's name came from, as reports show it: credentials masked, then cut to 300
+    characters (cut first, a password running past the cut would lose its ``@`` and show)."""
+    return shown_location(text)[:300]
+
+
 def project_folder(name: str) -> str:
     """The folder of an explicitly named project: ``name`` itself when it is plain (lower-case
     letters of any script, digits, ``._-``) or already a folder this function made; otherwise
@@ -216,7 +222,7 @@ def script_project(script: str, cwd: Path) -> ProjectId:
         path = os.path.normpath(joined)
     pure = PurePosixPath(path.replace("\\", "/"))
     stem = pure.parent.name if pure.stem == "__main__" else pure.stem
-    return ProjectId(f"{readable(stem) or 'script'}-{short_hash(path)}", f"script {path!r}"[:300])
+    return ProjectId(f"{readable(stem) or 'script'}-{short_hash(path)}", origin_text(f"script {path!r}"))
 
 
 def default_project(probe: Probe, argv0: str | None) -> ProjectId:
@@ -232,7 +238,7 @@ def default_project(probe: Probe, argv0: str | None) -> ProjectId:
     """
     explicit = probe.getenv("PORTARUN_PROJECT")
     if explicit:
-        return ProjectId(project_folder(explicit), f"PORTARUN_PROJECT={explicit!r}"[:300])
+        return ProjectId(project_folder(explicit), origin_text(f"PORTARUN_PROJECT={explicit!r}"))
     notebook = probe.getenv("JPY_SESSION_NAME", "") or ""
     if probe.in_kernel and notebook:
         return _notebook_project(notebook)
@@ -244,14 +250,14 @@ def default_project(probe: Probe, argv0: str | None) -> ProjectId:
     name = probe.cwd.name
     if name.lower() in _GENERIC_FOLDERS or (probe.simulated and probe.cwd == probe.root):
         return ProjectId("default", f"the host's generic working folder {where!r}")
-    return ProjectId(f"{readable(name) or 'folder'}-{short_hash(where)}", f"working folder {where!r}"[:300])
+    return ProjectId(f"{readable(name) or 'folder'}-{short_hash(where)}", origin_text(f"working folder {where!r}"))
 
 
 def _notebook_project(session_name: str) -> ProjectId:
     last = shown_location(session_name).replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
     stem = last[: -len(".ipynb")] if last.endswith(".ipynb") else last
     return ProjectId(f"{readable(stem) or 'notebook'}-{short_hash(session_name)}",
-                     f"notebook JPY_SESSION_NAME={session_name!r}"[:300])
+                     origin_text(f"notebook JPY_SESSION_NAME={session_name!r}"))
 
 
 # -- overrides -------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from ._plugins.manager import PluginSet
 from ._plugins.manager import plugin_set as plugin_set  # where submission, report and plugins look it up
 from ._plugins.state import STATE
 from .errors import PortarunError, UnknownHostError
-from .paths import Paths, ProjectId, default_project, project_folder
+from .paths import Paths, ProjectId, default_project, origin_text, project_folder
 from .probe import Probe
 from .provider import CLOSE_THRESHOLD, MATCH_THRESHOLD, Detection, Provider
 from .session import SessionInfo, build_session
@@ -152,7 +152,7 @@ def build_runtime(probe: Probe, *, host: str | None = None, project: str | None 
         main_file, argv = getattr(sys.modules.get("__main__"), "__file__", None), getattr(sys, "argv", None)
         candidates = (main_file, argv[0] if isinstance(argv, list) and argv else None)
         argv0 = next((c for c in candidates if isinstance(c, str) and c), None)
-    project_id = (ProjectId(project_folder(project), f"detect(project={project!r})"[:300]) if project
+    project_id = (ProjectId(project_folder(project), origin_text(f"detect(project={project!r})")) if project
                   else default_project(probe, argv0))
     if forced_name and not verdict.matched:
         _warn_forced(forced_name, "detect(host=...)" if host else "PORTARUN_HOST", verdict, verdicts[0])

@@ -613,3 +613,19 @@ def test_a_credential_in_a_project_name_never_becomes_a_folder_name(tmp_path: Pa
                           env=_env(**{var: value}))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "SuperSecret99" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("var", ["PORTARUN_PROJECT", "JPY_SESSION_NAME", "detect(project=)"])
+def test_a_long_credential_is_masked_before_the_project_origin_is_cut(tmp_path: Path, var: str) -> None:
+    """Where a project's name came from is cut to 300 characters: cut first, a URL whose
+    password runs past the cut lost its ``@`` and was shown unmasked, password included."""
+    secret = "s3://AKIAKEY:" + "S" * 400 + "@bucket/run"
+    code = ("import sys, types, json\nsys.modules['ipykernel'] = types.ModuleType('ipykernel')\n"
+            "import portarun\nfrom portarun._cli import report\n"
+            f"rt = portarun.detect(project={secret!r} if {var == 'detect(project=)'} else None)\n"
+            "print(rt.project_origin, rt.explain(), json.dumps(report.build(rt)))\n")
+    env = _env() if var.startswith("detect") else _env(**{var: secret})
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                          env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "SSSSSSSS" not in proc.stdout + proc.stderr and "***" in proc.stdout
