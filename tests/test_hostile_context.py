@@ -629,3 +629,16 @@ def test_a_long_credential_is_masked_before_the_project_origin_is_cut(tmp_path: 
                           env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "SSSSSSSS" not in proc.stdout + proc.stderr and "***" in proc.stdout
+
+
+def test_text_cut_before_masking_never_shows_a_password_that_ran_past_the_cut() -> None:
+    """Plugin evidence and error text (``clean_text``) is cut to four times its limit before
+    masking, to bound the work: a URL whose password runs past that cut lost its ``@`` and its
+    password's start was shown. The URL cut open is now shown up to its ``://``."""
+    from portarun._plugins.isolation import clean_text
+
+    for text in ("s3://KEY:" + "S" * 3000 + "@bucket/run", "evidence: https://u:" + "S" * 5000 + "@h/x",
+                 "x " * 900 + "https://u:" + "S" * 5000 + "@h"):
+        shown = clean_text(text, 500)
+        assert "SSSS" not in shown, shown[:200]
+    assert clean_text("s3://KEY:SECRET@bucket/run", 500) == "s3://***@bucket/run"

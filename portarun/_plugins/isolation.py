@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any, NamedTuple, cast
 
-from .._util.redact import redact
+from .._util.redact import redact_start
 
 #: Seconds a plugin's import, registration or ``detect()`` may take. Detection reads a few
 #: variables and folders (well under a millisecond for every provider shipped with portarun); the
@@ -87,9 +87,7 @@ class Outcome(NamedTuple):
 def clean_text(text: str, limit: int) -> str:
     """``text`` as it may be printed: credentials masked, control characters (newlines, terminal
     escape sequences) shown as ``\\xNN``, cut to ``limit`` characters."""
-    if len(text) > 4 * limit:  # masking scans the text: bound its work first
-        text = text[:4 * limit]
-    text = redact(text).translate(_CONTROL)
+    text = redact_start(text, 4 * limit).translate(_CONTROL)  # masking scans the text: its work is bounded
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 

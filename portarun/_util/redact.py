@@ -111,6 +111,21 @@ def redact(text: str) -> str:
     return _ASSIGNMENT.sub(lambda m: f"{m.group(1)}={shown_value(m.group(1), m.group(2))}", text)
 
 
+def redact_start(text: str, length: int) -> str:
+    """:func:`redact` of the first ``length`` characters of ``text``, without scanning the rest: a
+    URL that the cut leaves open (its ``user:password@`` may run past the cut, where its ``@``
+    is lost) keeps only its ``scheme://``, so no part of a password shows."""
+    if len(text) <= length:
+        return redact(text)
+    start = text[:length]
+    last = None
+    for last in _URL.finditer(start):
+        pass
+    if last is not None and last.end() == len(start):
+        start = start[:last.start()] + last.group(0).partition("://")[0] + "://…"
+    return redact(start)
+
+
 def location_key(location: str | os.PathLike[str], length: int = 12) -> str:
     """A short hex digest of the full location, credentials included, so two locations that
     differ only in their credentials (two users of one bucket) get different keys. Shown next
