@@ -642,3 +642,13 @@ def test_text_cut_before_masking_never_shows_a_password_that_ran_past_the_cut() 
         shown = clean_text(text, 500)
         assert "SSSS" not in shown, shown[:200]
     assert clean_text("s3://KEY:SECRET@bucket/run", 500) == "s3://***@bucket/run"
+
+
+def test_a_long_url_named_as_evidence_is_cut_without_showing_its_password() -> None:
+    """``Probe.env_fact`` cuts a long value for evidence: a URL whose password runs past the cut
+    shows none of it (cut first and masked later, it lost its ``@``)."""
+    from portarun.probe import Probe
+
+    probe = Probe(env={"COLAB_JUPYTER_IP": "https://u:" + "S" * 300 + "@proxy/x"})
+    fact = probe.env_fact("COLAB_JUPYTER_IP")
+    assert fact.startswith("COLAB_JUPYTER_IP=https://") and "SSSS" not in fact
