@@ -652,3 +652,16 @@ def test_a_long_url_named_as_evidence_is_cut_without_showing_its_password() -> N
     probe = Probe(env={"COLAB_JUPYTER_IP": "https://u:" + "S" * 300 + "@proxy/x"})
     fact = probe.env_fact("COLAB_JUPYTER_IP")
     assert fact.startswith("COLAB_JUPYTER_IP=https://") and "SSSS" not in fact
+
+
+def test_a_long_forced_host_with_a_password_is_cut_without_showing_it(tmp_path: Path) -> None:
+    """``PORTARUN_HOST`` is quoted cut short in its error: cut before masking, a URL's password
+    that ran past the cut was shown."""
+    proc = portarun_cli("info", cwd=tmp_path, env=_env(PORTARUN_HOST="s3://u:" + "7" * 300 + "@h/x"))
+    assert proc.returncode == 2 and proc.stderr.startswith("portarun: error: unknown host"), proc.stderr[-2000:]
+    assert "7777" not in proc.stderr  # digits: the host name is lower-cased before the error quotes it
+
+
+def test_a_10_kb_rendezvous_endpoint_is_quoted_short(script: str) -> None:
+    proc = portarun_cli("launch", "--nnodes", "2", "--rdzv-endpoint", "h" * 10_000 + ":80", "--dry-run", script)
+    assert proc.returncode == 2 and "not HOST:PORT" in proc.stderr and len(proc.stderr) < 1000, len(proc.stderr)

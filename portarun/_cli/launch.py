@@ -88,8 +88,10 @@ def _endpoint(value: str, option: str) -> str:
     match = _HOST_PORT.fullmatch(value.strip())
     if not match or (match.group(2) is not None and not 0 < int(match.group(2)) < 65536) \
             or len(match.group(1)) > 253 or max(map(len, match.group(1).split("."))) > 63:
-        raise DistributedError(f"{option} {value!r} is not HOST:PORT (for example 10.0.0.1:29400, the address of a "
-                               "host every node reaches and a free port there).")
+        from .._util.redact import shown_input
+
+        raise DistributedError(f"{option} {shown_input(value)} is not HOST:PORT (for example 10.0.0.1:29400, the "
+                               "address of a host every node reaches and a free port there).")
     return f"{match.group(1)}:{match.group(2) or RDZV_PORT}"
 
 
