@@ -7,14 +7,14 @@ from collections.abc import Iterable
 
 class PortarunError(Exception):
     """Base class of every error raised by portarun. Its message never holds a credential: every
-    string argument passes through :func:`portarun._util.redact.shown_location`, so a location such as
+    string argument passes through :func:`portarun._util.redact.redact`, so a location such as
     ``s3://key:secret@bucket/run`` in any message (and in ``args``, ``repr``, a pickled copy)
-    shows as ``s3://***@bucket/run``."""
+    shows as ``s3://***@bucket/run``, and a quoted ``HF_TOKEN=hf_...`` as ``HF_TOKEN=***``."""
 
     def __init__(self, *args: object) -> None:
-        from ._util.redact import shown_location
+        from ._util.redact import redact
 
-        super().__init__(*(shown_location(a) if isinstance(a, str) else a for a in args))
+        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
 
 
 class UnknownHostError(PortarunError, LookupError):
@@ -50,9 +50,9 @@ class PortarunWarning(UserWarning):
     :class:`PortarunError`'s (``warnings.warn(text, PortarunWarning)`` builds one from ``text``)."""
 
     def __init__(self, *args: object) -> None:
-        from ._util.redact import shown_location
+        from ._util.redact import redact
 
-        super().__init__(*(shown_location(a) if isinstance(a, str) else a for a in args))
+        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
 
 
 # Frames of these modules are portarun's own or the machinery between it and the caller.

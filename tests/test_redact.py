@@ -15,7 +15,7 @@ import pytest
 from portarun._cli import main as cli
 from portarun._util.redact import location_key, redact, shown_location
 from portarun.checkpoint import Checkpointer
-from portarun.errors import CheckpointError, PathError, PortarunWarning, StagingError
+from portarun.errors import PortarunError, CheckpointError, PathError, PortarunWarning, StagingError
 from portarun.staging import transfer
 from portarun.testing import simulate
 
@@ -73,6 +73,18 @@ def test_errors_and_warnings_mask_locations_in_message_args_and_pickles():
         warnings.simplefilter("always")
         warnings.warn(f"the save to {PERSIST} failed", PortarunWarning)
     assert caught and not leaked(*(w.message for w in caught))
+
+
+def test_errors_and_warnings_mask_secret_assignments_they_quote():
+    """A message quoting a line of a file or an environment (a .env passed as data, say)
+    shows a credential-named variable's value as ``***``; other assignments stay readable."""
+    error = PortarunError("line 3 reads HF_TOKEN=hf_abcdefghijklmnop and PORTARUN_SESSION_LIMIT=12h")
+    assert "hf_abcdefghijklmnop" not in str(error) + repr(error) + repr(pickle.loads(pickle.dumps(error)))
+    assert "HF_TOKEN=***" in str(error) and "PORTARUN_SESSION_LIMIT=12h" in str(error)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.warn("AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI in the environment", PortarunWarning)
+    assert caught and "wJalrXUtnFEMI" not in str(caught[0].message)
 
 
 @pytest.fixture

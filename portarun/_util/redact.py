@@ -106,9 +106,11 @@ def shown_input(value: str, limit: int = 120) -> str:
 
 def redact(text: str) -> str:
     """Free text with every URL masked as :func:`shown_location` does and the values of
-    secret-looking ``NAME=value`` pairs replaced by ``***``."""
+    secret-looking ``NAME=value`` pairs replaced by ``***``, except the placeholder ``...`` of
+    advice such as ``export HF_TOKEN=...``."""
     text = shown_location(text)
-    return _ASSIGNMENT.sub(lambda m: f"{m.group(1)}={shown_value(m.group(1), m.group(2))}", text)
+    return _ASSIGNMENT.sub(lambda m: m.group(0) if m.group(2).rstrip(".,;:)") == "" else
+                           f"{m.group(1)}={shown_value(m.group(1), m.group(2))}", text)
 
 
 def redact_start(text: str, length: int) -> str:
