@@ -15,7 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchdata.stateful_dataloader")
 
-from portarun.checkpoint import training_state  # noqa: E402
+from portarun.checkpoint import Checkpointer, training_state  # noqa: E402
 from portarun.loader import loader_state  # noqa: E402
 from portarun.testing import simulate  # noqa: E402
 
@@ -130,3 +130,22 @@ def _flat(state: Any) -> list[float]:
     if isinstance(state, torch.Tensor):
         return [float(x) for x in state.flatten().tolist()]
     return [float(state)] if isinstance(state, (int, float)) else []
+
+
+def test_resume_replaces_what_an_earlier_pass_recorded(tpu: Any, tmp_path: Any) -> None:
+    """A loader read through the wrapper, then given a checkpoint's place by resume(): the next
+    save holds the resumed place, not the batch the earlier pass had reached."""
+    reference = _values(_loader(tpu))
+    saved = _loader(tpu)
+    batches = iter(tpu.wrap_loader(saved))
+    for _ in range(3):
+        next(batches)
+    ck = Checkpointer(tmp_path, mode="blocking", handle_signals=False)
+    model = torch.nn.Linear(1, 1)
+    ck.save(training_state(model, loader=saved), step=3)
+    loader = _loader(tpu)
+    next(iter(tpu.wrap_loader(loader)))  # one batch of an earlier pass
+    assert ck.resume(model, loader=loader) == 3
+    again = _loader(tpu)
+    again.load_state_dict(loader_state(loader))
+    assert _values(again) == reference[3:]

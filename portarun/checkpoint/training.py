@@ -297,13 +297,16 @@ def _restore_loader(loader: Any, saved: Any, where: str) -> None:
     from ..loader import inexact_parts
 
     if saved is None:
-        warn(f"{where} holds no DataLoader state (it was saved without training_state(..., loader=...)): "
-             "the loader starts its epoch from the beginning.")
+        warn(f"{where} holds no DataLoader state (it was saved without training_state(..., loader=...), or with a "
+             "loader that has no place to save, such as a plain torch DataLoader): the loader starts its epoch from "
+             "the beginning.")
     elif not callable(getattr(loader, "load_state_dict", None)):
         warn(f"portarun cannot resume this DataLoader exactly: {'; '.join(inexact_parts(loader))}.")
     else:
         try:
             loader.load_state_dict(saved)
+            if getattr(loader, "_portarun_delivered_state", None) is not None:
+                loader._portarun_delivered_state = None  # rt.wrap_loader's record of an earlier pass is stale now
         except Exception as exc:  # torchdata: StopIteration for a shorter dataset, AssertionError for another sampler
             raise CheckpointError(
                 f"{where} holds a DataLoader place that does not fit the loader given to resume() "
