@@ -665,3 +665,35 @@ def test_a_long_forced_host_with_a_password_is_cut_without_showing_it(tmp_path: 
 def test_a_10_kb_rendezvous_endpoint_is_quoted_short(script: str) -> None:
     proc = portarun_cli("launch", "--nnodes", "2", "--rdzv-endpoint", "h" * 10_000 + ":80", "--dry-run", script)
     assert proc.returncode == 2 and "not HOST:PORT" in proc.stderr and len(proc.stderr) < 1000, len(proc.stderr)
+
+
+def test_the_monitors_cgroup_reading_never_blocks_on_a_fifo(tmp_path: Path) -> None:
+    """The run monitor reads ``memory.current`` and ``memory.stat`` of the process's cgroup: a FIFO
+    there (under a root anyone could have written) is refused unread, as the probe's own cgroup
+    reads are (docs/reliability.md, "Nothing hangs on a planted file")."""
+    import threading
+
+    from portarun.monitor.sampler import cgroup_memory_used
+
+    files = {"proc/self/cgroup": "0::/\n",
+             "proc/self/mountinfo": "30 1 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n",
+             "sys/fs/cgroup/cgroup.controllers": "cpu memory", "sys/fs/cgroup/memory.max": "1000000"}
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    os.mkfifo(tmp_path / "sys/fs/cgroup/memory.current")
+    os.mkfifo(tmp_path / "sys/fs/cgroup/memory.usage_in_bytes")
+    found: list[object] = []
+    reader = threading.Thread(target=lambda: found.append(cgroup_memory_used(tmp_path)), daemon=True)
+    reader.start()
+    reader.join(timeout=20)
+    assert found == [None], "the monitor's cgroup reading blocked on a FIFO"
+    (tmp_path / "sys/fs/cgroup/memory.current").unlink()
+    (tmp_path / "sys/fs/cgroup/memory.current").write_text("5000\n")
+    (tmp_path / "sys/fs/cgroup/memory.stat").unlink(missing_ok=True)
+    os.mkfifo(tmp_path / "sys/fs/cgroup/memory.stat")
+    found.clear()
+    reader = threading.Thread(target=lambda: found.append(cgroup_memory_used(tmp_path)), daemon=True)
+    reader.start()
+    reader.join(timeout=20)
+    assert found == [5000]

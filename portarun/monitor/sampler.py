@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._util.files import folder_bytes, nearest_folder
+from .._util.files import folder_bytes, nearest_folder, read_small_text
 from ..paths import WRITABLE_ROLES, is_remote
 
 if TYPE_CHECKING:
@@ -86,19 +86,21 @@ class CpuMeter:
 
 
 def _read_int(path: Path) -> int | None:
+    """The first number of a cgroup file; ``None`` when missing or not a regular file (a FIFO
+    planted there is refused unread)."""
     try:
-        return int(path.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
+        return int((read_small_text(path, 1 << 12) or "").split()[0])
+    except (ValueError, IndexError):
         return None
 
 
 def _stat_value(path: Path, key: str) -> int:
     try:
-        for line in path.read_text().splitlines():
+        for line in (read_small_text(path, 1 << 20) or "").splitlines():
             name, _, value = line.partition(" ")
             if name == key:
                 return int(value)
-    except (OSError, ValueError):
+    except ValueError:
         pass
     return 0
 
