@@ -697,3 +697,24 @@ def test_the_monitors_cgroup_reading_never_blocks_on_a_fifo(tmp_path: Path) -> N
     reader.start()
     reader.join(timeout=20)
     assert found == [5000]
+
+
+def test_a_timeline_line_of_100_mb_is_skipped_without_holding_it(tmp_path: Path) -> None:
+    """A record is a few kB: a line of 100 MB (a file that is no timeline, or a planted one) is
+    skipped and counted while being read in pieces, never held whole in memory."""
+    records = _timeline(tmp_path)
+    path = tmp_path / "run.jsonl"
+    with path.open("w") as f:
+        f.write(json.dumps(records[0]) + "\n")
+        f.write('{"type":"sample","x":"' + "a" * (100 << 20) + '"}\n')
+        f.write("".join(json.dumps(r) + "\n" for r in records[1:]))
+    code = ("import resource, sys\nfrom portarun.monitor import read_timeline\n"
+            "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+            "timeline = read_timeline(sys.argv[1])\n"
+            "grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before\n"
+            "print(timeline.skipped, len(timeline.samples), grown // 1024)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=_env(),
+                          timeout=120)
+    skipped, samples, grown_mb = map(int, proc.stdout.split())
+    assert (skipped, samples) == (1, sum(r.get("type") == "sample" for r in records)), proc.stderr[-2000:]
+    assert grown_mb < 40, f"reading grew the process by {grown_mb} MB"

@@ -117,12 +117,15 @@ def _not_a_constant(text: str) -> float:
     raise ValueError(f"{text} is no monitor reading")
 
 
+#: The longest line read as a record: a sample is a few kB (more with many GPUs and disks).
+_LONGEST_LINE = 1 << 20
 _DECODER = json.JSONDecoder(parse_float=_number, parse_int=_number, parse_constant=_not_a_constant)
 
 
-def _lines(p: Path) -> Iterator[bytes]:
+def _lines(p: Path) -> Iterator[bytes | None]:
     """The lines of the regular file at ``p``, read as a stream (a long run's timeline is not
-    held in memory twice). Opened non-blocking, so a FIFO or device planted at the path is
+    held in memory twice); ``None`` for a line longer than :data:`_LONGEST_LINE`, which is read
+    in pieces and dropped. Opened non-blocking, so a FIFO or device planted at the path is
     refused instead of hanging the reader."""
     try:
         fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
@@ -140,7 +143,13 @@ def _lines(p: Path) -> Iterator[bytes]:
                             "rt.monitor() wrote.")
     with open(fd, "rb") as f:
         try:
-            yield from f
+            while line := f.readline(_LONGEST_LINE + 1):
+                if len(line) <= _LONGEST_LINE or line.endswith(b"\n"):
+                    yield line
+                    continue
+                while (rest := f.readline(_LONGEST_LINE)) and not rest.endswith(b"\n"):
+                    pass  # the rest of a line too long to be a record, read in pieces and dropped
+                yield None
         except OSError as exc:
             raise TimelineError(f"cannot read the monitor timeline {p}: {exc.strerror or exc}.") from None
 
@@ -148,12 +157,15 @@ def _lines(p: Path) -> Iterator[bytes]:
 def read_timeline(path: str | os.PathLike[str]) -> Timeline:
     """Read a timeline, also while the monitor is still appending to it. Raises
     :class:`TimelineError` when the file is missing, not a regular file (a FIFO is refused
-    without blocking) or holds no ``start`` record. A line that is not a JSON object, or holds
-    NaN, infinity or a number past what a float holds, is skipped and counted."""
+    without blocking) or holds no ``start`` record. A line that is not a JSON object, is longer
+    than 1 MiB, or holds NaN, infinity or a number past what a float holds, is skipped and counted."""
     p = Path(path)
     start: dict[str, Any] | None = None
     timeline = Timeline(path=p, start={})
     for line in _lines(p):
+        if line is None:
+            timeline.skipped += 1
+            continue
         if not line.strip():
             continue
         try:
