@@ -741,3 +741,12 @@ def test_a_long_timeline_is_held_compactly(tmp_path: Path) -> None:
                           timeout=300)
     grown_mb = float(proc.stdout)
     assert grown_mb < 2.5 * size_mb, f"a {size_mb:.0f} MB timeline grew the reader by {grown_mb:.0f} MB"
+
+
+def test_a_warning_made_an_error_is_one_line_from_the_command_line(tmp_path: Path) -> None:
+    """Under ``PYTHONWARNINGS=error`` (as in many CI jobs) a portarun warning is raised: the
+    command line reports it in one line, saying that a warnings filter made it an error."""
+    proc = portarun_cli("info", cwd=tmp_path, env=_env(PYTHONWARNINGS="error", PORTARUN_PLUGIN_TIMEOUT="nan"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.startswith("portarun: error: PORTARUN_PLUGIN_TIMEOUT='nan' is not a number of seconds")
+    assert "warnings filter" in proc.stderr and len(proc.stderr.splitlines()) == 1

@@ -14,7 +14,7 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 
-from ..errors import PortarunError
+from ..errors import PortarunError, PortarunWarning
 
 Runner = Callable[[argparse.Namespace], int]
 
@@ -102,6 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return status
     except PortarunError as exc:
         print(f"portarun: error: {exc}", file=sys.stderr)
+        return 2
+    except PortarunWarning as exc:  # raised because a filter (-W error, PYTHONWARNINGS) says so
+        print(f"portarun: error: {exc} (a warning, made an error by a warnings filter)", file=sys.stderr)
         return 2
     except BrokenPipeError:
         return _reader_gone()
