@@ -750,3 +750,14 @@ def test_a_warning_made_an_error_is_one_line_from_the_command_line(tmp_path: Pat
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert proc.stderr.startswith("portarun: error: PORTARUN_PLUGIN_TIMEOUT='nan' is not a number of seconds")
     assert "warnings filter" in proc.stderr and len(proc.stderr.splitlines()) == 1
+
+
+def test_info_torch_with_a_torch_that_fails_to_import_still_reports(tmp_path: Path) -> None:
+    """``portarun info --torch`` is what one runs when torch is broken (a CUDA library missing):
+    torch's ImportError is named in one line and the report still comes out."""
+    fake = tmp_path / "fake" / "torch"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text('raise ImportError("libcudart.so.12: cannot open shared object file")\n')
+    proc = portarun_cli("info", "--torch", cwd=tmp_path, env=_env(PYTHONPATH=str(fake.parent)))
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "libcudart.so.12" in proc.stderr and proc.stdout.startswith("portarun ")

@@ -42,7 +42,13 @@ def info_command(parser: argparse.ArgumentParser) -> Runner:
         from ..runtime import detect
 
         if args.torch:
-            import torch  # noqa: F401  the report's sections include torch's view once it is imported
+            try:
+                import torch  # noqa: F401  the report's sections include torch's view once it is imported
+            except Exception as exc:  # a broken install is what --torch is often run to diagnose
+                from .._plugins.isolation import describe_error
+
+                print(f"portarun: torch failed to import ({describe_error(exc)}); the report below is without "
+                      "torch's view.", file=sys.stderr)
 
         project = args.project
         if args.script and not project:
