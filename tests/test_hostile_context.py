@@ -761,3 +761,26 @@ def test_info_torch_with_a_torch_that_fails_to_import_still_reports(tmp_path: Pa
     proc = portarun_cli("info", "--torch", cwd=tmp_path, env=_env(PYTHONPATH=str(fake.parent)))
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert "libcudart.so.12" in proc.stderr and proc.stdout.startswith("portarun ")
+
+
+def test_a_timeline_claiming_thousands_of_gpus_is_summarized_in_linear_time(tmp_path: Path) -> None:
+    """A start record listing 3000 GPUs and samples with 3000 GPU rows each: the summary searched
+    every sample for every GPU (cubic in the file's size: ~17 s here, hours at the 1 MiB line
+    limit); it groups the rows in one pass."""
+    import time
+
+    from portarun.monitor import build_report
+
+    records = _timeline(tmp_path)
+    start, sample = records[0], dict(next(r for r in records if r.get("type") == "sample"))
+    start["gpus"] = [{"index": i, "name": "Tesla T4", "memory": 16 << 30} for i in range(3000)]
+    sample["gpus"] = [{"index": i, "util": 50, "mem_used": 1 << 30, "mem_total": 16 << 30} for i in range(3000)]
+    path = tmp_path / "gpus.jsonl"
+    with path.open("w") as f:
+        f.write(json.dumps(start) + "\n")
+        for k in range(60):
+            f.write(json.dumps({**sample, "t": float(start["t"]) + k}) + "\n")  # type: ignore[arg-type]
+    started = time.perf_counter()
+    report = build_report(path, plot=False)
+    assert time.perf_counter() - started < 5.0
+    assert len(report.summary.gpus) == 3000 and report.summary.gpus[-1].util_mean == 50

@@ -103,8 +103,12 @@ def summarize(timeline: Timeline) -> Summary:
     shm = _values(samples, "shm", "used")
     shm_total = _values(samples, "shm", "total")
     gpus = []
+    by_index: dict[Any, list[dict[str, Any]]] = {}  # one pass: per GPU over every sample was cubic in size
+    for s in samples:
+        for r in s.get("gpus", []):
+            by_index.setdefault(r.get("index"), []).append(r)
     for g in start.get("gpus", []):
-        rows = [r for s in samples for r in s.get("gpus", []) if r.get("index") == g["index"]]
+        rows = by_index.get(g["index"], [])
         util = _values(rows, "util")
         mem = _values(rows, "mem_used")
         totals = _values(rows, "mem_total")

@@ -45,9 +45,11 @@ def figure(timeline: Timeline) -> Figure:
     usable = start.get("cpus_usable") or 1
     line(axes[0], [_pct((s.get("cpu") or {}).get("busy"), usable) for s in samples], f"CPU ({usable} usable)",
          color="C0")
+    # Each sample's GPU rows by index, first row wins (a search per GPU per sample was cubic in size).
+    per_sample = [{} if not isinstance(s.get("gpus"), list) else
+                  {r.get("index"): r for r in reversed(s["gpus"])} for s in samples]
     for g in start.get("gpus", []):
-        rows: list[dict[str, Any]] = [next((r for r in s.get("gpus", []) if r.get("index") == g["index"]), {})
-                                      for s in samples]
+        rows: list[dict[str, Any]] = [found.get(g["index"], {}) for found in per_sample]
         line(axes[0], [r.get("util") for r in rows], f"GPU {g['index']}", color=gpu_colors[g["index"] % 6])
         line(axes[1], [_pct(r.get("mem_used"), r.get("mem_total")) for r in rows], f"GPU {g['index']} memory",
              color=gpu_colors[g["index"] % 6])
