@@ -381,6 +381,8 @@ def resolve(provider: Provider, project: str) -> Paths:
     try:
         loc = provider.locations(project)
     except RuntimeError as exc:  # what pathlib and platformdirs raise when no home folder can be found
+        if os.path.expanduser("~") != "~":  # there is a home: the error is the provider's own
+            raise
         raise PathError(f"the {provider.name} provider cannot place its folders: {exc}. Set HOME to an absolute "
                         "folder this user owns (it is unset, and this user id has no entry in the password "
                         "database, as in a container started with an arbitrary --user).") from None
