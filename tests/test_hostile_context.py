@@ -784,3 +784,38 @@ def test_a_timeline_claiming_thousands_of_gpus_is_summarized_in_linear_time(tmp_
     report = build_report(path, plot=False)
     assert time.perf_counter() - started < 5.0
     assert len(report.summary.gpus) == 3000 and report.summary.gpus[-1].util_mean == 50
+
+
+def test_a_forced_plugin_host_whose_locations_fail_is_a_plugin_error() -> None:
+    """``PORTARUN_HOST=acme`` forces a plugin provider whose ``locations()`` raises (its storage is
+    not mounted): detect() names the provider and what to do, instead of passing the plugin's
+    RuntimeError on (a RuntimeError is not taken for a missing home folder either)."""
+    import types
+
+    import portarun
+    from portarun import hookimpl
+    from portarun.errors import PluginError
+    from portarun.provider import Detection, HostLocations, Provider
+    from portarun.testing import plugin, simulate
+
+    class Acme(Provider):
+        name = "acme"
+        display_name = "Acme"
+
+        @classmethod
+        def detect(cls, probe: object) -> Detection:  # type: ignore[override]
+            return Detection(0.0, ())
+
+        def locations(self, project: str) -> HostLocations:
+            raise RuntimeError("acme storage is not mounted")
+
+    @hookimpl
+    def portarun_register_providers(register):  # type: ignore[no-untyped-def]
+        register(Acme)
+
+    with plugin(types.SimpleNamespace(portarun_register_providers=portarun_register_providers)):
+        with pytest.raises(PluginError, match=r"'acme' provider cannot place its folders: RuntimeError: acme storage"
+                                              r" is not mounted.*PORTARUN_HOST"):
+            with pytest.warns(portarun.PortarunWarning):
+                with simulate("local", env={"PORTARUN_HOST": "acme"}):
+                    pass
