@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Union
 
 from ._util.redact import shown_location
-from .errors import PathError, PortarunError
+from .errors import PathError
 from .errors import warn
 
 if TYPE_CHECKING:
@@ -377,27 +377,17 @@ def _override(role: Role, value: str, probe: Probe, notes: list[str]) -> Locatio
 def resolve(provider: Provider, project: str) -> Paths:
     """The paths of ``provider`` for ``project`` with overrides applied. Nothing is created:
     each writer makes its folder on first write (:func:`ensure_dir`). Raises
-    :class:`~portarun.errors.PathError` when there is no home folder at all, and
-    :class:`~portarun.errors.PluginError` when the provider's ``locations()`` fails."""
+    :class:`~portarun.errors.PathError` when there is no home folder at all."""
     probe = provider.probe
     try:
         loc = provider.locations(project)
-    except PortarunError:
-        raise
-    except Exception as exc:
+    except RuntimeError as exc:
+        if os.path.expanduser("~") != "~":  # there is a home: the error is the provider's own
+            raise
         # What pathlib and platformdirs raise when no home folder can be found.
-        if isinstance(exc, RuntimeError) and os.path.expanduser("~") == "~":
-            raise PathError(f"the {provider.name} provider cannot place its folders: {exc}. Set HOME to an "
-                            "absolute folder this user owns (it is unset, and this user id has no entry in the "
-                            "password database, as in a container started with an arbitrary --user).") from None
-        # A matching third-party provider was asked this in isolation before it could win: one that
-        # fails here was forced (PORTARUN_HOST, detect(host=...)).
-        from ._plugins.isolation import describe_error
-        from .errors import PluginError
-
-        raise PluginError(f"the {provider.name!r} provider cannot place its folders: {describe_error(exc)}. If "
-                          f"PORTARUN_HOST or detect(host=...) forces it, unset that to let detection choose; "
-                          "otherwise report it to the plugin's authors.") from exc
+        raise PathError(f"the {provider.name} provider cannot place its folders: {exc}. Set HOME to an absolute "
+                        "folder this user owns (it is unset, and this user id has no entry in the password "
+                        "database, as in a container started with an arbitrary --user).") from None
     roles: dict[str, Location] = {
         "input": loc.input, "scratch": loc.scratch, "output": loc.output,
         "persist": join(loc.persist, project), "cache": loc.cache,

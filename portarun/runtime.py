@@ -16,7 +16,7 @@ from ._plugins.manager import PluginSet
 from ._plugins.manager import plugin_set as plugin_set  # where submission, report and plugins look it up
 from ._plugins.state import STATE
 from ._util.redact import redact_start
-from .errors import PortarunError, UnknownHostError
+from .errors import PluginError, PortarunError, UnknownHostError
 from .paths import Paths, ProjectId, default_project, origin_text, project_folder
 from .probe import Probe
 from .provider import CLOSE_THRESHOLD, MATCH_THRESHOLD, Detection, Provider
@@ -156,7 +156,13 @@ def build_runtime(probe: Probe, *, host: str | None = None, project: str | None 
     project_id = (ProjectId(project_folder(project), origin_text(f"detect(project={project!r})")) if project
                   else default_project(probe, argv0))
     if forced_name and not verdict.matched:
-        _warn_forced(forced_name, "detect(host=...)" if host else "PORTARUN_HOST", verdict, verdicts[0])
+        how = "detect(host=...)" if host else "PORTARUN_HOST"
+        _warn_forced(forced_name, how, verdict, verdicts[0])
+        problem = plugins.forced_problem(cls, probe)
+        if problem is not None:
+            raise PluginError(f"{how}={forced_name} forces the {forced_name!r} provider from plugin "
+                              f"{plugins.info_for_provider(cls).label}, but {problem}. Unset {how} to let detection "
+                              "choose, or report it to the plugin's authors.")
     paths = plugins.pm.hook.portarun_resolve_paths(provider=provider, project=project_id.name)
     session = build_session(provider.session_limits(), provider.session_start(), probe.in_kernel,
                             probe.getenv("PORTARUN_SESSION_LIMIT"),

@@ -368,6 +368,26 @@ class PluginSet:
             fail(f"provider {cls.name!r} from plugin {info.label} matched, but {problem}; it was skipped.", self.env)
         return problem
 
+    def forced_problem(self, cls: type[Provider], probe: Probe) -> str | None:
+        """Why a third-party provider forced by name (``PORTARUN_HOST``, ``detect(host=...)``)
+        without matching fails what ``detect()`` asks the winner (it raises or overruns its time
+        budget), asked in isolation as one that matches is (:meth:`_preflight`); ``None`` when it
+        answers, or is built in. Answers of the wrong type are left to the provider contract
+        (:mod:`portarun.testing.contract`) to report."""
+        info = self.info_for_provider(cls)
+        if info.builtin:
+            return None
+        limit, _ = budget(probe.env)
+        worker = Worker(limit)
+        try:
+            view = read_only(probe)
+            outcome, _ = self.guarded(info, lambda: _instance_problem(cls, view), Guard(paths=True), worker)
+        finally:
+            worker.close()
+        if outcome.done is not None:
+            self._late[cls] = outcome.done
+        return outcome.problem(limit)
+
     def info_for(self, plugin_name: str) -> PluginInfo:
         """The :class:`PluginInfo` of a registered plugin (a plain one for ad-hoc plugins)."""
         for info in self.infos:
