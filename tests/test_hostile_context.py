@@ -861,3 +861,23 @@ def test_a_forced_plugin_host_that_cannot_answer_is_a_plugin_error(method: str) 
             with pytest.warns(portarun.PortarunWarning):
                 with simulate("local", env={"PORTARUN_HOST": "acme"}) as rt:
                     rt.cpu  # noqa: B018
+
+
+@pytest.mark.parametrize("how", ["--png at the timeline", "a timeline named .png", "--png through a linked folder"])
+def test_the_plot_never_replaces_the_timeline_it_is_drawn_from(tmp_path: Path, how: str) -> None:
+    """``--png run.jsonl`` (or a timeline whose name already ends in ``.png``, whose default plot
+    path is itself): the run's only record was replaced by its picture. Refused; the timeline
+    stays as it was."""
+    pytest.importorskip("matplotlib")
+    name = "run.png" if how == "a timeline named .png" else "run.jsonl"
+    timeline = _write(tmp_path / name, _timeline(tmp_path))
+    before = timeline.read_bytes()
+    args = ["monitor", "report", str(timeline)]
+    if how == "--png at the timeline":
+        args += ["--png", str(timeline)]
+    elif how == "--png through a linked folder":
+        (tmp_path / "linked").symlink_to(tmp_path)
+        args += ["--png", str(tmp_path / "linked" / name)]
+    proc = portarun_cli(*args)
+    assert proc.returncode == 2 and proc.stderr.startswith("portarun: error: "), proc.stderr[-2000:]
+    assert "--png" in proc.stderr and timeline.read_bytes() == before

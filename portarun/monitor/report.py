@@ -68,6 +68,12 @@ def _misshapen(path: Path, exc: Exception) -> TimelineError:
                          "Pass a timeline that rt.monitor() wrote.")
 
 
+def _entry(path: Path) -> tuple[str, str]:
+    """The folder entry a path names (its folder with links resolved, and its name): the plot
+    is renamed into place, which replaces that entry."""
+    return os.path.realpath(path.parent), path.name
+
+
 def build_report(path: str | os.PathLike[str], *, png: str | os.PathLike[str] | None = None,
                  plot: bool = True) -> Report:
     """Read the timeline at ``path`` (finished or still being written) and build its report.
@@ -95,6 +101,9 @@ def build_report(path: str | os.PathLike[str], *, png: str | os.PathLike[str] | 
             from .plot import figure
 
             written = Path(png) if png is not None else timeline.path.with_suffix(".png")
+            if _entry(written) == _entry(timeline.path):  # the rename would replace the run's only record
+                raise PathError(f"the plot would replace the timeline it is drawn from ({timeline.path}). Pass --png "
+                                "(png=) with another file path, or --no-plot (plot=False).")
             image = io.BytesIO()
             try:
                 figure(timeline).savefig(image, dpi=90, format="png")
