@@ -131,11 +131,24 @@ def test_timeline_lines_with_nan_or_overflowing_numbers_are_skipped(tmp_path: Pa
     text = "".join(json.dumps(r) + "\n" for r in records)
     planted = ['{"type":"sample","t":NaN}', '{"type":"sample","t":1e400}', '{"type":"sample","t":' + "9" * 500 + "}",
                '{"type":"sample","t":-Infinity}']
+    kept = '{"type":"alert","t":1e308,"message":"a large float the writer can write"}'
     path = tmp_path / "run.jsonl"
-    path.write_text(text + "\n".join(planted) + "\n")
+    path.write_text(text + "\n".join([*planted, kept]) + "\n")
     timeline = read_timeline(path)
     assert timeline.skipped == len(planted)
     assert len(timeline.samples) == sum(r.get("type") == "sample" for r in records)
+    assert timeline.alerts[-1]["t"] == 1e308
+
+
+def test_a_run_with_a_huge_price_reads_back(tmp_path: Path) -> None:
+    """``PORTARUN_PRICE_PER_HOUR=1e308`` is a finite float the monitor writes into its start
+    record: the reader keeps that record (a bound on floats had made it "no start record")."""
+    code = ("import time, portarun\nrt = portarun.detect()\n"
+            "with rt.monitor(interval=0.05) as mon:\n    time.sleep(0.2)\n"
+            "print(mon.report(plot=False).summary.budgets[-1].amount)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                          env=_env(PORTARUN_PRICE_PER_HOUR="1e308"))
+    assert proc.returncode == 0 and proc.stdout == "1e+308\n", proc.stderr[-2000:]
 
 
 @pytest.mark.parametrize("content", [b"", b"\x00\xff" * 5000, b'{"type":"start","t":1', b"[1,2]\n\"x\"\n"])

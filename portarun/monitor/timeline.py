@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import stat
 import sys
@@ -106,10 +107,16 @@ _LARGEST = 2.0**63
 
 
 def _number(text: str) -> float | int:
-    """A JSON number of a timeline line; ``ValueError`` (the line is skipped) for NaN,
-    infinity, and numbers a float cannot hold, which the writer never produces."""
-    value = float(text) if any(c in text for c in ".eE") else int(text)
-    if not abs(value) < _LARGEST:  # also False for NaN; int and float compare exactly
+    """A JSON number of a timeline line; ``ValueError`` (the line is skipped) for a float past
+    what a float holds (``1e400`` reads as infinity) and an integer of 2**63 or more, which the
+    writer never produces (it refuses NaN and infinity; its counts and sizes are below 2**63)."""
+    if any(c in text for c in ".eE"):
+        value: float | int = float(text)
+        ok = math.isfinite(value)
+    else:
+        value = int(text)
+        ok = abs(value) < _LARGEST  # a huge int would overflow a float in the summary
+    if not ok:
         raise ValueError(f"{text[:20]} is no monitor reading")
     return value
 
