@@ -894,3 +894,13 @@ def test_the_plot_never_replaces_the_timeline_it_is_drawn_from(tmp_path: Path, h
     proc = portarun_cli(*args)
     assert proc.returncode == 2 and proc.stderr.startswith("portarun: error: "), proc.stderr[-2000:]
     assert "--png" in proc.stderr and timeline.read_bytes() == before
+
+
+@pytest.mark.parametrize("args", [("info",), ("--help",), ("launch", "--help")])
+def test_the_command_line_runs_with_docstrings_stripped(tmp_path: Path, args: tuple[str, ...]) -> None:
+    """``python -OO`` (or ``PYTHONOPTIMIZE=2`` in a deployment) strips docstrings, from which the
+    commands' help lines are made: the first line of an empty docstring was an IndexError."""
+    proc = subprocess.run([sys.executable, "-OO", "-m", "portarun", *args], capture_output=True, text=True,
+                          cwd=tmp_path, env=_env(), timeout=120)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stdout.startswith(("portarun ", "usage: portarun"))

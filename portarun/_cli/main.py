@@ -88,7 +88,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Runner]]:
     for name, target in COMMANDS.items():
         module, _, function = target.partition(":")
         factory = getattr(importlib.import_module(module), function)
-        summary = plain_text((factory.__doc__ or "").strip().splitlines()[0])
+        # No docstring under `python -OO`: the help line is then empty.
+        summary = plain_text(((factory.__doc__ or "").strip().splitlines() or [""])[0])
         runners[name] = factory(sub.add_parser(name, help=summary, description=summary))
     return parser, runners
 
