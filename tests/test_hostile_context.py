@@ -160,14 +160,14 @@ def test_empty_binary_or_truncated_timelines_are_a_timeline_error(tmp_path: Path
     assert "holds no monitor start record" in proc.stderr
 
 
-@pytest.mark.parametrize("where", ["a folder", "inside a file", "a name too long", "/proc"])
+@pytest.mark.parametrize("where", ["a folder", "inside a file", "a name too long", "/proc", "", ".", "/"])
 def test_a_plot_that_cannot_be_written_is_a_clear_error(tmp_path: Path, where: str) -> None:
     """``--png`` at a folder, below a file, with a name over the filesystem's limit, or in
     /proc: a one-line error naming the path and what to do; no partial file is left."""
     timeline = _write(tmp_path / "run.jsonl", _timeline(tmp_path))
     (tmp_path / "afile").write_text("x")
     png = {"a folder": str(tmp_path), "inside a file": str(tmp_path / "afile" / "plot.png"),
-           "a name too long": str(tmp_path / ("p" * 300 + ".png")), "/proc": "/proc/plot.png"}[where]
+           "a name too long": str(tmp_path / ("p" * 300 + ".png")), "/proc": "/proc/plot.png"}.get(where, where)
     pytest.importorskip("matplotlib")
     proc = portarun_cli("monitor", "report", str(timeline), "--png", png)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]

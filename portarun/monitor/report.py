@@ -111,7 +111,8 @@ def build_report(path: str | os.PathLike[str], *, png: str | os.PathLike[str] | 
                 raise _misshapen(timeline.path, exc) from exc
             try:  # a reader (a notebook refreshing the image) never sees half a PNG
                 write_bytes_atomic(written, image.getvalue())
-            except OSError as exc:
-                raise PathError(f"cannot write the plot to {written}: {exc.strerror or exc}. Pass --png (png=) with "
+            except (OSError, ValueError) as exc:  # ValueError: a path with no file name ('', '.', '/')
+                reason = (exc.strerror or str(exc)) if isinstance(exc, OSError) else "it names no file"
+                raise PathError(f"cannot write the plot to {written}: {reason}. Pass --png (png=) with "
                                 "a writable file path, or --no-plot (plot=False) for the text alone.") from None
     return Report(timeline=timeline.path, summary=summary, facts=lines, advice=advice, png=written, note=note)
