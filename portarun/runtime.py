@@ -253,9 +253,10 @@ class Runtime:
         lines.append(f"Session: limit {limit if limit is not None else 'none'} ({self.session.source}); "
                      f"started {self.session.started_at.isoformat(timespec='seconds')} "
                      f"({self.session.start_source}); interactive={self.session.interactive}")
-        from ._util.redact import redact  # paths, evidence and errors may hold s3://key:secret@...
+        from ._util.redact import printable, redact  # paths, evidence and errors may hold s3://key:secret@...
 
-        return redact("\n".join(lines))
+        # Each line escaped on its own: a folder name with terminal escapes or a newline stays on its line.
+        return redact("\n".join(printable(line) for line in lines))
 
     def mount_drive(self, mountpoint: str | None = None) -> Runtime:
         """Mount the host's cloud drive and return the runtime detected afresh, whose

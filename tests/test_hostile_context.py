@@ -904,3 +904,18 @@ def test_the_command_line_runs_with_docstrings_stripped(tmp_path: Path, args: tu
                           cwd=tmp_path, env=_env(), timeout=120)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert proc.stdout.startswith(("portarun ", "usage: portarun"))
+
+
+@pytest.mark.parametrize("args", [("info",), ("info", "--full", "--explain")])
+def test_terminal_escapes_in_a_folder_name_never_reach_the_terminal(tmp_path: Path, args: tuple[str, ...]) -> None:
+    """A working folder (a cloned repository, an unpacked archive) named with ESC sequences (set
+    the title, clear the screen) and a newline (a forged report line): ``portarun info`` prints
+    the paths made from it with those characters escaped; ``--json`` keeps the real path."""
+    folder = tmp_path / "repo\x1b]0;pwned\x07\x1b[2J\nhost         kaggle"
+    folder.mkdir()
+    proc = portarun_cli(*args, cwd=folder)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "\x1b" not in proc.stdout and "\x07" not in proc.stdout and "\nhost         kaggle" not in proc.stdout
+    assert "\\x1b]0;pwned\\x07" in proc.stdout
+    data = json.loads(portarun_cli("info", "--json", cwd=folder).stdout)
+    assert data["paths"]["input"]["path"] == str(folder / "data")

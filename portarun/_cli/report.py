@@ -15,7 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from .._util.files import nearest_folder
-from .._util.redact import shown_location
+from .._util.redact import printable, shown_location
 from ..errors import PortarunError
 from ..paths import is_remote
 from .._util.units import format_size
@@ -156,6 +156,19 @@ def _masked(value: Any) -> Any:
     return value
 
 
+def _printable(value: Any) -> Any:
+    """``value`` with every string (keys too: project folder names come from the disk) passed
+    through :func:`~portarun._util.redact.printable`, for the text report: a folder named with
+    terminal escapes or a newline prints escaped. ``--json`` keeps the strings as they are."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {printable(key) if isinstance(key, str) else key: _printable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_printable(item) for item in value]
+    return value
+
+
 def _own_version() -> str:
     from .._version import __version__
 
@@ -251,7 +264,7 @@ def _summary_rows(data: dict[str, Any]) -> list[tuple[str, str]]:
 def render_summary(data: dict[str, Any]) -> str:
     """The short ``portarun info``: one screen built from :func:`build`'s data, with pointers to
     the full report and the explanation."""
-    rows = _summary_rows(data)
+    rows = _summary_rows(_printable(data))
     width = max(len(label) for label, _ in rows)
     lines = [f"portarun {data['portarun_version']}", ""]
     lines += [f"{label:<{width}}  {value}" for label, value in rows]
@@ -262,6 +275,7 @@ def render_summary(data: dict[str, Any]) -> str:
 def render(data: dict[str, Any]) -> str:
     """The full readable report for data built by :func:`build` (the ranking is left to
     ``Runtime.explain()``, which ``portarun info --explain`` prints after it)."""
+    data = _printable(data)
     lines = [f"portarun {data['portarun_version']}"]
     for name in SECTIONS:
         section = dict(data[name])

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any, NamedTuple, cast
 
-from .._util.redact import redact_start
+from .._util.redact import printable, redact_start
 
 #: Seconds a plugin's import, registration or ``detect()`` may take. Detection reads a few
 #: variables and folders (well under a millisecond for every provider shipped with portarun); the
@@ -36,10 +36,6 @@ DEFAULT_BUDGET = 5.0
 BUDGET_VAR = "PORTARUN_PLUGIN_TIMEOUT"
 #: Longest plugin-supplied text (an evidence line, an exception message) portarun prints.
 MAX_LINE = 500
-# C0 and C1 controls (newlines, ESC and CSI start terminal escape sequences) and the bidi
-# overrides that reorder what a terminal shows.
-_CONTROL = {i: f"\\x{i:02x}" if i < 256 else f"\\u{i:04x}"
-            for i in (*range(32), *range(127, 160), *range(0x202A, 0x202F), *range(0x2066, 0x206A))}
 
 
 def budget(env: Mapping[str, str]) -> tuple[float | None, str | None]:
@@ -87,7 +83,7 @@ class Outcome(NamedTuple):
 def clean_text(text: str, limit: int) -> str:
     """``text`` as it may be printed: credentials masked, control characters (newlines, terminal
     escape sequences) shown as ``\\xNN``, cut to ``limit`` characters."""
-    text = redact_start(text, 4 * limit).translate(_CONTROL)  # masking scans the text: its work is bounded
+    text = printable(redact_start(text, 4 * limit))  # masking scans the text: its work is bounded
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 

@@ -35,6 +35,19 @@ _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]{0,31}://[^\s'\"<>]*")
 _ASSIGNMENT = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)=(\S+)")
 
 
+# C0 and C1 controls (newlines, ESC and CSI start terminal escape sequences) and the bidi
+# overrides that reorder what a terminal shows.
+_CONTROL = {i: f"\\x{i:02x}" if i < 256 else f"\\u{i:04x}"
+            for i in (*range(32), *range(127, 160), *range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters and bidi overrides shown as ``\\xNN``/``\\uNNNN`` escapes:
+    what a terminal shows of it is what it holds, on one line (a folder name, an evidence line
+    or a plugin's message could otherwise set the title, clear the screen or forge a line)."""
+    return text.translate(_CONTROL)
+
+
 def is_secret_name(name: str) -> bool:
     """Whether a variable of this name may hold a credential (``*KEY*``, ``*TOKEN*``, …)."""
     return bool(_SECRET_NAME.search(name)) and name.upper() not in {"PWD", "OLDPWD"}
