@@ -919,3 +919,19 @@ def test_terminal_escapes_in_a_folder_name_never_reach_the_terminal(tmp_path: Pa
     assert "\\x1b]0;pwned\\x07" in proc.stdout
     data = json.loads(portarun_cli("info", "--json", cwd=folder).stdout)
     assert data["paths"]["input"]["path"] == str(folder / "data")
+
+
+def test_terminal_escapes_in_a_timeline_and_its_path_never_reach_the_terminal(tmp_path: Path) -> None:
+    """A timeline in a folder named with ESC sequences, holding an alert message and a host name
+    with them: the report and the one-line errors print them escaped."""
+    folder = tmp_path / "runs\x1b]0;pwned\x07"
+    folder.mkdir()
+    records = _timeline(tmp_path)
+    records[0]["host_name"] = "Local\x1b[2J machine"
+    records.insert(2, {"type": "alert", "t": records[1]["t"], "message": "disk\x1b[31m full"})
+    timeline = _write(folder / "run.jsonl", records)
+    proc = portarun_cli("monitor", "report", str(timeline), "--no-plot")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "\x1b" not in proc.stdout and "\x07" not in proc.stdout and "\\x1b[31m" in proc.stdout
+    proc = portarun_cli("monitor", "report", str(folder / "missing.jsonl"))
+    assert proc.returncode == 2 and "\x1b" not in proc.stderr and "\\x1b]0;pwned" in proc.stderr

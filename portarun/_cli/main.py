@@ -14,6 +14,7 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 
+from .._util.redact import printable
 from ..errors import PortarunError, PortarunWarning
 
 Runner = Callable[[argparse.Namespace], int]
@@ -107,11 +108,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if sys.stdout is not None:  # None when started with stdout closed (`>&-`)
             sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
         return status
-    except PortarunError as exc:
-        print(f"portarun: error: {exc}", file=sys.stderr)
+    except PortarunError as exc:  # escaped: a message may quote a path named with terminal escapes
+        print(f"portarun: error: {printable(str(exc))}", file=sys.stderr)
         return 2
     except PortarunWarning as exc:  # raised because a filter (-W error, PYTHONWARNINGS) says so
-        print(f"portarun: error: {exc} (a warning, made an error by a warnings filter)", file=sys.stderr)
+        print(f"portarun: error: {printable(str(exc))} (a warning, made an error by a warnings filter)",
+              file=sys.stderr)
         return 2
     except BrokenPipeError:
         return _reader_gone()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .._util.files import write_bytes_atomic
+from .._util.redact import printable
 from ..errors import PathError, PortarunError
 from .advice import Summary, advise, facts, summarize
 from .timeline import TimelineError, read_timeline
@@ -42,7 +43,8 @@ class Report:
             lines.append(f"Plot: {self.png}")
         if self.note:
             lines.append(self.note)
-        return "\n".join(lines)
+        # Each line escaped on its own: a timeline's text and its path are anyone's (terminal escapes).
+        return "\n".join(printable(line) for line in lines)
 
     def __str__(self) -> str:
         return self.text()
