@@ -14,7 +14,7 @@ import html
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ._util.redact import redact
+from ._util.redact import printable, redact
 from .errors import PortarunError
 from ._util.units import format_size
 
@@ -28,7 +28,9 @@ Row = tuple[str, ...]
 
 # -- generic tables -------------------------------------------------------------------------
 def text_table(title: str, rows: Sequence[Row]) -> str:
-    """A title line and aligned columns (the last column is left ragged)."""
+    """A title line and aligned columns (the last column is left ragged); control characters in
+    a cell (a folder named with terminal escapes) are shown escaped."""
+    rows = [tuple(printable(cell) for cell in row) for row in rows]
     widths = [max(len(r[i]) for r in rows if len(r) > i) for i in range(max(map(len, rows), default=0) - 1)]
     lines = [title]
     for row in rows:

@@ -919,6 +919,9 @@ def test_terminal_escapes_in_a_folder_name_never_reach_the_terminal(tmp_path: Pa
     assert "\\x1b]0;pwned\\x07" in proc.stdout
     data = json.loads(portarun_cli("info", "--json", cwd=folder).stdout)
     assert data["paths"]["input"]["path"] == str(folder / "data")
+    shown = subprocess.run([sys.executable, "-c", "import portarun; print(str(portarun.detect()))"], cwd=folder,
+                           capture_output=True, text=True, env=_env(), timeout=120)
+    assert "\\x1b]0;pwned" in shown.stdout and "\x1b" not in shown.stdout, shown.stderr[-2000:]  # str(rt) too
 
 
 def test_terminal_escapes_in_a_timeline_and_its_path_never_reach_the_terminal(tmp_path: Path) -> None:
