@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .errors import PluginError as PluginError
     from .errors import UnknownHostError as UnknownHostError
     from .hookspecs import hookimpl as hookimpl
+    from .notebook_launcher import notebook_launch as notebook_launch
     from .paths import Paths as Paths
     from .probe import Probe as Probe
     from .provider import Detection as Detection
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
     from .runtime import detect as detect
     from .runtime import get_plugin_manager as get_plugin_manager
     from .runtime import providers as providers
-    from .notebook_launcher import notebook_launch as notebook_launch
     from .session import SessionInfo as SessionInfo
 
 _LAZY = {

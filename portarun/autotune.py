@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any
 import fsspec  # type: ignore[import-untyped,unused-ignore]
 
 from ._util.files import read_small_text, write_text_atomic
+from ._util.progress import bar
 from .errors import LoaderError
 from .loader import LoaderOptions, PipeCollate, Transfer, sample_batch, signature
 from .paths import is_remote, join
-from ._util.progress import bar
 
 if TYPE_CHECKING:
     Candidate = tuple[int, int | None, Transfer]

@@ -33,9 +33,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from ._machine.accelerators import has_mps
 from ._machine.catalog import TPU_SPECS
 from ._util.files import read_small_text
-from .errors import DeviceError, PortarunWarning
+from .errors import DeviceError, PortarunWarning, warn
 from .provider import DeviceKind
-from .errors import warn
 
 if TYPE_CHECKING:
     import torch

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ._util.redact import printable, redact
-from .errors import PortarunError
 from ._util.units import format_size
+from .errors import PortarunError
 
 if TYPE_CHECKING:
     from .devices import DeviceInfo

@@ -75,8 +75,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from .errors import DistributedError
-from .errors import warn
+from .errors import DistributedError, warn
 
 if TYPE_CHECKING:
     from .probe import Probe

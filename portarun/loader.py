@@ -31,10 +31,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from .errors import LoaderError
 from ._machine.sysinfo import default_start_method
 from ._util.units import format_size
-from .errors import warn
+from .errors import LoaderError, warn
 
 if TYPE_CHECKING:
     from .runtime import Runtime

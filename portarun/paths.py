@@ -18,8 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Union
 
 from ._util.redact import shown_location
-from .errors import PathError
-from .errors import warn
+from .errors import PathError, warn
 
 if TYPE_CHECKING:
     from hashlib import sha256 as _sha256

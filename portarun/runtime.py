@@ -16,12 +16,11 @@ from ._plugins.manager import PluginSet
 from ._plugins.manager import plugin_set as plugin_set  # where submission, report and plugins look it up
 from ._plugins.state import STATE
 from ._util.redact import redact_start
-from .errors import PluginError, PortarunError, UnknownHostError
+from .errors import PluginError, PortarunError, UnknownHostError, warn
 from .paths import Paths, ProjectId, default_project, origin_text, project_folder
 from .probe import Probe
 from .provider import CLOSE_THRESHOLD, MATCH_THRESHOLD, Detection, Provider
 from .session import SessionInfo, build_session
-from .errors import warn
 
 if TYPE_CHECKING:
     import os

@@ -51,14 +51,13 @@ from typing import TYPE_CHECKING, Any
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
-from ._util.files import folder_bytes, nearest_folder, read_small_text
-from ._util.redact import _SECRET_PARAM, MASK, _userinfo_end, is_secret_name, shown_location
-from .errors import StagingError
-from .paths import ROLES, Location, is_remote, join
-from ._util.progress import bar
 from ._machine.sysinfo import read_cpu
+from ._util.files import folder_bytes, nearest_folder, read_small_text
+from ._util.progress import bar
+from ._util.redact import _SECRET_PARAM, MASK, _userinfo_end, is_secret_name, shown_location
 from ._util.units import format_size
-from .errors import warn
+from .errors import StagingError, warn
+from .paths import ROLES, Location, is_remote, join
 
 if TYPE_CHECKING:
     from .runtime import Runtime

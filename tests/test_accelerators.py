@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 
 from portarun._machine.accelerators import (
-    inventory, parse_information, parse_nvidia_smi, read_gpus, read_proc_gpus, read_tpu,
+    inventory,
+    parse_information,
+    parse_nvidia_smi,
+    read_gpus,
+    read_proc_gpus,
+    read_tpu,
 )
 from portarun._machine.catalog import GIB
 from portarun.probe import Probe

@@ -20,7 +20,11 @@ import portarun
 from portarun._cli import report
 from portarun._machine.catalog import GIB
 from portarun.devices import (
-    DeviceInfo, arch_problem, arch_supported, cpu_build_problem, installed_torch_cuda,
+    DeviceInfo,
+    arch_problem,
+    arch_supported,
+    cpu_build_problem,
+    installed_torch_cuda,
 )
 from portarun.errors import DeviceError, PortarunWarning
 from portarun.testing import plugin, simulate

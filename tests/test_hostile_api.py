@@ -17,8 +17,17 @@ from torch.utils.data import Dataset, TensorDataset
 
 from portarun.checkpoint import Checkpointer, training_state
 from portarun.checkpoint.training import ResumeResult
-from portarun.errors import (CheckpointError, CorruptCheckpointError, DatasetError, IntegrationError, LoaderError,
-                             PortarunWarning, SecretNotFoundError, StagingError, SubmissionError)
+from portarun.errors import (
+    CheckpointError,
+    CorruptCheckpointError,
+    DatasetError,
+    IntegrationError,
+    LoaderError,
+    PortarunWarning,
+    SecretNotFoundError,
+    StagingError,
+    SubmissionError,
+)
 from portarun.integrations import tracking
 from portarun.integrations.tracking import tensorboard_writer, tracker_run_id
 from portarun.testing import simulate

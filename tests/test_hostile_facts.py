@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from portarun._util.files import read_small
 from portarun._machine.accelerators import read_proc_gpus
+from portarun._machine.sysinfo import read_cpu, read_memory
+from portarun._util.files import read_small
+from portarun._util.units import parse_size
 from portarun.errors import PortarunError
 from portarun.session import parse_duration
-from portarun._machine.sysinfo import read_cpu, read_memory
 from portarun.testing import simulate
-from portarun._util.units import parse_size
 
 
 def plant(root: Path, files: dict[str, str]) -> None:

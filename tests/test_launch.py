@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from portarun.errors import DistributedError
-from portarun._cli.launch import _xla_main, plan
-from portarun.testing import simulate
 from test_distributed import REPO, check_two, run_two
+
+from portarun._cli.launch import _xla_main, plan
+from portarun.errors import DistributedError
+from portarun.testing import simulate
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from test_launch_nodes import clean_env
 
 TRAIN = '''

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from portarun.errors import DistributedError
-from portarun._cli.launch import RDZV_PORT, Nodes, plan
-from portarun.testing import simulate
 from test_distributed import REPO, WORKER, free_port
+
+from portarun._cli.launch import RDZV_PORT, Nodes, plan
+from portarun.errors import DistributedError
+from portarun.testing import simulate
 
 LAUNCHERS = Path(__file__).parent / "fixtures" / "launchers"
 

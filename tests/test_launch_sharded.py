@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from test_distributed import REPO
 from test_launch_nodes import agents
 

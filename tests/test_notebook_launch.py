@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_distributed import REPO
 
 import portarun
 from portarun.errors import DistributedError
 from portarun.notebook_launcher import WorkerError
 from portarun.testing import simulate
-from test_distributed import REPO
 
 pytestmark = pytest.mark.hosts  # each worker calls portarun.detect() on the session's host
 

@@ -15,7 +15,7 @@ import pytest
 from portarun._cli import main as cli
 from portarun._util.redact import location_key, redact, shown_location
 from portarun.checkpoint import Checkpointer
-from portarun.errors import PortarunError, CheckpointError, PathError, PortarunWarning, StagingError
+from portarun.errors import CheckpointError, PathError, PortarunError, PortarunWarning, StagingError
 from portarun.staging import transfer
 from portarun.testing import simulate
 

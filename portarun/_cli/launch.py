@@ -40,8 +40,8 @@ from ..distributed import auto_nproc
 from ..errors import DistributedError
 
 if TYPE_CHECKING:
-    from .main import Runner
     from ..runtime import Runtime
+    from .main import Runner
 
 
 @dataclass(frozen=True)

@@ -39,8 +39,8 @@ def info_command(parser: argparse.ArgumentParser) -> Runner:
                         help="import torch to add what it reports (CUDA build, GPU architectures, device checks)")
 
     def run(args: argparse.Namespace) -> int:
-        from . import report
         from ..runtime import detect
+        from . import report
 
         if args.torch:
             try:

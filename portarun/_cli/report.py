@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from .._util.files import nearest_folder
 from .._util.redact import printable, shown_location
+from .._util.units import format_size
 from ..errors import PortarunError
 from ..paths import is_remote
-from .._util.units import format_size
 
 if TYPE_CHECKING:
     from ..runtime import Runtime

@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._util.files import read_small_text
-from .catalog import gpu_spec
 from ..facts import GpuFacts, TpuFacts
+from .catalog import gpu_spec
 
 if TYPE_CHECKING:
     from ..probe import Probe

@@ -35,12 +35,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import pluggy
 
 from .. import hookspecs
-from .entrypoints import portarun_entry_points
 from .._util.files import flag
-from .isolation import MAX_LINE, Guard, Outcome, Worker, budget, clean_text, describe_error
-from .state import STATE
 from ..errors import PluginError, warn
 from ..provider import MATCH_THRESHOLD, Detection, HostLocations, Provider, SessionLimits
+from .entrypoints import portarun_entry_points
+from .isolation import MAX_LINE, Guard, Outcome, Worker, budget, clean_text, describe_error
+from .state import STATE
 
 if TYPE_CHECKING:
     from ..probe import Probe

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 from ..probe import Probe
 
 if TYPE_CHECKING:
-    from .manager import PluginSet
     from ..runtime import Runtime
+    from .manager import PluginSet
 
 #: The ``detect()`` arguments (host, project, device) of a call without arguments: the key of
 #: the runtime a simulation hands out.

@@ -37,21 +37,37 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._util.redact import shown_location
-from ..errors import CheckpointError, CorruptCheckpointError
-from ..paths import is_remote
 from .._util.units import format_size
-from .manifest import (MAX_STEP, STATE_FILE, FileEntry, Manifest, check_entry, checkpoint_name, crc32_file,
-                       open_regular, parse_name)
+from ..errors import CheckpointError, CorruptCheckpointError, warn
+from ..paths import is_remote
+from .loadable import check_loadable
+from .lock import DEFAULT_LEASE, Holder, WriterLease
+from .manifest import (
+    MAX_STEP,
+    STATE_FILE,
+    FileEntry,
+    Manifest,
+    check_entry,
+    checkpoint_name,
+    crc32_file,
+    open_regular,
+    parse_name,
+)
 from .policy import Candidate, Mode, SavePolicy, _seconds, to_delete
 from .signals import DEFAULT_GRACE, PreemptionGuard
-from .lock import DEFAULT_LEASE, Holder, WriterLease
-from .storage import (IncompleteCheckpointError, LocalStorage, Storage, is_full, is_read_only, open_storage, read_only,
-                      storage_full)
-from .loadable import check_loadable
+from .storage import (
+    IncompleteCheckpointError,
+    LocalStorage,
+    Storage,
+    is_full,
+    is_read_only,
+    open_storage,
+    read_only,
+    storage_full,
+)
 from .training import ResumeResult, check_parts, restore, training_state
 from .writer import Mode as WriteMode
 from .writer import Writer, default_mode, write_state
-from ..errors import warn
 
 if TYPE_CHECKING:
     from ..provider import StorageSync

@@ -24,10 +24,10 @@ from typing import Any
 import fsspec
 from fsspec.callbacks import Callback
 
-from ..errors import CheckpointError, CorruptCheckpointError, StorageFullError
-from ..paths import is_remote, slugify
 from .._util.progress import Bar, bar
 from .._util.units import format_size
+from ..errors import CheckpointError, CorruptCheckpointError, StorageFullError
+from ..paths import is_remote, slugify
 from .manifest import MANIFEST, MAX_MANIFEST_BYTES, Manifest, open_regular, parse_name, read_regular
 
 _CHUNK = 8 * 1024 * 1024

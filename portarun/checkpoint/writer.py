@@ -49,8 +49,8 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
-from ..errors import CheckpointError, StorageFullError
 from .._util.progress import Bar, bar, enabled
+from ..errors import CheckpointError, StorageFullError
 from .manifest import FileEntry, Manifest
 from .storage import is_full
 

@@ -61,8 +61,7 @@ from typing import TYPE_CHECKING
 
 from ..hookspecs import Register, hookimpl
 from ..probe import Probe
-from ..provider import (Detection, DeviceKind, Evidence, HostLocations, Preset, Provider, SessionLimits,
-                        StorageSync)
+from ..provider import Detection, DeviceKind, Evidence, HostLocations, Preset, Provider, SessionLimits, StorageSync
 
 if TYPE_CHECKING:
     from ..runtime import Runtime

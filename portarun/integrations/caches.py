@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..paths import is_remote
 from ..errors import IntegrationError, warn
+from ..paths import is_remote
 
 if TYPE_CHECKING:
     from ..runtime import Runtime

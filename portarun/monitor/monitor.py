@@ -12,8 +12,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import warn
 from .._util.units import format_size
+from ..errors import warn
 from .budgets import as_record, price_override
 from .sampler import GpuReader, Sampler
 from .timeline import VERSION, TimelineWriter

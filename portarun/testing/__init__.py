@@ -28,14 +28,15 @@ from pathlib import Path
 from typing import Any
 
 from .. import runtime as _runtime
+from .._machine.catalog import gpu_from_name, tpu_from_spec
 from .._plugins.manager import plugin_set
 from .._plugins.state import DEFAULT_KEY, STATE
-from .._machine.catalog import gpu_from_name, tpu_from_spec
+from .._util.units import parse_size
 from ..errors import PortarunError, UnknownHostError, warn
 from ..facts import CpuFacts, GpuFacts, MemoryFacts, PlatformFacts, ShmFacts, TpuFacts
 from ..probe import Probe
 from ..provider import Preset
-from .._util.units import parse_size
+
 
 def _installed_presets(env: Mapping[str, str] | None = None) -> dict[str, Preset]:
     """Every preset the providers of ``env``'s plugin set ship (:meth:`Provider.presets`), by
