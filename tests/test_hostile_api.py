@@ -736,18 +736,6 @@ def test_a_link_or_fifo_planted_as_a_part_file_is_never_written_through(tmp_path
     assert not part.exists() and not part.is_symlink()
 
 
-_SOURCE_FIFO_SWAPPER = """
-import os, sys, time
-target, good = sys.argv[1:3]
-end = time.monotonic() + float(sys.argv[3])
-while time.monotonic() < end:
-    tmp = target + ".swap"
-    os.mkfifo(tmp)
-    os.replace(tmp, target)
-    os.link(good, tmp)
-    os.replace(tmp, target)
-"""
-
 _STAGE_LOOP = """
 import shutil, sys, time, warnings
 from portarun import staging
@@ -774,7 +762,7 @@ def test_a_source_file_swapped_for_a_fifo_never_blocks_staging(tmp_path: Path) -
     good = tmp_path / "good.bin"
     good.write_bytes(b"x" * 1000)
     os.link(good, src / "f.bin")
-    swapper = subprocess.Popen([sys.executable, "-c", _SOURCE_FIFO_SWAPPER, str(src / "f.bin"), str(good), "4"])
+    swapper = subprocess.Popen([sys.executable, "-c", _FIFO_SWAPPER, str(src / "f.bin"), str(good), "4"])
     try:
         out = subprocess.run([sys.executable, "-c", _STAGE_LOOP, str(src), str(tmp_path / "copy"), "3"],
                              capture_output=True, text=True, timeout=30)

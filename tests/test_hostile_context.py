@@ -799,47 +799,14 @@ def test_a_timeline_claiming_thousands_of_gpus_is_summarized_in_linear_time(tmp_
     assert len(report.summary.gpus) == 3000 and report.summary.gpus[-1].util_mean == 50
 
 
-def test_a_forced_plugin_host_whose_locations_fail_is_a_plugin_error() -> None:
-    """``PORTARUN_HOST=acme`` forces a plugin provider whose ``locations()`` raises (its storage is
-    not mounted): detect() names the provider and what to do, instead of passing the plugin's
-    RuntimeError on (a RuntimeError is not taken for a missing home folder either)."""
-    import types
-
-    import portarun
-    from portarun import hookimpl
-    from portarun.errors import PluginError
-    from portarun.provider import Detection, HostLocations, Provider
-    from portarun.testing import plugin, simulate
-
-    class Acme(Provider):
-        name = "acme"
-        display_name = "Acme"
-
-        @classmethod
-        def detect(cls, probe: object) -> Detection:  # type: ignore[override]
-            return Detection(0.0, ())
-
-        def locations(self, project: str) -> HostLocations:
-            raise RuntimeError("acme storage is not mounted")
-
-    @hookimpl
-    def portarun_register_providers(register):  # type: ignore[no-untyped-def]
-        register(Acme)
-
-    with plugin(types.SimpleNamespace(portarun_register_providers=portarun_register_providers)):
-        with pytest.raises(PluginError, match=r"PORTARUN_HOST=acme forces the 'acme' provider .* RuntimeError: "
-                                              r"acme storage is not mounted.*Unset PORTARUN_HOST"):
-            with pytest.warns(portarun.PortarunWarning):
-                with simulate("local", env={"PORTARUN_HOST": "acme"}):
-                    pass
-
-
-@pytest.mark.parametrize("method", ["session_limits", "session_start", "cpu_hint"])
+@pytest.mark.parametrize("method", ["locations", "session_limits", "session_start", "cpu_hint"])
 def test_a_forced_plugin_host_that_cannot_answer_is_a_plugin_error(method: str) -> None:
     """A plugin provider that matches is asked, in isolation, what ``detect()`` will ask the
     winner; one forced by ``PORTARUN_HOST`` without matching was not, and its RuntimeError came
-    out of ``detect()`` (``session_limits``, ``session_start``) or ``rt.cpu`` (``cpu_hint``). It
-    is asked the same, and a failure is a PluginError naming it and saying to unset the variable."""
+    out of ``detect()`` (``locations``, when its storage is not mounted, ``session_limits``,
+    ``session_start``) or ``rt.cpu`` (``cpu_hint``). It is asked the same, and a failure is a
+    PluginError naming it and saying to unset the variable (a RuntimeError from ``locations`` is
+    not taken for a missing home folder either)."""
     import types
 
     import portarun
@@ -860,7 +827,7 @@ def test_a_forced_plugin_host_that_cannot_answer_is_a_plugin_error(method: str) 
             base = self.probe.path("/acme")
             return HostLocations(base / "in", base / "scratch", base / "out", base / "persist", base / "cache")
 
-    def boom(self: object) -> None:
+    def boom(self: object, *args: object) -> None:
         raise RuntimeError("acme's API is down")
 
     setattr(Acme, method, boom)
