@@ -23,12 +23,14 @@ class UnknownHostError(PortarunError, LookupError):
     def __init__(self, name: str, known: Iterable[str], source: str = "host") -> None:
         import difflib
 
+        from ._util.redact import redact_start
+
         self.name = name
         self.known = tuple(sorted(known))
         close = difflib.get_close_matches(name.strip().lower(), self.known, n=1, cutoff=0.6)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        super().__init__(
-            f"unknown {source} {name!r}; {hint}known: {', '.join(self.known)}. "
+        super().__init__(  # the name quoted cut short: a 100 kB PORTARUN_HOST would fill the line
+            f"unknown {source} {redact_start(name, 100)!r}; {hint}known: {', '.join(self.known)}. "
             "Install the provider plugin for it, or pick one of the known names."
         )
 

@@ -375,18 +375,9 @@ def _override(role: Role, value: str, probe: Probe, notes: list[str]) -> Locatio
 
 def resolve(provider: Provider, project: str) -> Paths:
     """The paths of ``provider`` for ``project`` with overrides applied. Nothing is created:
-    each writer makes its folder on first write (:func:`ensure_dir`). Raises
-    :class:`~portarun.errors.PathError` when there is no home folder at all."""
+    each writer makes its folder on first write (:func:`ensure_dir`)."""
     probe = provider.probe
-    try:
-        loc = provider.locations(project)
-    except RuntimeError as exc:
-        if os.path.expanduser("~") != "~":  # there is a home: the error is the provider's own
-            raise
-        # What pathlib and platformdirs raise when no home folder can be found.
-        raise PathError(f"the {provider.name} provider cannot place its folders: {exc}. Set HOME to an absolute "
-                        "folder this user owns (it is unset, and this user id has no entry in the password "
-                        "database, as in a container started with an arbitrary --user).") from None
+    loc = provider.locations(project)
     roles: dict[str, Location] = {
         "input": loc.input, "scratch": loc.scratch, "output": loc.output,
         "persist": join(loc.persist, project), "cache": loc.cache,

@@ -63,7 +63,7 @@ class Probe:
         """``NAME=value`` for evidence, with credential-like values masked and a value over 120
         characters cut (a 100 kB variable would fill every report line that names it)."""
         value = shown_value(name, self.env.get(name, ""))
-        return f"{name}={value if len(value) <= 120 else redact_start(value, 100) + '…'}"
+        return f"{name}={value if len(value) <= 120 else redact_start(value, 100)}"
 
     # -- filesystem ----------------------------------------------------------------------
     def path(self, host_path: str | os.PathLike[str]) -> Path:

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple, overload
 from ._plugins.manager import PluginSet
 from ._plugins.manager import plugin_set as plugin_set  # where submission, report and plugins look it up
 from ._plugins.state import STATE
-from ._util.redact import redact_start
 from .errors import PluginError, PortarunError, UnknownHostError, warn
 from .paths import Paths, ProjectId, default_project, origin_text, project_folder
 from .probe import Probe
@@ -137,9 +136,8 @@ def build_runtime(probe: Probe, *, host: str | None = None, project: str | None 
         source = "host" if host else "host in PORTARUN_HOST"
         # Provider names are lower case; `PORTARUN_HOST=Kaggle` means kaggle.
         forced_name = forced_name if forced_name in registry else forced_name.lower()
-        if forced_name not in registry:  # the message quotes the name: a 100 kB one is cut
-            raise UnknownHostError(forced_name if len(forced_name) <= 100 else redact_start(forced_name, 100) + "…",
-                                   registry, source)
+        if forced_name not in registry:
+            raise UnknownHostError(forced_name, registry, source)
         verdict = next(v for v in verdicts if v.provider == forced_name)
     else:
         verdict = verdicts[0]

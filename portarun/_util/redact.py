@@ -127,9 +127,10 @@ def redact(text: str) -> str:
 
 
 def redact_start(text: str, length: int) -> str:
-    """:func:`redact` of the first ``length`` characters of ``text``, without scanning the rest: a
-    URL that the cut leaves open (its ``user:password@`` may run past the cut, where its ``@``
-    is lost) keeps only its ``scheme://``, so no part of a password shows."""
+    """:func:`redact` of the first ``length`` characters of ``text``, followed by ``…`` when there
+    was more, without scanning the rest: a URL that the cut leaves open (its ``user:password@``
+    may run past the cut, where its ``@`` is lost) keeps only its ``scheme://``, so no part of a
+    password shows."""
     if len(text) <= length:
         return redact(text)
     start = text[:length]
@@ -137,8 +138,8 @@ def redact_start(text: str, length: int) -> str:
     for last in _URL.finditer(start):
         pass
     if last is not None and last.end() == len(start):
-        start = start[:last.start()] + last.group(0).partition("://")[0] + "://…"
-    return redact(start)
+        start = start[:last.start()] + last.group(0).partition("://")[0] + "://"
+    return redact(start) + "…"
 
 
 def location_key(location: str | os.PathLike[str], length: int = 12) -> str:

@@ -18,6 +18,7 @@ import socket
 import stat
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -48,14 +49,20 @@ class IncompleteCheckpointError(CorruptCheckpointError):
     (not listed, and not worth a warning)."""
 
 
-def is_full(exc: BaseException) -> bool:
-    """Whether an exception (or its cause) is a disk-full or quota-exceeded error."""
+def _caused_by(exc: BaseException, errnos: Collection[int]) -> bool:
+    """Whether ``exc``, or an exception it was raised from or during, is an ``OSError`` with one
+    of ``errnos``."""
     current: BaseException | None = exc
     while current is not None:
-        if isinstance(current, OSError) and current.errno in FULL_ERRNOS:
+        if isinstance(current, OSError) and current.errno in errnos:
             return True
         current = current.__cause__ or current.__context__
     return False
+
+
+def is_full(exc: BaseException) -> bool:
+    """Whether an exception (or its cause) is a disk-full or quota-exceeded error."""
+    return _caused_by(exc, FULL_ERRNOS)
 
 
 def storage_full(where: str, needed: int, exc: BaseException, *, exact: bool = False) -> StorageFullError:
@@ -82,12 +89,7 @@ def _reason(exc: BaseException) -> str:
 
 def is_read_only(exc: BaseException) -> bool:
     """Whether an exception (or its cause) says a folder cannot be written (read-only, no permission)."""
-    current: BaseException | None = exc
-    while current is not None:
-        if isinstance(current, OSError) and current.errno in READ_ONLY_ERRNOS:
-            return True
-        current = current.__cause__ or current.__context__
-    return False
+    return _caused_by(exc, READ_ONLY_ERRNOS)
 
 
 def read_only(where: str, exc: BaseException) -> CheckpointError:

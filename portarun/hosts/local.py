@@ -38,12 +38,17 @@ class LocalProvider(Provider):
     def locations(self, project: str) -> HostLocations:
         import platformdirs
 
-        cache = self._user_dir(platformdirs.user_cache_path("portarun", appauthor=False))
+        try:
+            cache = self._user_dir(platformdirs.user_cache_path("portarun", appauthor=False))
+            persist = self._user_dir(platformdirs.user_data_path("portarun", appauthor=False))
+        except RuntimeError:  # what platformdirs and pathlib raise when they find no home folder
+            self.probe.home  # a PathError saying HOME is missing and what to set, if so
+            raise  # there is a home: the error is another one
         return HostLocations(
             input=self.probe.cwd / "data",
             scratch=cache / "scratch",
             output=self.probe.cwd / "outputs",
-            persist=self._user_dir(platformdirs.user_data_path("portarun", appauthor=False)),
+            persist=persist,
             cache=cache,
         )
 
